@@ -1,0 +1,104 @@
+"""Domain exceptions raised by the library.
+
+The API maps these to HTTP responses in one place; the CLI prints their message. Each carries
+structured details (``errors``) so callers can point at the offending file, row or field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+class FlightDelayError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+    def __init__(self, message: str, errors: Sequence[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors: list[dict[str, Any]] = list(errors or [])
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidDataset(FlightDelayError):
+    """A flight file cannot be used: unreadable, wrong shape or bad values.
+
+    Attributes:
+        file: the file that failed (a path, or ``"<dataframe>"`` for in-memory data).
+        column: the column at fault, when there is one.
+        rows: example locations (CSV line numbers, or 1-based row numbers for other inputs).
+    """
+
+    def __init__(
+        self,
+        file: str,
+        problem: str,
+        *,
+        column: str | None = None,
+        rows: Sequence[int] = (),
+        location: str = "line",
+    ) -> None:
+        where = f"{file}"
+        if column:
+            where += f", column '{column}'"
+        if rows:
+            label = location + ("s" if len(rows) > 1 else "")
+            where += f", {label} " + ", ".join(str(r) for r in rows)
+        super().__init__(
+            f"{where}: {problem}",
+            [{"file": file, "column": column, "rows": list(rows), "problem": problem}],
+        )
+        self.file = file
+        self.column = column
+        self.rows = list(rows)
+        self.problem = problem
+
+
+class InvalidConfig(FlightDelayError):
+    """A training configuration or a hyperparameter is not acceptable."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}", [{"field": field, "problem": problem}])
+        self.field = field
+        self.problem = problem
+
+
+class UnknownModelFamily(InvalidConfig):
+    """The requested model family is not registered."""
+
+
+@dataclass(frozen=True)
+class FlightIssue:
+    """One problem with one field of one flight submitted for prediction."""
+
+    index: int
+    field: str
+    problem: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "problem": self.problem}
+
+
+class InvalidFlights(FlightDelayError):
+    """Flights submitted for prediction do not fit the model's input schema."""
+
+    #: how many issues the message spells out; all of them are in ``errors``
+    MESSAGE_LIMIT = 10
+
+    def __init__(self, issues: Sequence[FlightIssue]) -> None:
+        shown = "; ".join(f"flight {i.index}, {i.field}: {i.problem}" for i in issues[: self.MESSAGE_LIMIT])
+        more = len(issues) - self.MESSAGE_LIMIT
+        if more > 0:
+            shown += f"; and {more} more"
+        super().__init__(
+            f"{len(issues)} invalid field(s) in the submitted flights: {shown}",
+            [i.as_dict() for i in issues],
+        )
+        self.issues = list(issues)
+
+
+class ModelArtifactError(FlightDelayError):
+    """A saved model cannot be loaded: missing, corrupt or built with incompatible libraries."""

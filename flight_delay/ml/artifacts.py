@@ -1,0 +1,204 @@
+"""A trained model: one fitted pipeline plus its metadata, saved atomically and loaded with checks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from flight_delay.errors import FlightIssue, InvalidFlights, ModelArtifactError
+from flight_delay.ml.features import FlightFeatures
+
+MODEL_FILE = "model.joblib"
+METADATA_FILE = "model.json"
+FORMAT_VERSION = 1
+
+# library -> how many leading version parts must match for a pickled model to be trusted
+_COMPATIBILITY = {"scikit-learn": 2, "lightgbm": 1, "pandas": 1, "numpy": 1}
+_RECORDED = ("flight-delay", "scikit-learn", "lightgbm", "pandas", "numpy", "joblib", "holidays")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _RECORDED:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+FlightsInput = pd.DataFrame | Sequence[Mapping[str, Any]]
+
+
+@dataclass
+class TrainedModel:
+    """A fitted ``features -> estimator`` pipeline and what is known about it.
+
+    ``metadata`` holds the family, parameters, feature set and input schema, the threshold, the
+    evaluation metrics, the data fingerprint and library versions (see ``model.json``).
+    """
+
+    pipeline: Pipeline
+    metadata: dict[str, Any]
+
+    @property
+    def threshold(self) -> float:
+        return float(self.metadata["threshold"]["value"])
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return dict(self.metadata["metrics"])
+
+    @property
+    def features(self) -> FlightFeatures:
+        step = self.pipeline.named_steps["features"]
+        assert isinstance(step, FlightFeatures)
+        return step
+
+    @property
+    def input_schema(self) -> dict[str, Any]:
+        return dict(self.metadata["feature_set"]["input_schema"])
+
+    # -- predicting ----------------------------------------------------------------------------
+    def predict_proba(self, flights: FlightsInput) -> np.ndarray:
+        """Delay probability of each flight, in input order.
+
+        Args:
+            flights: raw SCL rows (a frame or a list of dicts); operated columns may be absent.
+
+        Raises:
+            InvalidFlights: listing every offending flight index and field.
+        """
+        frame = _as_frame(flights)
+        self.features.check_flights(frame)
+        return np.asarray(self.pipeline.predict_proba(frame)[:, 1], dtype=float)
+
+    def predict(self, flights: FlightsInput) -> np.ndarray:
+        """Whether each flight is predicted delayed (probability at or above the threshold)."""
+        return self.predict_proba(flights) >= self.threshold
+
+    def limit_threads(self, threads: int = 1) -> None:
+        """Predict with ``threads`` threads: serving processes use one each, or OpenMP threads
+        of several processes fight over the cores."""
+        for _, step in self.pipeline.steps:
+            if "n_jobs" in step.get_params(deep=False):
+                step.set_params(n_jobs=threads)
+
+    # -- saving --------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``model.joblib`` then ``model.json`` into ``directory``, each atomically.
+
+        The metadata goes last and records the model file's sha256, so a reader that finds
+        ``model.json`` finds the complete model it describes.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        model_path = directory / MODEL_FILE
+        _atomic_write(model_path, lambda handle: joblib.dump(self.pipeline, handle, compress=3))
+        self.metadata["artifact"] = {"file": MODEL_FILE, "sha256": _sha256(model_path)}
+        text = json.dumps(self.metadata, indent=2, sort_keys=False, default=_json_default)
+        _atomic_write(directory / METADATA_FILE, lambda handle: handle.write(text.encode()))
+        return directory
+
+
+def load_model(directory: str | Path) -> TrainedModel:
+    """Load a model saved by :meth:`TrainedModel.save`.
+
+    Raises:
+        ModelArtifactError: a file is missing or corrupt, the metadata is of another format, or the
+            model was saved with library versions this environment cannot safely load.
+    """
+    directory = Path(directory)
+    meta_path = directory / METADATA_FILE
+    model_path = directory / MODEL_FILE
+    if not meta_path.is_file():
+        raise ModelArtifactError(f"{meta_path}: no model metadata (was the model saved here?)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelArtifactError(f"{meta_path}: corrupt metadata ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        raise ModelArtifactError(
+            f"{meta_path}: unsupported model format {meta.get('format_version') if isinstance(meta, dict) else None!r}"
+            f" (this version reads format {FORMAT_VERSION})"
+        )
+    _check_versions(meta_path, meta.get("versions", {}))
+    if not model_path.is_file():
+        raise ModelArtifactError(f"{model_path}: model file is missing")
+    expected = meta.get("artifact", {}).get("sha256")
+    if expected != _sha256(model_path):
+        raise ModelArtifactError(
+            f"{model_path}: corrupt model file (sha256 does not match the one recorded in {METADATA_FILE})"
+        )
+    try:
+        pipeline = joblib.load(model_path)
+    except Exception as exc:  # unpickling can raise almost anything
+        raise ModelArtifactError(f"{model_path}: cannot be loaded ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(pipeline, Pipeline) or "features" not in pipeline.named_steps:
+        raise ModelArtifactError(f"{model_path}: not a flight-delay pipeline")
+    return TrainedModel(pipeline, meta)
+
+
+def _check_versions(meta_path: Path, saved: Mapping[str, str]) -> None:
+    installed = library_versions()
+    for name, parts in _COMPATIBILITY.items():
+        then, now = saved.get(name), installed.get(name)
+        if then is None or now is None:
+            continue
+        if then.split(".")[:parts] != now.split(".")[:parts]:
+            raise ModelArtifactError(
+                f"{meta_path}: saved with {name} {then}, but {now} is installed; "
+                f"install {name}=={then} or retrain the model"
+            )
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _as_frame(flights: FlightsInput) -> pd.DataFrame:
+    if isinstance(flights, pd.DataFrame):
+        return flights.reset_index(drop=True)
+    if isinstance(flights, Mapping) or not isinstance(flights, Sequence):
+        raise InvalidFlights([FlightIssue(0, "flights", "must be a list of flight objects")])
+    bad = [FlightIssue(i, "flight", "must be an object of SCL fields")
+           for i, f in enumerate(flights) if not isinstance(f, Mapping)]
+    if bad:
+        raise InvalidFlights(bad)
+    return pd.DataFrame.from_records(list(flights))

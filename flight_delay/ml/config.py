@@ -1,0 +1,100 @@
+"""The training configuration: a validated, JSON-safe set of settings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import pandas as pd
+
+from flight_delay.errors import InvalidConfig
+from flight_delay.ml.families import DEFAULT_FAMILY, get_family
+from flight_delay.ml.features import DEFAULT_FEATURE_SET, get_feature_set
+
+SPLITS = ("time", "random")
+THRESHOLD_STRATEGIES = ("best_f1", "fixed")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train and evaluate one model.
+
+    Attributes:
+        model_type: a registered model family (``lightgbm``, ``logistic_regression``).
+        features: ``schedule`` (default) or ``minimal``.
+        split: ``time`` holds out the last ``test_size`` of flights by Fecha-I (or every flight from
+            ``time_cutoff`` on); ``random`` holds out a stratified, seeded sample.
+        test_size: share of flights held out for the evaluation.
+        validation_size: share of the training part used for early stopping and the threshold.
+        time_cutoff: with ``split=time``, hold out flights scheduled at or after this date.
+        seed: random seed of splits and models.
+        threshold_strategy: ``best_f1`` (of the delay class, on the validation slice) or ``fixed``.
+        threshold: the decision threshold when ``threshold_strategy`` is ``fixed``.
+        refit: after the evaluation, refit the final model on every row.
+        params: hyperparameters of the model family, validated against its declared ranges.
+    """
+
+    model_type: str = DEFAULT_FAMILY
+    features: str = DEFAULT_FEATURE_SET
+    split: str = "time"
+    test_size: float = 0.2
+    validation_size: float = 0.15
+    time_cutoff: str | None = None
+    seed: int = 42
+    threshold_strategy: str = "best_f1"
+    threshold: float | None = None
+    refit: bool = True
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        get_family(self.model_type)
+        get_feature_set(self.features)
+        if self.split not in SPLITS:
+            raise InvalidConfig("split", f"must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        for name in ("test_size", "validation_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.05 <= value <= 0.5:
+                raise InvalidConfig(name, f"must be a number between 0.05 and 0.5, got {value!r}")
+        if self.time_cutoff is not None:
+            if self.split != "time":
+                raise InvalidConfig("time_cutoff", "only applies to split=time")
+            try:
+                pd.Timestamp(self.time_cutoff)
+            except (ValueError, TypeError):
+                raise InvalidConfig("time_cutoff", f"not a date: {self.time_cutoff!r}") from None
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InvalidConfig("seed", f"must be a non-negative integer, got {self.seed!r}")
+        if self.threshold_strategy not in THRESHOLD_STRATEGIES:
+            raise InvalidConfig(
+                "threshold_strategy", f"must be one of {', '.join(THRESHOLD_STRATEGIES)}"
+            )
+        if self.threshold_strategy == "fixed":
+            t = self.threshold
+            if isinstance(t, bool) or not isinstance(t, int | float) or not 0.0 < t < 1.0:
+                raise InvalidConfig("threshold", "with threshold_strategy=fixed, give a number in (0, 1)")
+        elif self.threshold is not None:
+            raise InvalidConfig("threshold", "only applies to threshold_strategy=fixed")
+        if not isinstance(self.refit, bool):
+            raise InvalidConfig("refit", "must be true or false")
+        # validates names, types and ranges; the resolved values are recorded at training time
+        get_family(self.model_type).resolve_params(self.params)
+
+    @classmethod
+    def from_dict(cls, settings: Mapping[str, Any] | None) -> TrainConfig:
+        """Build from JSON-like settings; an unknown key is an error, not silently dropped."""
+        settings = dict(settings or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise InvalidConfig(unknown[0], f"unknown setting; allowed: {', '.join(sorted(known))}")
+        return cls(**settings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def resolved_params(self) -> dict[str, Any]:
+        params = get_family(self.model_type).resolve_params(self.params)
+        if "random_state" in params and "random_state" not in self.params:
+            params["random_state"] = self.seed
+        return params

@@ -1,0 +1,94 @@
+"""The interface every model family implements, and validated hyperparameters."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from flight_delay.errors import InvalidConfig
+
+
+@dataclass(frozen=True)
+class Param:
+    """One hyperparameter: its type, default and allowed range or choices."""
+
+    kind: type
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] | None = None
+    help: str = ""
+
+    def check(self, name: str, value: Any) -> Any:
+        field = f"params.{name}"
+        # bool is an int in Python; a JSON true must not pass as num_leaves=1
+        if isinstance(value, bool) and self.kind is not bool:
+            raise InvalidConfig(field, f"must be {self.kind.__name__}, got a boolean")
+        if self.kind is float and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, self.kind):
+            raise InvalidConfig(field, f"must be {self.kind.__name__}, got {type(value).__name__}")
+        if self.choices is not None and value not in self.choices:
+            raise InvalidConfig(field, f"must be one of {', '.join(map(str, self.choices))}")
+        if self.low is not None and value < self.low:
+            raise InvalidConfig(field, f"must be at least {self.low}, got {value}")
+        if self.high is not None and value > self.high:
+            raise InvalidConfig(field, f"must be at most {self.high}, got {value}")
+        return value
+
+
+@dataclass
+class FitResult:
+    """A fitted estimator and the parameters a refit on more rows should pin (say, tree count)."""
+
+    estimator: BaseEstimator
+    pinned_params: dict[str, Any]
+
+
+class ModelFamily(ABC):
+    """A kind of model. Adding one is a module with a subclass plus one registry entry."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    params: ClassVar[Mapping[str, Param]]
+
+    def resolve_params(self, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Defaults overlaid with ``overrides``; raises InvalidConfig naming a bad parameter."""
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise InvalidConfig("params", "must be an object of hyperparameters")
+        unknown = sorted(set(overrides or {}) - set(self.params))
+        if unknown:
+            raise InvalidConfig(
+                f"params.{unknown[0]}",
+                f"unknown hyperparameter for {self.name}; allowed: {', '.join(sorted(self.params))}",
+            )
+        resolved = {name: spec.default for name, spec in self.params.items()}
+        for name, value in (overrides or {}).items():
+            resolved[name] = self.params[name].check(name, value)
+        return resolved
+
+    @abstractmethod
+    def build(
+        self, params: Mapping[str, Any], categorical: Sequence[str], numeric: Sequence[str]
+    ) -> BaseEstimator:
+        """An unfitted scikit-learn classifier taking the feature frame."""
+
+    def fit(
+        self,
+        params: Mapping[str, Any],
+        categorical: Sequence[str],
+        numeric: Sequence[str],
+        features: pd.DataFrame,
+        labels: pd.Series,
+        validation: tuple[pd.DataFrame, pd.Series] | None = None,
+    ) -> FitResult:
+        """Fit on ``features``; ``validation`` may be used for early stopping, never for anything
+        that reaches the holdout."""
+        estimator = self.build(params, categorical, numeric)
+        estimator.fit(features, labels)
+        return FitResult(estimator, {})

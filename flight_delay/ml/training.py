@@ -1,0 +1,171 @@
+"""``train``: split, fit, choose the threshold, evaluate on the holdout, refit, describe.
+
+The holdout is touched exactly once, to measure the model; early stopping and the threshold use a
+validation slice carved from the training part.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from flight_delay.data import FlightData, flights_from_frame, load_flights, schema
+from flight_delay.ml.artifacts import FORMAT_VERSION, TrainedModel, library_versions
+from flight_delay.ml.config import TrainConfig
+from flight_delay.ml.evaluation import best_f1_threshold, classification_metrics
+from flight_delay.ml.families import get_family
+from flight_delay.ml.features import FlightFeatures, get_feature_set
+from flight_delay.ml.splits import split_positions
+
+#: progress(stage, percent): called as training moves on; the CLI draws it, the worker publishes it
+Progress = Callable[[str, int], None]
+
+
+def _no_progress(stage: str, percent: int) -> None:
+    return None
+
+
+def as_flight_data(data: FlightData | pd.DataFrame | str | Path) -> FlightData:
+    if isinstance(data, FlightData):
+        return data
+    if isinstance(data, pd.DataFrame):
+        return flights_from_frame(data)
+    return load_flights(data)
+
+
+def train(
+    data: FlightData | pd.DataFrame | str | Path,
+    config: TrainConfig | Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> TrainedModel:
+    """Train and evaluate one model.
+
+    Args:
+        data: a path (CSV, folder, parquet), a frame in the SCL schema, or loaded ``FlightData``.
+        config: a :class:`TrainConfig` or its settings as a dict (validated).
+        progress: optional ``progress(stage, percent)`` callback.
+
+    Returns:
+        The final model (refit on every row unless ``refit`` is false) with its metadata.
+
+    Raises:
+        InvalidDataset: the data cannot be used.
+        InvalidConfig: a setting or hyperparameter is not acceptable.
+    """
+    report = progress or _no_progress
+    if not isinstance(config, TrainConfig):
+        config = TrainConfig.from_dict(config)
+    report("loading data", 2)
+    flights = as_flight_data(data)
+    frame, labels = flights.frame, flights.labels
+    family = get_family(config.model_type)
+    feature_set = get_feature_set(config.features)
+    params = config.resolved_params()
+    categorical, numeric = feature_set.categorical, feature_set.numeric
+
+    report("splitting", 8)
+    train_pos, test_pos = split_positions(
+        frame, config.split, config.test_size, config.seed, config.time_cutoff
+    )
+    train_part = frame.iloc[train_pos].reset_index(drop=True)
+    fit_pos, val_pos = split_positions(train_part, config.split, config.validation_size, config.seed)
+
+    report("building features", 15)
+    features = FlightFeatures(config.features).fit(train_part)
+    x_train = features.transform(train_part)
+    y_train = labels.iloc[train_pos].reset_index(drop=True)
+    x_fit, y_fit = x_train.iloc[fit_pos], y_train.iloc[fit_pos]
+    x_val, y_val = x_train.iloc[val_pos], y_train.iloc[val_pos]
+
+    report(f"fitting {family.name} (validation)", 25)
+    first = family.fit(params, categorical, numeric, x_fit, y_fit, validation=(x_val, y_val))
+    pinned = {**params, **first.pinned_params}
+    val_probability = first.estimator.predict_proba(x_val)[:, 1]
+    if config.threshold_strategy == "fixed":
+        assert config.threshold is not None
+        threshold = float(config.threshold)
+    else:
+        threshold = best_f1_threshold(y_val.to_numpy(), val_probability)
+    validation_metrics = classification_metrics(y_val.to_numpy(), val_probability, threshold)
+
+    # The evaluated model is the one the procedure produces: all of the training part, with the
+    # tree count early stopping chose. The holdout is seen here for the first and only time.
+    report(f"fitting {family.name} (training part)", 45)
+    evaluated = family.fit(pinned, categorical, numeric, x_train, y_train).estimator
+    report("evaluating on the holdout", 65)
+    test_part = frame.iloc[test_pos].reset_index(drop=True)
+    y_test = labels.iloc[test_pos].to_numpy()
+    test_probability = evaluated.predict_proba(features.transform(test_part))[:, 1]
+    holdout_metrics = classification_metrics(y_test, test_probability, threshold)
+
+    if config.refit:
+        report(f"refitting {family.name} on all rows", 75)
+        final_features = FlightFeatures(config.features).fit(frame)
+        final_estimator = family.fit(
+            pinned, categorical, numeric, final_features.transform(frame), labels
+        ).estimator
+        pipeline = Pipeline([("features", final_features), ("model", final_estimator)])
+        final_rows = len(frame)
+    else:
+        pipeline = Pipeline([("features", features), ("model", evaluated)])
+        final_rows = len(train_part)
+
+    report("describing", 95)
+    scheduled = frame[schema.SCHEDULED_AT]
+    fmt = schema.DATETIME_FORMAT
+    metadata: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "model_uid": str(uuid.uuid4()),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model_type": family.name,
+        "params": pinned,
+        "config": config.to_dict(),
+        "feature_set": {
+            "name": feature_set.name,
+            "description": feature_set.description,
+            "categorical": list(categorical),
+            "numeric": list(numeric),
+            "input_schema": pipeline.named_steps["features"].input_schema(),
+        },
+        "threshold": {
+            "value": threshold,
+            "strategy": config.threshold_strategy,
+            "chosen_on": f"validation slice of the training part ({len(val_pos)} flights)",
+        },
+        "metrics": {"holdout": holdout_metrics, "validation": validation_metrics},
+        "evaluation": {
+            "protocol": config.split,
+            "training_rows": len(train_pos),
+            "validation_rows": len(val_pos),
+            "holdout_rows": len(test_pos),
+            "holdout_scheduled_from": scheduled.iloc[test_pos].min().strftime(fmt),
+            "holdout_scheduled_to": scheduled.iloc[test_pos].max().strftime(fmt),
+            "note": (
+                "holdout metrics measure a model fit on the training part only; "
+                + (
+                    "the saved model was then refit on all rows with the same settings"
+                    if config.refit
+                    else "the saved model is that model"
+                )
+            ),
+        },
+        "final_model": {"refit_on_all_rows": config.refit, "rows": final_rows},
+        "data": {**flights.fingerprint.as_dict(), **flights.notes},
+        "versions": library_versions(),
+    }
+    report("done", 100)
+    return TrainedModel(pipeline, metadata)
+
+
+def evaluate(model: TrainedModel, data: FlightData | pd.DataFrame | str | Path) -> dict[str, Any]:
+    """Metrics of ``model`` on labelled ``data`` at the model's own threshold."""
+    flights = as_flight_data(data)
+    probability = model.predict_proba(flights.frame)
+    return classification_metrics(np.asarray(flights.labels), probability, model.threshold)
