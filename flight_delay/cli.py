@@ -46,16 +46,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train, evaluate and save a model")
-    train.add_argument("--data", required=True, help="a CSV file, a folder of CSVs, or a parquet file")
+    train.add_argument(
+        "--data", required=True, help="a CSV file, a folder of CSVs, or a parquet file"
+    )
     train.add_argument("--model", default=DEFAULT_FAMILY, choices=sorted(FAMILIES))
     train.add_argument("--features", default=DEFAULT_FEATURE_SET, choices=sorted(FEATURE_SETS))
     train.add_argument("--split", default="time", choices=("time", "random"))
     train.add_argument("--test-size", type=float, default=0.2, help="held-out share (default 0.2)")
-    train.add_argument("--time-cutoff", help="with --split time: hold out flights from this date on")
+    train.add_argument(
+        "--time-cutoff", help="with --split time: hold out flights from this date on"
+    )
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--no-refit", action="store_true", help="keep the evaluated model, no refit")
     train.add_argument(
-        "--params", default="{}", help='hyperparameters as JSON, e.g. \'{"num_leaves": 63}\''
+        "--params", default="{}", help="hyperparameters as JSON, e.g. '{\"num_leaves\": 63}'"
     )
     train.add_argument("--out", help="model directory (default: models/<model>-<features>-<time>)")
     train.add_argument("--json", action="store_true", help="print the model metadata as JSON")
@@ -96,9 +100,11 @@ def _train(args: argparse.Namespace) -> int:
     model.save(out)
     elapsed = time.monotonic() - started
     if args.json:
-        print(json.dumps({"path": str(out), "seconds": round(elapsed, 2), **model.metadata}, indent=2))
+        print(
+            json.dumps({"path": str(out), "seconds": round(elapsed, 2), **model.metadata}, indent=2)
+        )
     else:
-        print(_metrics_table(model.metadata, out, elapsed))
+        print(metrics_table(model.metadata, out, elapsed))
     return 0
 
 
@@ -107,27 +113,42 @@ def _default_out(model: str, features: str) -> Path:
     return Path("models") / f"{model}-{features}-{stamp}"
 
 
-def _metrics_table(meta: dict[str, Any], out: Path, elapsed: float) -> str:
+def metrics_table(meta: dict[str, Any], out: Path, elapsed: float) -> str:
     holdout = meta["metrics"]["holdout"]
     delayed, on_time = holdout["classes"]["delayed"], holdout["classes"]["on_time"]
     matrix = holdout["confusion_matrix"]
     evaluation = meta["evaluation"]
     rows = [
         ("model", f"{meta['model_type']} / {meta['feature_set']['name']} features"),
-        ("holdout", f"{evaluation['protocol']} split, {evaluation['holdout_rows']} flights "
-                    f"({evaluation['holdout_scheduled_from'][:10]} .. {evaluation['holdout_scheduled_to'][:10]})"),
+        (
+            "holdout",
+            f"{evaluation['protocol']} split, {evaluation['holdout_rows']} flights "
+            f"({evaluation['holdout_scheduled_from'][:10]} .. {evaluation['holdout_scheduled_to'][:10]})",
+        ),
         ("base rate", f"{holdout['base_rate']:.3f}"),
         ("ROC AUC", f"{holdout['roc_auc']:.3f}"),
         ("PR AUC", f"{holdout['pr_auc']:.3f}"),
         ("Brier score", f"{holdout['brier']:.4f}"),
         ("log loss", f"{holdout['log_loss']:.4f}"),
         ("calibration error", f"{holdout['ece']:.4f}"),
-        ("threshold", f"{holdout['threshold']:.3f} ({meta['threshold']['strategy']}, on validation)"),
-        ("delayed P / R / F1", f"{delayed['precision']:.3f} / {delayed['recall']:.3f} / {delayed['f1']:.3f}"),
-        ("on time P / R / F1", f"{on_time['precision']:.3f} / {on_time['recall']:.3f} / {on_time['f1']:.3f}"),
+        (
+            "threshold",
+            f"{holdout['threshold']:.3f} ({meta['threshold']['strategy']}, on validation)",
+        ),
+        (
+            "delayed P / R / F1",
+            f"{delayed['precision']:.3f} / {delayed['recall']:.3f} / {delayed['f1']:.3f}",
+        ),
+        (
+            "on time P / R / F1",
+            f"{on_time['precision']:.3f} / {on_time['recall']:.3f} / {on_time['f1']:.3f}",
+        ),
         ("confusion (tn fp fn tp)", f"{matrix['tn']} {matrix['fp']} {matrix['fn']} {matrix['tp']}"),
-        ("final model", f"{meta['final_model']['rows']} rows"
-                        + (" (refit on all rows)" if meta["final_model"]["refit_on_all_rows"] else "")),
+        (
+            "final model",
+            f"{meta['final_model']['rows']} rows"
+            + (" (refit on all rows)" if meta["final_model"]["refit_on_all_rows"] else ""),
+        ),
         ("saved to", str(out)),
         ("time", f"{elapsed:.1f}s"),
     ]

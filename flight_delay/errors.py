@@ -89,7 +89,9 @@ class InvalidFlights(FlightDelayError):
     MESSAGE_LIMIT = 10
 
     def __init__(self, issues: Sequence[FlightIssue]) -> None:
-        shown = "; ".join(f"flight {i.index}, {i.field}: {i.problem}" for i in issues[: self.MESSAGE_LIMIT])
+        shown = "; ".join(
+            f"flight {i.index}, {i.field}: {i.problem}" for i in issues[: self.MESSAGE_LIMIT]
+        )
         more = len(issues) - self.MESSAGE_LIMIT
         if more > 0:
             shown += f"; and {more} more"

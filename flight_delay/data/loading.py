@@ -87,9 +87,13 @@ def load_flights(path: str | Path) -> FlightData:
     for file in files:
         raw = file.read_bytes()
         digests.append(hashlib.sha256(raw).hexdigest())
-        frames.append(_validate(_read_file(file, raw), str(file), "line" if _is_csv(file, raw) else "row"))
+        frames.append(
+            _validate(_read_file(file, raw), str(file), "line" if _is_csv(file, raw) else "row")
+        )
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    digest = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+    digest = (
+        digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+    )
     return FlightData(frame, _fingerprint(frame, digest, tuple(str(f) for f in files)))
 
 
@@ -229,7 +233,9 @@ def _validate(frame: pd.DataFrame, name: str, location: str) -> pd.DataFrame:
             location=location,
         )
 
-    frame[schema.DELAY_MINUTES] = schema.delay_minutes(frame[schema.SCHEDULED_AT], frame[schema.OPERATED_AT])
+    frame[schema.DELAY_MINUTES] = schema.delay_minutes(
+        frame[schema.SCHEDULED_AT], frame[schema.OPERATED_AT]
+    )
     frame[schema.LABEL] = schema.delay_label(frame[schema.SCHEDULED_AT], frame[schema.OPERATED_AT])
     return frame
 

@@ -39,9 +39,7 @@ PLANTED_PATTERN = {
 }
 
 
-def make_synthetic_flights(
-    n_flights: int = 4000, seed: int = 0, year: int = 2017
-) -> pd.DataFrame:
+def make_synthetic_flights(n_flights: int = 4000, seed: int = 0, year: int = 2017) -> pd.DataFrame:
     """Generate flights in the SCL schema (all 18 published columns, as text).
 
     Each route keeps a fixed flight number and departure minute, as real schedules do; the delay
@@ -53,9 +51,7 @@ def make_synthetic_flights(
         year: calendar year of the scheduled dates.
     """
     rng = np.random.default_rng(seed)
-    routes = pd.DataFrame(
-        _ROUTES, columns=["OPERA", "Emp-I", "Des-I", "SIGLADES", "TIPOVUELO"]
-    )
+    routes = pd.DataFrame(_ROUTES, columns=["OPERA", "Emp-I", "Des-I", "SIGLADES", "TIPOVUELO"])
     # Three scheduled departures a day per route, at fixed times with their own flight numbers.
     slots = routes.loc[routes.index.repeat(3)].reset_index(drop=True)
     slots["minute_of_day"] = rng.integers(5 * 60, 24 * 60 - 5, len(slots)) // 5 * 5
@@ -98,7 +94,7 @@ def make_synthetic_flights(
             "DIA": operated.day.astype(str),
             "MES": operated.month.astype(str),
             "AÑO": operated.year.astype(str),
-            "DIANOM": [_DAY_NAMES[d] for d in operated.dayofweek],
+            "DIANOM": [_DAY_NAMES[d] for d in operated.day_of_week],
             "TIPOVUELO": flights["TIPOVUELO"],
             "OPERA": flights["OPERA"],
             "SIGLAORI": "Santiago",

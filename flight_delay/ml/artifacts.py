@@ -7,11 +7,11 @@ import json
 import os
 import platform
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeAlias
 
 import joblib
 import numpy as np
@@ -40,7 +40,7 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-FlightsInput = pd.DataFrame | Sequence[Mapping[str, Any]]
+FlightsInput: TypeAlias = pd.DataFrame | Sequence[Mapping[str, Any]]
 
 
 @dataclass
@@ -146,7 +146,9 @@ def load_model(directory: str | Path) -> TrainedModel:
     try:
         pipeline = joblib.load(model_path)
     except Exception as exc:  # unpickling can raise almost anything
-        raise ModelArtifactError(f"{model_path}: cannot be loaded ({type(exc).__name__}: {exc})") from exc
+        raise ModelArtifactError(
+            f"{model_path}: cannot be loaded ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(pipeline, Pipeline) or "features" not in pipeline.named_steps:
         raise ModelArtifactError(f"{model_path}: not a flight-delay pipeline")
     return TrainedModel(pipeline, meta)
@@ -165,16 +167,17 @@ def _check_versions(meta_path: Path, saved: Mapping[str, str]) -> None:
             )
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write through a temporary file in the same folder, then rename over ``path``."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with handle:
+        with os.fdopen(descriptor, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(handle.name, path)
+        os.replace(temporary, path)
     except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
+        Path(temporary).unlink(missing_ok=True)
         raise
 
 
@@ -197,8 +200,11 @@ def _as_frame(flights: FlightsInput) -> pd.DataFrame:
         return flights.reset_index(drop=True)
     if isinstance(flights, Mapping) or not isinstance(flights, Sequence):
         raise InvalidFlights([FlightIssue(0, "flights", "must be a list of flight objects")])
-    bad = [FlightIssue(i, "flight", "must be an object of SCL fields")
-           for i, f in enumerate(flights) if not isinstance(f, Mapping)]
+    bad = [
+        FlightIssue(i, "flight", "must be an object of SCL fields")
+        for i, f in enumerate(flights)
+        if not isinstance(f, Mapping)
+    ]
     if bad:
         raise InvalidFlights(bad)
     return pd.DataFrame.from_records(list(flights))

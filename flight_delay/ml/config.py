@@ -54,7 +54,11 @@ class TrainConfig:
             raise InvalidConfig("split", f"must be one of {', '.join(SPLITS)}, got {self.split!r}")
         for name in ("test_size", "validation_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.05 <= value <= 0.5:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0.05 <= value <= 0.5
+            ):
                 raise InvalidConfig(name, f"must be a number between 0.05 and 0.5, got {value!r}")
         if self.time_cutoff is not None:
             if self.split != "time":
@@ -72,7 +76,9 @@ class TrainConfig:
         if self.threshold_strategy == "fixed":
             t = self.threshold
             if isinstance(t, bool) or not isinstance(t, int | float) or not 0.0 < t < 1.0:
-                raise InvalidConfig("threshold", "with threshold_strategy=fixed, give a number in (0, 1)")
+                raise InvalidConfig(
+                    "threshold", "with threshold_strategy=fixed, give a number in (0, 1)"
+                )
         elif self.threshold is not None:
             raise InvalidConfig("threshold", "only applies to threshold_strategy=fixed")
         if not isinstance(self.refit, bool):

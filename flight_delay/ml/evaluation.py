@@ -69,7 +69,9 @@ def classification_metrics(
         "roc_auc": float(roc_auc_score(labels, probabilities)),
         "pr_auc": float(average_precision_score(labels, probabilities)),
         "brier": float(brier_score_loss(labels, probabilities)),
-        "log_loss": float(log_loss(labels, np.clip(probabilities, 1e-15, 1 - 1e-15), labels=[0, 1])),
+        "log_loss": float(
+            log_loss(labels, np.clip(probabilities, 1e-15, 1 - 1e-15), labels=[0, 1])
+        ),
         "ece": expected_calibration_error(labels, probabilities),
         "threshold": float(threshold),
         "classes": per_class,

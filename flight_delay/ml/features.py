@@ -9,7 +9,7 @@ training rows, not counts over the rows being predicted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -136,11 +136,21 @@ def holiday_distances(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
+def _show(value: Any) -> str:
+    """A value as the caller sent it, for messages (numpy scalars shown as plain Python)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _text(frame: pd.DataFrame, column: str) -> pd.Series:
     if column not in frame.columns:
         return pd.Series(np.nan, index=frame.index, dtype=object)
     values = frame[column]
     return values.map(lambda v: v.strip() if isinstance(v, str) else v).where(values.notna())
+
+
+def _categorical(values: pd.Series, categories: list[str]) -> pd.Categorical:
+    """Values as a categorical over the training categories; an unseen value becomes missing."""
+    return pd.Categorical(values.where(values.isin(categories)), categories=categories)
 
 
 def _flight_key(frame: pd.DataFrame) -> pd.Series:
@@ -166,7 +176,7 @@ def _month(frame: pd.DataFrame, scheduled_at: pd.Series) -> pd.Series:
     return month
 
 
-class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+class FlightFeatures(TransformerMixin, BaseEstimator):
     """Turn raw SCL rows into a model-ready frame.
 
     Categorical features come out as pandas ``category`` columns with the categories seen in
@@ -207,11 +217,13 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.slot_flights_per_week_ = slot / weeks
         self.weekday_flights_per_week_ = slot.sum(axis=1) / weeks
         airlines = self.categories_["airline"]
-        airline_index = pd.Categorical(raw["airline"], categories=airlines).codes
+        airline_index = _categorical(raw["airline"], airlines).codes
         per_airline = np.zeros((len(airlines), 7, 24))
         np.add.at(per_airline, (airline_index, dow, hour), 1.0)
         self.airline_slot_flights_per_week_ = per_airline / weeks
-        self.flight_number_flights_per_week_ = (raw["flight_number"].value_counts() / weeks).to_dict()
+        self.flight_number_flights_per_week_ = (
+            raw["flight_number"].value_counts() / weeks
+        ).to_dict()
 
     # -- transforming ------------------------------------------------------------------------
     def transform(self, flights: pd.DataFrame) -> pd.DataFrame:
@@ -219,7 +231,7 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         raw = self._raw_columns(flights)
         out = pd.DataFrame(index=flights.index)
         for name in spec.categorical:
-            out[name] = pd.Categorical(raw[name], categories=self.categories_[name])
+            out[name] = _categorical(raw[name], self.categories_[name])
         if spec.name == "schedule":
             self._add_schedule_features(out, flights, raw)
         return out[list(spec.columns)]
@@ -283,12 +295,11 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
                 "Operated columns (Fecha-O, Vlo-O, Ori-O, Des-O, Emp-O, DIA, AÑO, DIANOM) may be "
                 "sent but are ignored.",
                 "An unseen Emp-I or flight number is accepted and treated as never seen.",
+                "MES is the scheduled month 1-12; when Fecha-I is sent, its month wins."
+                if spec.name == "minimal"
+                else "Fecha-I is the scheduled departure, YYYY-MM-DD HH:MM:SS.",
             ],
         }
-        if spec.name == "minimal":
-            fields["notes"].append("MES is the scheduled month 1-12; when Fecha-I is sent, its month wins.")
-        else:
-            fields["notes"].append("Fecha-I is the scheduled departure, YYYY-MM-DD HH:MM:SS.")
         return fields
 
     def check_flights(self, flights: pd.DataFrame) -> None:
@@ -301,9 +312,10 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         issues: list[FlightIssue] = []
         scheduled = _scheduled_at(flights)
 
-        def report(mask: np.ndarray, field: str, problem: Any) -> None:
+        def report(mask: np.ndarray, field: str, problem: str, values: Any = None) -> None:
+            """Record ``problem`` for each flagged flight; ``{value}`` in it shows what was sent."""
             for i in np.flatnonzero(mask):
-                text = problem(i) if callable(problem) else problem
+                text = problem if values is None else problem.format(value=_show(values[i]))
                 issues.append(FlightIssue(int(i), field, text))
 
         has_time = pd.Series(False, index=flights.index)
@@ -311,11 +323,11 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             given = flights[schema.SCHEDULED_AT]
             present = given.notna() & (given.astype(str).str.strip() != "")
             has_time = present & scheduled.notna()
-            values = given.to_numpy()
             report(
                 (present & scheduled.isna()).to_numpy(),
                 schema.SCHEDULED_AT,
-                lambda i: f"unparsable date {values[i]!r} (expected YYYY-MM-DD HH:MM:SS)",
+                "unparsable date {value} (expected YYYY-MM-DD HH:MM:SS)",
+                given.to_numpy(),
             )
 
         for field in spec.required_fields:
@@ -334,8 +346,12 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         if schema.FLIGHT_TYPE in flights.columns:
             flight_type = _text(flights, schema.FLIGHT_TYPE)
             bad = flight_type.notna() & ~flight_type.isin(schema.FLIGHT_TYPES)
-            shown = flight_type.to_numpy()
-            report(bad.to_numpy(), schema.FLIGHT_TYPE, lambda i: f"must be I or N, got {shown[i]!r}")
+            report(
+                bad.to_numpy(),
+                schema.FLIGHT_TYPE,
+                "must be I or N, got {value}",
+                flight_type.to_numpy(),
+            )
 
         if schema.ORIGIN in flights.columns:
             origin = _text(flights, schema.ORIGIN)
@@ -352,15 +368,13 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             values = _text(flights, column)
             known = set(self.categories_[name])
             unseen = values.notna() & ~values.isin(known)
-            shown = values.to_numpy()
             noun = name.replace("_", " ")
+            trained_on = f"the model was trained on {len(known)} {noun}s (see its input schema)"
             report(
                 unseen.to_numpy(),
                 column,
-                lambda i, noun=noun, known=known: (
-                    f"unknown {noun} {shown[i]!r}: the model was trained on {len(known)} "
-                    f"{noun}s (see the model's input schema)"
-                ),
+                f"unknown {noun} {{value}}: {trained_on}",
+                values.to_numpy(),
             )
 
         if issues:
@@ -368,20 +382,26 @@ class FlightFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             raise InvalidFlights(issues)
 
     @staticmethod
-    def _check_month(flights: pd.DataFrame, has_time: pd.Series, report: Any) -> None:
+    def _check_month(
+        flights: pd.DataFrame, has_time: pd.Series, report: Callable[..., None]
+    ) -> None:
         if schema.MONTH not in flights.columns:
-            report((~has_time).to_numpy(), schema.MONTH, "required field is missing (or send Fecha-I)")
+            report(
+                (~has_time).to_numpy(), schema.MONTH, "required field is missing (or send Fecha-I)"
+            )
             return
         given = flights[schema.MONTH]
         number = pd.to_numeric(given, errors="coerce")
         missing = given.isna() | (given.astype(str).str.strip() == "")
         valid = number.between(1, 12) & (number % 1 == 0)
-        shown = given.to_numpy()
         report(
-            (missing & ~has_time).to_numpy(), schema.MONTH, "required field is missing (or send Fecha-I)"
+            (missing & ~has_time).to_numpy(),
+            schema.MONTH,
+            "required field is missing (or send Fecha-I)",
         )
         report(
             (~missing & ~valid).to_numpy(),
             schema.MONTH,
-            lambda i: f"must be a whole month number 1-12, got {shown[i]!r}",
+            "must be a whole month number 1-12, got {value}",
+            given.to_numpy(),
         )

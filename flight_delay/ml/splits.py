@@ -20,14 +20,16 @@ def time_ordered_split(
     if cutoff is not None:
         later = (scheduled_at >= pd.Timestamp(cutoff)).to_numpy()
         return np.flatnonzero(~later), np.flatnonzero(later)
-    n_test = int(round(len(order) * share))
+    n_test = round(len(order) * share)
     return np.sort(order[: len(order) - n_test]), np.sort(order[len(order) - n_test :])
 
 
 def random_split(labels: pd.Series, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A stratified, seeded sample of ``share`` of the rows."""
     positions = np.arange(len(labels))
-    stratify = labels.to_numpy() if labels.nunique() > 1 and labels.value_counts().min() >= 2 else None
+    stratify = (
+        labels.to_numpy() if labels.nunique() > 1 and labels.value_counts().min() >= 2 else None
+    )
     train, test = train_test_split(positions, test_size=share, random_state=seed, stratify=stratify)
     return np.sort(train), np.sort(test)
 
@@ -46,5 +48,7 @@ def split_positions(
                 "split", f"the {side} part has {len(rows)} flights; at least {MIN_ROWS} are needed"
             )
         if frame[schema.LABEL].iloc[rows].nunique() < 2:
-            raise InvalidConfig("split", f"the {side} part holds only one class (all delayed or none)")
+            raise InvalidConfig(
+                "split", f"the {side} part holds only one class (all delayed or none)"
+            )
     return train, test

@@ -75,7 +75,9 @@ def train(
         frame, config.split, config.test_size, config.seed, config.time_cutoff
     )
     train_part = frame.iloc[train_pos].reset_index(drop=True)
-    fit_pos, val_pos = split_positions(train_part, config.split, config.validation_size, config.seed)
+    fit_pos, val_pos = split_positions(
+        train_part, config.split, config.validation_size, config.seed
+    )
 
     report("building features", 15)
     features = FlightFeatures(config.features).fit(train_part)

@@ -33,13 +33,14 @@ class Param:
             value = float(value)
         if not isinstance(value, self.kind):
             raise InvalidConfig(field, f"must be {self.kind.__name__}, got {type(value).__name__}")
-        if self.choices is not None and value not in self.choices:
+        checked: Any = value
+        if self.choices is not None and checked not in self.choices:
             raise InvalidConfig(field, f"must be one of {', '.join(map(str, self.choices))}")
-        if self.low is not None and value < self.low:
-            raise InvalidConfig(field, f"must be at least {self.low}, got {value}")
-        if self.high is not None and value > self.high:
-            raise InvalidConfig(field, f"must be at most {self.high}, got {value}")
-        return value
+        if self.low is not None and checked < self.low:
+            raise InvalidConfig(field, f"must be at least {self.low}, got {checked}")
+        if self.high is not None and checked > self.high:
+            raise InvalidConfig(field, f"must be at most {self.high}, got {checked}")
+        return checked
 
 
 @dataclass

@@ -14,11 +14,15 @@ from flight_delay.ml.families.base import FitResult, ModelFamily, Param
 
 class LightGBMFamily(ModelFamily):
     name: ClassVar[str] = "lightgbm"
-    description: ClassVar[str] = "LightGBM gradient boosting, native categorical splits, early stopping"
+    description: ClassVar[str] = (
+        "LightGBM gradient boosting, native categorical splits, early stopping"
+    )
     # Defaults from a sweep on the real data (see docs in README): strong regularisation of the
     # categorical splits matters because the flight number has ~700 levels and overfits otherwise.
     params: ClassVar[Mapping[str, Param]] = {
-        "n_estimators": Param(int, 2000, 1, 20000, help="upper bound; early stopping picks the count"),
+        "n_estimators": Param(
+            int, 2000, 1, 20000, help="upper bound; early stopping picks the count"
+        ),
         "learning_rate": Param(float, 0.03, 1e-4, 1.0),
         "num_leaves": Param(int, 31, 2, 4096),
         "max_depth": Param(int, -1, -1, 64),

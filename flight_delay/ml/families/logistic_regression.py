@@ -51,7 +51,9 @@ class LogisticRegressionFamily(ModelFamily):
             columns.append(
                 (
                     "numbers",
-                    Pipeline([("fill", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
+                    Pipeline(
+                        [("fill", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+                    ),
                     list(numeric),
                 )
             )
@@ -59,6 +61,11 @@ class LogisticRegressionFamily(ModelFamily):
         return Pipeline(
             [
                 ("encode", ColumnTransformer(columns)),
-                ("classifier", LogisticRegression(C=params["C"], class_weight=weight, max_iter=params["max_iter"])),
+                (
+                    "classifier",
+                    LogisticRegression(
+                        C=params["C"], class_weight=weight, max_iter=params["max_iter"]
+                    ),
+                ),
             ]
         )

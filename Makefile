@@ -1,0 +1,44 @@
+# The two set-up commands of the README: `make run` and `make test`. Both create the virtualenv
+# (.venv) and install the package with its dev extras on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DATASET ?= $(firstword $(wildcard datasets/dataset_SCL.csv ../shared/datasets/dataset_SCL.csv))
+
+.PHONY: install test lint format run benchmark notebook clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# pytest exits 5 when it collects no test; make treats that as a failure, as it must.
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Until the service lands (issue #3), `make run` trains and saves the default model on the real
+# data when present, else on generated synthetic flights, and prints its metrics.
+run: $(STAMP)
+	$(BIN)/python -m flight_delay.quickstart --data "$(DATASET)" --out models/default
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/model_quality.py --data "$(DATASET)"
+
+notebook: $(STAMP)
+	$(BIN)/python -m flight_delay.notebooks notebooks/eda.ipynb --data "$(DATASET)"
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

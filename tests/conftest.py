@@ -1,0 +1,43 @@
+"""Shared fixtures: synthetic flights everywhere, the real SCL file when it is present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flight_delay.data import make_synthetic_flights
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def real_dataset_path() -> Path:
+    """FLIGHT_DELAY_DATASET, else ../shared/datasets/dataset_SCL.csv beside the repository."""
+    configured = os.environ.get("FLIGHT_DELAY_DATASET")
+    return (
+        Path(configured) if configured else REPO.parent / "shared" / "datasets" / "dataset_SCL.csv"
+    )
+
+
+@pytest.fixture(scope="session")
+def synthetic_flights() -> pd.DataFrame:
+    return make_synthetic_flights(n_flights=4000, seed=7)
+
+
+@pytest.fixture
+def synthetic_csv(tmp_path: Path, synthetic_flights: pd.DataFrame) -> Path:
+    path = tmp_path / "flights.csv"
+    synthetic_flights.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_dataset() -> Path:
+    path = real_dataset_path()
+    if not path.is_file():
+        pytest.skip(
+            f"real SCL dataset not found at {path} (set FLIGHT_DELAY_DATASET or put it in ../shared/datasets/)"
+        )
+    return path

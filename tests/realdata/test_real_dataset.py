@@ -1,0 +1,81 @@
+"""On the real SCL file (skipped with the reason when it is absent): the loader handles its quirks,
+and LightGBM on schedule features clears the quality bars under both evaluation protocols."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flight_delay.data import FlightData, load_flights, schema
+from flight_delay.ml import TrainedModel, train
+
+pytestmark = pytest.mark.realdata
+
+README_SHA256 = "66d7334fbc9c2c070842e9a99d465f552f94a2b1d5c4047be825e5954e12e829"
+TIME_PROTOCOL = {"split": "time", "time_cutoff": "2017-11-01", "refit": False}
+RANDOM_PROTOCOL = {"split": "random", "test_size": 0.33, "seed": 42, "refit": False}
+
+
+@pytest.fixture(scope="module")
+def flights(real_dataset: Path) -> FlightData:
+    return load_flights(real_dataset)
+
+
+@pytest.fixture(scope="module")
+def time_model(flights: FlightData) -> TrainedModel:
+    return train(flights, TIME_PROTOCOL)
+
+
+@pytest.fixture(scope="module")
+def random_model(flights: FlightData) -> TrainedModel:
+    return train(flights, RANDOM_PROTOCOL)
+
+
+def test_the_real_file_loads_with_its_quirks(flights: FlightData) -> None:
+    frame = flights.frame
+    assert len(frame) == 68_206
+    assert flights.fingerprint.sha256 == README_SHA256
+    assert int(flights.labels.sum()) == 12_614
+    assert set(frame[schema.ORIGIN]) == {"SCEL"}
+    assert "989P" in set(frame[schema.FLIGHT_NUMBER])
+    assert int(frame["Vlo-O"].isna().sum()) == 1
+    assert (frame["AÑO"] == "2018").sum() == 2
+
+
+def test_time_protocol_quality(time_model: TrainedModel) -> None:
+    holdout = time_model.metrics["holdout"]
+    assert time_model.metadata["evaluation"]["holdout_scheduled_from"] >= "2017-11-01"
+    assert holdout["roc_auc"] >= 0.68
+    assert holdout["pr_auc"] >= 0.37
+
+
+def test_random_protocol_quality(random_model: TrainedModel) -> None:
+    holdout = random_model.metrics["holdout"]
+    delayed = holdout["classes"]["delayed"]
+    # the challenge's published acceptance bar, at the threshold chosen on validation
+    assert delayed["recall"] > 0.60
+    assert delayed["f1"] > 0.30
+    # issue #2 asks for 0.75; the best honest feature set measured here reaches about 0.745
+    # (see the closing note). This guards against regressions below what we do reach.
+    assert holdout["roc_auc"] >= 0.74
+
+
+def test_both_protocols_beat_the_challenge_baseline(
+    time_model: TrainedModel, random_model: TrainedModel
+) -> None:
+    # measured on the same splits: challenge logistic regression reaches 0.595 (time), 0.640 (random)
+    assert time_model.metrics["holdout"]["roc_auc"] > 0.595 + 0.05
+    assert random_model.metrics["holdout"]["roc_auc"] > 0.640 + 0.05
+
+
+def test_an_unknown_airline_is_refused_by_the_real_model(time_model: TrainedModel) -> None:
+    from flight_delay.errors import InvalidFlights
+
+    with pytest.raises(
+        InvalidFlights, match="unknown airline 'Air Nowhere': the model was trained on 23 airlines"
+    ):
+        time_model.predict_proba([
+            {"Fecha-I": "2018-01-05 10:00:00", "Vlo-I": "11", "Des-I": "SCFA", "Emp-I": "LAN",
+             "OPERA": "Air Nowhere", "TIPOVUELO": "N"},
+        ])  # fmt: skip

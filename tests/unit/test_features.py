@@ -1,0 +1,178 @@
+"""Features: only schedule-time columns, single-flight computable, strict input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flight_delay.data import flights_from_frame, schema
+from flight_delay.errors import InvalidConfig, InvalidFlights
+from flight_delay.ml.features import FEATURE_SETS, FlightFeatures, holiday_distances, is_high_season
+
+
+@pytest.fixture(scope="module")
+def training_frame(synthetic_flights: pd.DataFrame) -> pd.DataFrame:
+    return flights_from_frame(synthetic_flights).frame
+
+
+@pytest.mark.parametrize("feature_set", sorted(FEATURE_SETS))
+def test_changing_any_operated_column_leaves_the_training_matrix_unchanged(
+    synthetic_flights: pd.DataFrame, feature_set: str
+) -> None:
+    original = flights_from_frame(synthetic_flights).frame
+    scrambled_raw = synthetic_flights.copy()
+    rng = np.random.default_rng(1)
+    for column in schema.OPERATED_COLUMNS:
+        if column == schema.OPERATED_AT:
+            # shift every operated time: a different label, but features must not move
+            shifted = pd.to_datetime(scrambled_raw[column]) + pd.to_timedelta(
+                rng.integers(-300, 300, len(scrambled_raw)), unit="m"
+            )
+            scrambled_raw[column] = shifted.dt.strftime(schema.DATETIME_FORMAT)
+        else:
+            scrambled_raw[column] = rng.permutation(scrambled_raw[column].to_numpy())
+    scrambled = flights_from_frame(scrambled_raw).frame
+    assert not scrambled[schema.LABEL].equals(original[schema.LABEL])
+
+    before = FlightFeatures(feature_set).fit(original).transform(original)
+    after = FlightFeatures(feature_set).fit(scrambled).transform(scrambled)
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_features_never_read_operated_columns(training_frame: pd.DataFrame) -> None:
+    without = training_frame.drop(
+        columns=[c for c in schema.OPERATED_COLUMNS if c in training_frame]
+    )
+    fitted = FlightFeatures().fit(training_frame)
+    pd.testing.assert_frame_equal(fitted.transform(training_frame), fitted.transform(without))
+
+
+@pytest.mark.parametrize("feature_set", sorted(FEATURE_SETS))
+def test_a_single_flight_gets_the_same_features_as_in_a_batch(
+    training_frame: pd.DataFrame, feature_set: str
+) -> None:
+    fitted = FlightFeatures(feature_set).fit(training_frame)
+    batch = fitted.transform(training_frame.iloc[:50])
+    for i in (0, 17, 49):
+        alone = fitted.transform(training_frame.iloc[[i]])
+        pd.testing.assert_frame_equal(alone, batch.iloc[[i]])
+
+
+def test_schedule_features_are_known_columns(training_frame: pd.DataFrame) -> None:
+    out = FlightFeatures("schedule").fit(training_frame).transform(training_frame)
+    spec = FEATURE_SETS["schedule"]
+    assert list(out.columns) == list(spec.columns)
+    for name in spec.categorical:
+        assert isinstance(out[name].dtype, pd.CategoricalDtype)
+    assert out[list(spec.numeric)].notna().all().all()
+
+
+def test_busyness_is_a_lookup_learned_at_training_time(training_frame: pd.DataFrame) -> None:
+    fitted = FlightFeatures("schedule").fit(training_frame)
+    one = training_frame.iloc[[0]]
+    alone = fitted.transform(one)["slot_flights_per_week"].iloc[0]
+    with_more = fitted.transform(pd.concat([one] * 20))["slot_flights_per_week"].iloc[0]
+    assert alone == with_more > 0
+
+
+def test_minimal_month_comes_from_the_scheduled_date_not_mes(training_frame: pd.DataFrame) -> None:
+    fitted = FlightFeatures("minimal").fit(training_frame)
+    row = training_frame.iloc[[0]].copy()
+    row[schema.MONTH] = "12" if row[schema.SCHEDULED_AT].iloc[0].month != 12 else "1"
+    assert fitted.transform(row)["month"].iloc[0] == str(row[schema.SCHEDULED_AT].iloc[0].month)
+
+
+def test_minimal_accepts_only_the_three_challenge_fields(training_frame: pd.DataFrame) -> None:
+    fitted = FlightFeatures("minimal").fit(training_frame)
+    flights = pd.DataFrame([{"OPERA": "Grupo LATAM", "TIPOVUELO": "N", "MES": 3}])
+    fitted.check_flights(flights)
+    out = fitted.transform(flights)
+    assert out.iloc[0].tolist() == ["Grupo LATAM", "N", "3"]
+
+
+def test_every_bad_field_is_listed_with_its_flight_index(training_frame: pd.DataFrame) -> None:
+    fitted = FlightFeatures("schedule").fit(training_frame)
+    good = training_frame.iloc[0][list(FEATURE_SETS["schedule"].required_fields)].to_dict()
+    good[schema.SCHEDULED_AT] = "2017-05-01 10:00:00"
+    flights = pd.DataFrame(
+        [
+            good,
+            {**good, "OPERA": "Air Nowhere"},
+            {**good, "TIPOVUELO": "X", "Fecha-I": "not a date"},
+            {**good, "Des-I": "ZZZZ"},
+            {k: v for k, v in good.items() if k != "Vlo-I"},
+            {**good, "Ori-I": "SAEZ"},
+        ]
+    )
+    with pytest.raises(InvalidFlights) as info:
+        fitted.check_flights(flights)
+    found = {(i.index, i.field) for i in info.value.issues}
+    assert found == {
+        (1, "OPERA"),
+        (2, "TIPOVUELO"),
+        (2, "Fecha-I"),
+        (3, "Des-I"),
+        (4, "Vlo-I"),
+        (5, "Ori-I"),
+    }
+    message = str(info.value)
+    assert "flight 1, OPERA: unknown airline 'Air Nowhere'" in message
+    assert "flight 2, TIPOVUELO: must be I or N, got 'X'" in message
+    assert "flight 2, Fecha-I: unparsable date 'not a date'" in message
+    assert "flight 3, Des-I: unknown destination 'ZZZZ'" in message
+    assert "flight 4, Vlo-I: required field is missing" in message
+
+
+@pytest.mark.parametrize(
+    ("month", "problem"), [(13, "got 13"), (0, "got 0"), ("x", "got 'x'"), (2.5, "got 2.5")]
+)
+def test_minimal_rejects_a_month_outside_1_to_12(
+    training_frame: pd.DataFrame, month: object, problem: str
+) -> None:
+    fitted = FlightFeatures("minimal").fit(training_frame)
+    flights = pd.DataFrame([{"OPERA": "Grupo LATAM", "TIPOVUELO": "N", "MES": month}])
+    with pytest.raises(
+        InvalidFlights, match=f"flight 0, MES: must be a whole month number 1-12, {problem}"
+    ):
+        fitted.check_flights(flights)
+
+
+def test_minimal_needs_mes_or_a_scheduled_date(training_frame: pd.DataFrame) -> None:
+    fitted = FlightFeatures("minimal").fit(training_frame)
+    with pytest.raises(InvalidFlights, match="flight 0, MES: required field is missing"):
+        fitted.check_flights(pd.DataFrame([{"OPERA": "Grupo LATAM", "TIPOVUELO": "N"}]))
+    fitted.check_flights(
+        pd.DataFrame([{"OPERA": "Grupo LATAM", "TIPOVUELO": "N", "Fecha-I": "2017-03-01 10:00:00"}])
+    )
+
+
+def test_unknown_feature_set_is_a_config_error() -> None:
+    with pytest.raises(InvalidConfig, match="unknown feature set 'everything'"):
+        FlightFeatures("everything").fit(pd.DataFrame())
+
+
+def test_high_season_boundaries() -> None:
+    months = np.array([12, 12, 3, 3, 7, 7, 9, 9, 5])
+    days = np.array([14, 15, 3, 4, 14, 15, 10, 11, 20])
+    assert is_high_season(months, days).tolist() == [
+        False,
+        True,
+        True,
+        False,
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]
+
+
+def test_holiday_distances_use_the_chilean_calendar() -> None:
+    # 2017-09-18 and 2017-09-19 are Chile's national holidays (Fiestas Patrias)
+    days = np.array(["2017-09-16", "2017-09-18", "2017-09-21"], dtype="datetime64[D]").astype(
+        np.int64
+    )
+    to_next, since_last = holiday_distances(days)
+    assert to_next.tolist()[:2] == [2.0, 0.0]
+    assert since_last.tolist()[1:] == [0.0, 2.0]

@@ -1,0 +1,199 @@
+"""Training and evaluation on synthetic flights: the model learns the planted pattern, the holdout
+is only measured, and the configuration is validated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flight_delay.data import flights_from_frame, schema
+from flight_delay.errors import InvalidConfig, UnknownModelFamily
+from flight_delay.ml import TrainConfig, TrainedModel, evaluate, train
+from flight_delay.ml.evaluation import (
+    best_f1_threshold,
+    classification_metrics,
+    expected_calibration_error,
+)
+from flight_delay.ml.families import FAMILIES, get_family
+
+FAST_LGBM = {"n_estimators": 300, "learning_rate": 0.1}
+
+
+@pytest.fixture(scope="module")
+def lightgbm_model(synthetic_flights: pd.DataFrame) -> TrainedModel:
+    return train(synthetic_flights, {"params": FAST_LGBM})
+
+
+def flight(**fields: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "Fecha-I": "2017-05-10 12:00:00", "Vlo-I": "100", "Des-I": "SCIE", "Emp-I": "SKU",
+        "OPERA": "Sky Airline", "TIPOVUELO": "N",
+    }  # fmt: skip
+    return {**base, **fields}
+
+
+@pytest.mark.parametrize("model_type", sorted(FAMILIES))
+@pytest.mark.parametrize("features", ["schedule", "minimal"])
+def test_every_family_and_feature_set_learns_the_planted_pattern(
+    synthetic_flights: pd.DataFrame, model_type: str, features: str
+) -> None:
+    params = FAST_LGBM if model_type == "lightgbm" else {}
+    model = train(
+        synthetic_flights, {"model_type": model_type, "features": features, "params": params}
+    )
+    holdout = model.metrics["holdout"]
+    # minimal sees airline, type and month but not the hour, half of the planted signal
+    assert holdout["roc_auc"] > (0.7 if features == "schedule" else 0.55), holdout
+    assert model.metadata["model_type"] == model_type
+    late = flight(
+        **{
+            "Fecha-I": "2017-12-20 21:00:00",
+            "OPERA": "Latin American Wings",
+            "Emp-I": "JMR",
+            "MES": 12,
+        }
+    )
+    punctual = flight(**{"Fecha-I": "2017-05-10 07:00:00", "MES": 5})
+    late_p, punctual_p = model.predict_proba([late, punctual])
+    assert late_p > punctual_p
+
+
+def test_a_known_late_flight_scores_higher_than_a_known_punctual_one(
+    lightgbm_model: TrainedModel,
+) -> None:
+    late = flight(
+        **{"Fecha-I": "2017-12-20 21:00:00", "OPERA": "Latin American Wings", "Emp-I": "JMR"}
+    )
+    punctual = flight(**{"Fecha-I": "2017-05-10 07:00:00"})
+    late_p, punctual_p = lightgbm_model.predict_proba([late, punctual])
+    assert late_p > punctual_p + 0.2
+    assert lightgbm_model.predict([late, punctual]).tolist() == [True, False]
+
+
+def test_holdout_metrics_are_complete(lightgbm_model: TrainedModel) -> None:
+    holdout = lightgbm_model.metrics["holdout"]
+    for key in ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "base_rate", "threshold"):
+        assert 0.0 <= holdout[key] <= 1.0 or key == "log_loss"
+    matrix = holdout["confusion_matrix"]
+    assert (
+        sum(matrix.values())
+        == holdout["rows"]
+        == lightgbm_model.metadata["evaluation"]["holdout_rows"]
+    )
+    assert set(holdout["classes"]) == {"on_time", "delayed"}
+
+
+def test_time_split_holds_out_the_latest_fifth(
+    lightgbm_model: TrainedModel, synthetic_flights: pd.DataFrame
+) -> None:
+    evaluation = lightgbm_model.metadata["evaluation"]
+    assert evaluation["holdout_rows"] == round(len(synthetic_flights) * 0.2)
+    scheduled = pd.to_datetime(synthetic_flights["Fecha-I"]).sort_values()
+    first_held_out = scheduled.iloc[len(scheduled) - evaluation["holdout_rows"]]
+    assert evaluation["holdout_scheduled_from"] == first_held_out.strftime(schema.DATETIME_FORMAT)
+
+
+def test_the_threshold_never_sees_the_holdout(synthetic_flights: pd.DataFrame) -> None:
+    settings = {"params": FAST_LGBM, "refit": False}
+    before = train(synthetic_flights, settings)
+    # flip the label of every held-out flight (the latest fifth) by moving its operated time
+    flipped = synthetic_flights.copy()
+    held_out = before.metadata["evaluation"]["holdout_rows"]
+    order = pd.to_datetime(flipped["Fecha-I"]).sort_values(kind="stable").index[-held_out:]
+    scheduled = pd.to_datetime(flipped.loc[order, "Fecha-I"])
+    was_late = (
+        pd.to_datetime(flipped.loc[order, "Fecha-O"]) - scheduled
+    ).dt.total_seconds() > 15 * 60
+    new_operated = scheduled + pd.to_timedelta(np.where(was_late, 0, 60), unit="m")
+    flipped.loc[order, "Fecha-O"] = new_operated.dt.strftime(schema.DATETIME_FORMAT)
+    after = train(flipped, settings)
+    assert after.threshold == before.threshold
+    assert after.metrics["validation"] == before.metrics["validation"]
+    assert after.metrics["holdout"]["roc_auc"] < 0.5 < before.metrics["holdout"]["roc_auc"]
+
+
+def test_random_split_is_stratified_and_seeded(synthetic_flights: pd.DataFrame) -> None:
+    settings = {
+        "split": "random",
+        "test_size": 0.33,
+        "seed": 42,
+        "params": FAST_LGBM,
+        "refit": False,
+    }
+    first, second = train(synthetic_flights, settings), train(synthetic_flights, settings)
+    overall = flights_from_frame(synthetic_flights).labels.mean()
+    assert first.metrics["holdout"]["base_rate"] == pytest.approx(overall, abs=0.005)
+    assert first.metrics["holdout"] == second.metrics["holdout"]
+
+
+def test_refit_uses_every_row_and_says_so(
+    lightgbm_model: TrainedModel, synthetic_flights: pd.DataFrame
+) -> None:
+    assert lightgbm_model.metadata["final_model"] == {
+        "refit_on_all_rows": True,
+        "rows": len(synthetic_flights),
+    }
+    assert "refit on all rows" in lightgbm_model.metadata["evaluation"]["note"]
+
+
+def test_evaluate_scores_a_model_on_new_labelled_data(
+    lightgbm_model: TrainedModel, synthetic_flights: pd.DataFrame
+) -> None:
+    metrics = evaluate(lightgbm_model, synthetic_flights.iloc[:500])
+    assert metrics["rows"] == 500
+    assert metrics["threshold"] == lightgbm_model.threshold
+
+
+def test_fixed_threshold_is_used_as_given(synthetic_flights: pd.DataFrame) -> None:
+    model = train(
+        synthetic_flights, {"threshold_strategy": "fixed", "threshold": 0.4, "params": FAST_LGBM}
+    )
+    assert model.threshold == 0.4
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"model_type": "random_forest"}, "model_type"),
+        ({"features": "all"}, "features"),
+        ({"split": "kfold"}, "split"),
+        ({"test_size": 0.9}, "test_size"),
+        ({"colour": "blue"}, "colour"),
+        ({"params": {"num_leaves": 1}}, "params.num_leaves"),
+        ({"params": {"num_leaves": True}}, "params.num_leaves"),
+        ({"params": {"learning_rate": "fast"}}, "params.learning_rate"),
+        ({"params": {"max_leaves": 8}}, "params.max_leaves"),
+        ({"model_type": "logistic_regression", "params": {"C": -1}}, "params.C"),
+        ({"threshold_strategy": "fixed"}, "threshold"),
+        ({"split": "random", "time_cutoff": "2017-11-01"}, "time_cutoff"),
+    ],
+)
+def test_invalid_settings_name_the_field(settings: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidConfig) as info:
+        TrainConfig.from_dict(settings)
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}:")
+
+
+def test_unknown_family_lists_the_known_ones() -> None:
+    with pytest.raises(UnknownModelFamily, match="choose one of lightgbm, logistic_regression"):
+        get_family("xgboost")
+
+
+def test_a_split_with_one_class_is_refused(synthetic_flights: pd.DataFrame) -> None:
+    on_time = synthetic_flights.assign(**{"Fecha-O": synthetic_flights["Fecha-I"]})
+    with pytest.raises(InvalidConfig, match="only one class"):
+        train(on_time, {"params": FAST_LGBM})
+
+
+def test_best_f1_threshold_and_calibration_on_known_values() -> None:
+    labels = np.array([0, 0, 0, 1, 1])
+    scores = np.array([0.1, 0.2, 0.6, 0.7, 0.9])
+    assert best_f1_threshold(labels, scores) == 0.7
+    assert expected_calibration_error(np.array([0, 1]), np.array([0.05, 0.95])) == pytest.approx(
+        0.05
+    )
+    metrics = classification_metrics(labels, scores, 0.5)
+    assert metrics["confusion_matrix"] == {"tn": 2, "fp": 1, "fn": 0, "tp": 2}
+    assert metrics["classes"]["delayed"]["recall"] == 1.0
