@@ -38,7 +38,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/model_quality.py --data "$(DATASET)"
 
 notebook: $(STAMP)
-	$(BIN)/python -m flight_delay.notebooks notebooks/eda.ipynb --data "$(DATASET)"
+	FLIGHT_DELAY_DATASET="$(abspath $(DATASET))" $(BIN)/python notebooks/execute.py notebooks/eda.ipynb
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
