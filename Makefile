@@ -29,10 +29,10 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Until the service lands (issue #3), `make run` trains and saves the default model on the real
-# data when present, else on generated synthetic flights, and prints its metrics.
+# The whole stack on 127.0.0.1:$${PORT:-8000}: embedded Redis (unless FLIGHT_DELAY_REDIS_URL is
+# set), one Celery worker, gunicorn; trains and deploys a default model when none is deployed.
 run: $(STAMP)
-	$(BIN)/python -m flight_delay.quickstart --data "$(DATASET)" --out models/default
+	$(BIN)/python -m flight_delay.devstack --dataset "$(DATASET)"
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/model_quality.py --data "$(DATASET)"

@@ -1,0 +1,68 @@
+"""/deploy and /deployment: which model every API process serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import current_app, request
+from flask.views import MethodView
+
+from flight_delay.api.errors import Blueprint, requires_scope
+from flight_delay.api.models import present, registry
+from flight_delay.api.schemas import DeploymentSchema, DeployQuerySchema
+from flight_delay.auth import require_configured_scope
+from flight_delay.errors import ModelArtifactError
+from flight_delay.ml import load_model
+from flight_delay.registry import ModelNotReady, Status
+
+blp = Blueprint(
+    "deployment", __name__, description="Deploy a completed model; see what is deployed."
+)
+
+
+@blp.route("/deploy")
+class Deploy(MethodView):
+    @requires_scope(blp, "deploy")
+    @blp.alt_response(400, description="model-id is missing")
+    @blp.alt_response(404, description="no model with this id")
+    @blp.alt_response(409, description="the model is not completed, or its files fail to load")
+    @blp.arguments(DeployQuerySchema, location="query")
+    @blp.response(204)
+    def put(self, query: dict[str, Any]) -> None:
+        """Deploy a model
+
+        Needs the `deploy` scope. Every API process serves the model within one second. Rolling
+        back is deploying an older id.
+        """
+        record = registry().get(query["model_id"])
+        if record["status"] != Status.COMPLETED:
+            raise ModelNotReady(record["id"], record["status"], "deploying")
+        try:  # never point every process at files that do not load
+            load_model(Path(current_app.config["MODEL_DIR"]) / record["id"])
+        except ModelArtifactError as exc:
+            raise ModelNotReady(
+                record["id"], f"completed but unloadable ({exc})", "deploying"
+            ) from exc
+        registry().deploy(record["id"], by=request.remote_addr or "")
+        current_app.extensions["deployed_model"].refresh(force=True)
+
+
+@blp.route("/deployment")
+class Deployment(MethodView):
+    @blp.response(200, DeploymentSchema)
+    def get(self) -> dict[str, Any]:
+        """Show the deployed model and the deployment history"""
+        require_configured_scope("READ_SCOPE")
+        model_id, version = registry().deployment()
+        history = registry().deployment_history()
+        model = None
+        if model_id and registry().exists(model_id):
+            model = present(registry().get(model_id), model_id)
+        return {
+            "model_id": model_id,
+            "version": version,
+            "deployed_at": history[0]["deployed_at"] if history else None,
+            "model": model,
+            "history": history,
+        }

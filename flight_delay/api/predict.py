@@ -1,0 +1,82 @@
+"""/predict (alias /predictions): delay probabilities from the deployed model."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Response, current_app
+from flask.views import MethodView
+
+from flight_delay.api.errors import BatchTooLarge, Blueprint
+from flight_delay.api.schemas import (
+    EXAMPLE_FLIGHT,
+    EXAMPLE_MINIMAL_FLIGHT,
+    PredictRequestSchema,
+    PredictResponseSchema,
+)
+from flight_delay.auth import require_configured_scope
+from flight_delay.serving import DeployedModelCache
+
+blp = Blueprint("predictions", __name__, description="Predict delays with the deployed model.")
+
+EXAMPLE_RESPONSE = {
+    "model_id": "3f1c2a9e-8d7b-4c55-9a61-2b7e0f4d8c10",
+    "threshold": 0.19,
+    "predictions": [{"delay_probability": 0.27, "delayed": True}],
+}
+
+
+class Predict(MethodView):
+    @blp.arguments(
+        PredictRequestSchema,
+        examples={
+            "schedule model": {"value": {"flights": [EXAMPLE_FLIGHT]}},
+            "minimal model": {"value": {"flights": [EXAMPLE_MINIMAL_FLIGHT]}},
+        },
+    )
+    @blp.response(200, PredictResponseSchema, example=EXAMPLE_RESPONSE)
+    @blp.alt_response(
+        400,
+        description="a non-list body, too many flights, or invalid flights: errors.flights lists "
+        "each offending flight index and field (missing field, MES outside 1-12, TIPOVUELO not "
+        "I/N, an airline or destination the model never saw, an unparsable Fecha-I)",
+    )
+    @blp.alt_response(503, description="no model is deployed")
+    def post(self, body: dict[str, Any]) -> Response:
+        """Predict delays
+
+        Takes up to FLIGHT_DELAY_MAX_BATCH flights (default 10,000) and answers in request order.
+        `delayed` is `delay_probability >= threshold`, the model's threshold.
+        """
+        require_configured_scope("PREDICT_SCOPE")
+        flights = body["flights"]
+        limit = current_app.config["MAX_BATCH"]
+        if not flights or len(flights) > limit:
+            raise BatchTooLarge(
+                f"send between 1 and {limit} flights; got {len(flights)}",
+                [{"field": "flights", "problem": f"length must be 1-{limit}"}],
+            )
+        cache: DeployedModelCache = current_app.extensions["deployed_model"]
+        served = cache.get()
+        probabilities = served.model.predict_proba(flights)
+        threshold = served.model.threshold
+        payload = {
+            "model_id": served.model_id,
+            "threshold": threshold,
+            "predictions": [
+                {"delay_probability": round(float(p), 6), "delayed": bool(p >= threshold)}
+                for p in probabilities
+            ],
+        }
+        # serialised directly: the schema above documents this shape, and dumping 10,000 rows
+        # through marshmallow would cost more than the prediction itself
+        return Response(json.dumps(payload), mimetype="application/json")
+
+
+blp.route("/predict")(Predict)
+
+
+@blp.route("/predictions")
+class Predictions(Predict):
+    """Alias of /predict."""

@@ -1,0 +1,199 @@
+"""Request and response schemas: they validate and they document (OpenAPI examples included)."""
+
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, fields, validate
+
+from flight_delay.ml.config import SPLITS
+from flight_delay.ml.families import FAMILIES
+from flight_delay.ml.features import FEATURE_SETS
+from flight_delay.registry import Status
+
+EXAMPLE_ID = "3f1c2a9e-8d7b-4c55-9a61-2b7e0f4d8c10"
+EXAMPLE_FLIGHT = {
+    "Fecha-I": "2018-01-15 19:30:00",
+    "Vlo-I": "1234",
+    "Des-I": "SPJC",
+    "Emp-I": "LAN",
+    "OPERA": "Grupo LATAM",
+    "TIPOVUELO": "I",
+}
+EXAMPLE_MINIMAL_FLIGHT = {"OPERA": "Aerolineas Argentinas", "TIPOVUELO": "N", "MES": 3}
+
+
+class StrictSchema(Schema):
+    """Unknown fields are an error, never silently dropped."""
+
+    class Meta:
+        unknown = RAISE
+
+
+class ModelCreateSchema(StrictSchema):
+    dataset = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=2048),
+        metadata={
+            "description": "a path inside the data root (FLIGHT_DELAY_DATA_ROOT), an http(s) URL, a "
+            "public Google Drive file link, or synthetic[:N] for N generated flights",
+            "example": "dataset_SCL.csv",
+        },
+    )
+    model_type = fields.String(
+        load_default="lightgbm",
+        validate=validate.OneOf(sorted(FAMILIES)),
+        metadata={"example": "lightgbm"},
+    )
+    features = fields.String(
+        load_default="schedule",
+        validate=validate.OneOf(sorted(FEATURE_SETS)),
+        metadata={"example": "schedule"},
+    )
+    split = fields.String(
+        load_default="time", validate=validate.OneOf(SPLITS), metadata={"example": "time"}
+    )
+    test_size = fields.Float(load_default=0.2, metadata={"description": "held-out share, 0.05-0.5"})
+    time_cutoff = fields.String(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "with split=time: hold out flights from this date"},
+    )
+    seed = fields.Integer(load_default=42)
+    refit = fields.Boolean(
+        load_default=True, metadata={"description": "refit on all rows after the evaluation"}
+    )
+    params = fields.Dict(
+        keys=fields.String(),
+        load_default=dict,
+        metadata={
+            "description": "hyperparameters of the model family",
+            "example": {"num_leaves": 31},
+        },
+    )
+    description = fields.String(load_default="", validate=validate.Length(max=1000))
+
+
+class ModelCreatedSchema(Schema):
+    id = fields.String(metadata={"example": EXAMPLE_ID})
+    status = fields.String(metadata={"example": Status.PENDING})
+
+
+class ModelListQuerySchema(StrictSchema):
+    status = fields.String(
+        validate=validate.OneOf(Status.ALL), metadata={"description": "only models in this status"}
+    )
+
+
+class ModelGetQuerySchema(StrictSchema):
+    export = fields.Boolean(
+        load_default=False,
+        metadata={"description": "write the model file into the export directory"},
+    )
+    file_name = fields.String(
+        data_key="file-name",
+        validate=validate.Length(min=1, max=255),
+        metadata={
+            "description": "file name inside the export directory (default: <model id>.joblib)"
+        },
+    )
+
+
+class HeadlineMetricsSchema(Schema):
+    roc_auc = fields.Float()
+    pr_auc = fields.Float()
+    f1_delayed = fields.Float()
+    recall_delayed = fields.Float()
+
+
+class ModelSummarySchema(Schema):
+    id = fields.String(metadata={"example": EXAMPLE_ID})
+    status = fields.String(metadata={"example": Status.COMPLETED})
+    created_at = fields.String()
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    model_type = fields.String(metadata={"example": "lightgbm"})
+    features = fields.String(metadata={"example": "schedule"})
+    dataset = fields.String()
+    description = fields.String()
+    deployed = fields.Boolean()
+    metrics = fields.Nested(HeadlineMetricsSchema, allow_none=True, attribute="headline")
+
+
+class ProgressSchema(Schema):
+    stage = fields.String(metadata={"example": "fitting lightgbm (validation)"})
+    percent = fields.Integer(metadata={"example": 25})
+
+
+class ModelDetailSchema(ModelSummarySchema):
+    settings = fields.Dict(metadata={"description": "the validated training settings"})
+    progress = fields.Nested(ProgressSchema, allow_none=True)
+    threshold = fields.Float(allow_none=True)
+    metrics = fields.Dict(
+        allow_none=True, metadata={"description": "holdout and validation metrics"}
+    )
+    input_schema = fields.Dict(
+        allow_none=True, metadata={"description": "required fields and allowed values"}
+    )
+    data = fields.Dict(
+        allow_none=True, metadata={"description": "fingerprint of the training data"}
+    )
+    error = fields.String(allow_none=True, metadata={"description": "why the job failed"})
+    download = fields.String(metadata={"description": "'OK' when ?export=true wrote the file"})
+    path = fields.String(metadata={"description": "where ?export=true wrote the file"})
+
+
+class DeployQuerySchema(StrictSchema):
+    model_id = fields.String(data_key="model-id", required=True, metadata={"example": EXAMPLE_ID})
+
+
+class DeploymentEventSchema(Schema):
+    model_id = fields.String()
+    deployed_at = fields.String()
+    previous_model_id = fields.String(allow_none=True)
+
+
+class DeploymentSchema(Schema):
+    model_id = fields.String(allow_none=True, metadata={"example": EXAMPLE_ID})
+    version = fields.Integer(metadata={"description": "increases with every deploy"})
+    deployed_at = fields.String(allow_none=True)
+    model = fields.Nested(ModelSummarySchema, allow_none=True)
+    history = fields.List(
+        fields.Nested(DeploymentEventSchema), metadata={"description": "newest first"}
+    )
+
+
+class PredictRequestSchema(StrictSchema):
+    flights = fields.List(
+        fields.Dict(keys=fields.String()),
+        required=True,
+        metadata={
+            "description": "flights in the SCL schema; what a model needs is in its input_schema "
+            "(GET /models/{id}). A minimal model takes OPERA, TIPOVUELO and MES.",
+            "example": [EXAMPLE_FLIGHT],
+        },
+    )
+
+
+class PredictionSchema(Schema):
+    delay_probability = fields.Float(metadata={"example": 0.27})
+    delayed = fields.Boolean(metadata={"example": False})
+
+
+class PredictResponseSchema(Schema):
+    model_id = fields.String(metadata={"example": EXAMPLE_ID})
+    threshold = fields.Float(metadata={"example": 0.19})
+    predictions = fields.List(
+        fields.Nested(PredictionSchema), metadata={"description": "in request order"}
+    )
+
+
+class HealthSchema(Schema):
+    status = fields.String(metadata={"example": "ok"})
+
+
+class ReadinessSchema(Schema):
+    ready = fields.Boolean()
+    checks = fields.Dict(
+        metadata={
+            "example": {"redis": "ok", "workers": "1 worker(s)", "model": "serving 3f1c2a9e-..."}
+        }
+    )

@@ -1,0 +1,46 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response
+
+from flight_delay.config import DefaultConfig, TestingConfig, load_config
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build the API app: config (defaults, FLIGHT_DELAY_* variables, then ``overrides``),
+    extensions, blueprints and error handlers."""
+    # imported here: building an app is the only thing that needs Flask, Celery and Redis
+    from flight_delay import jobs  # noqa: F401 - registers the Celery tasks
+    from flight_delay.api import deploy, health, models, predict
+    from flight_delay.api.errors import register_error_handlers
+    from flight_delay.auth import parse_api_keys
+    from flight_delay.extensions import api, deployed_model, init_celery, model_registry
+
+    app = Flask("flight_delay")
+    base = TestingConfig if (overrides or {}).get("TESTING") else DefaultConfig
+    app.config.update(load_config(base, overrides))
+    app.extensions["api_keys"] = parse_api_keys(app.config["API_KEYS"])
+
+    model_registry.init_app(app)
+    deployed_model.init_app(app)
+    init_celery(app)
+    api.init_app(app)
+    for module in (models, deploy, predict, health):
+        api.register_blueprint(module.blp)
+    register_error_handlers(app)
+
+    served_by = f"{socket.gethostname()}:{os.getpid()}"
+
+    @app.after_request
+    def identify(response: Response) -> Response:
+        # which process answered: useful behind a load balancer, and in the deployment test
+        response.headers["X-Served-By"] = served_by
+        return response
+
+    return app

@@ -1,0 +1,78 @@
+"""API keys and scopes.
+
+``FLIGHT_DELAY_API_KEYS`` holds ``key=scope,scope`` entries separated by ``;``, for example
+``FLIGHT_DELAY_API_KEYS="admin-7f3c=admin;ci-91ab=train,deploy;ops-22d0=predict"``. Scopes:
+``train`` (POST /models), ``deploy`` (PUT /deploy), ``delete`` (DELETE /models/{id}), ``read`` and
+``predict`` (only when ``FLIGHT_DELAY_READ_SCOPE`` / ``FLIGHT_DELAY_PREDICT_SCOPE`` make them
+required), and ``admin`` (all of them). Keys are compared in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+
+from flask import current_app, request
+
+from flight_delay.errors import FlightDelayError
+
+HEADER = "X-api-key"
+SCOPES = ("train", "deploy", "delete", "read", "predict", "admin")
+
+
+class Unauthorized(FlightDelayError):
+    """No key, or a key that is not configured."""
+
+
+class Forbidden(FlightDelayError):
+    """A valid key without the needed scope."""
+
+
+def parse_api_keys(spec: str) -> dict[str, frozenset[str]]:
+    """Parse ``key=scope,scope;key2=scope``; raises ValueError naming the bad entry (not the key)."""
+    keys: dict[str, frozenset[str]] = {}
+    for position, entry in enumerate((e.strip() for e in spec.split(";")), start=1):
+        if not entry:
+            continue
+        key, sep, scopes_text = entry.partition("=")
+        key = key.strip()
+        scopes = frozenset(s.strip() for s in scopes_text.split(",") if s.strip())
+        if not sep or not key or not scopes:
+            raise ValueError(f"FLIGHT_DELAY_API_KEYS entry {position}: expected key=scope[,scope]")
+        unknown = scopes - set(SCOPES)
+        if unknown:
+            raise ValueError(
+                f"FLIGHT_DELAY_API_KEYS entry {position}: unknown scope(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(SCOPES)}"
+            )
+        keys[key] = scopes
+    return keys
+
+
+def _scopes_of(presented: str, keys: Mapping[str, frozenset[str]]) -> frozenset[str] | None:
+    found = None
+    presented_bytes = presented.encode()
+    # compare against every key, in constant time each, without stopping at a match
+    for key, scopes in keys.items():
+        if hmac.compare_digest(presented_bytes, key.encode()):
+            found = scopes
+    return found
+
+
+def require_scope(scope: str) -> None:
+    """Raise Unauthorized/Forbidden unless the request's X-api-key carries ``scope``."""
+    presented = request.headers.get(HEADER)
+    if not presented:
+        raise Unauthorized(f"this operation needs an API key in the {HEADER} header")
+    scopes = _scopes_of(presented, current_app.extensions["api_keys"])
+    if scopes is None:
+        raise Unauthorized("the API key is not valid")
+    if scope not in scopes and "admin" not in scopes:
+        raise Forbidden(f"the API key lacks the '{scope}' scope")
+
+
+def require_configured_scope(setting: str) -> None:
+    """For reads and predictions: check a scope only when the configuration asks for one."""
+    scope = current_app.config[setting]
+    if scope:
+        require_scope(scope)

@@ -1,0 +1,114 @@
+"""Configuration objects and ``FLIGHT_DELAY_*`` environment overrides.
+
+Every setting of :class:`DefaultConfig` can be overridden by the environment variable
+``FLIGHT_DELAY_<NAME>`` (``FLIGHT_DELAY_MODEL_DIR=/data/models``), parsed to the type of its default.
+Nothing here is read at import time: :func:`load_config` is called by the application factory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+ENV_PREFIX = "FLIGHT_DELAY_"
+
+
+class DefaultConfig:
+    """Production defaults. Paths are relative to the working directory unless absolute."""
+
+    #: Redis for the broker, the model records and the deployment pointer
+    REDIS_URL = "redis://127.0.0.1:6379/0"
+    #: the shared model directory: one folder per model id (the volume api and worker share)
+    MODEL_DIR = "models"
+    #: local datasets named in POST /models must resolve inside this folder
+    DATA_ROOT = "datasets"
+    #: ?export=true writes model files inside this folder (the API's working directory by default)
+    EXPORT_DIR = "."
+    #: API keys and their scopes: "key=scope,scope;key2=scope" (see README, "Keys and scopes")
+    API_KEYS = ""
+    #: scopes that reads and predictions need; empty means open
+    READ_SCOPE = ""
+    PREDICT_SCOPE = ""
+    #: most flights in one POST /predict
+    MAX_BATCH = 10_000
+    #: share of DELETE /models/{id} requests answered 500 before anything changes (the original
+    #: spec's fault injection); 0 turns it off
+    DELETE_FAULT_RATE = 0.005
+    #: how often each API process checks Redis for a new deployment, in seconds
+    DEPLOYMENT_POLL_SECONDS = 0.25
+    #: datasets fetched by URL: size limit and timeout
+    DOWNLOAD_MAX_BYTES = 500 * 1024 * 1024
+    DOWNLOAD_TIMEOUT_SECONDS = 120
+    #: how long /readyz trusts a worker ping, in seconds
+    WORKER_PING_CACHE_SECONDS = 5.0
+    #: Redis key prefix, so several deployments can share one Redis
+    KEY_PREFIX = "fd"
+    LOG_LEVEL = "INFO"
+
+    # flask-smorest / OpenAPI
+    API_TITLE = "flight-delay"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/"
+    OPENAPI_JSON_PATH = "openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "/docs"
+    OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+    JSON_SORT_KEYS = False
+
+
+class TestingConfig(DefaultConfig):
+    """For tests: no random DELETE faults; tests give their own Redis and folders."""
+
+    TESTING = True
+    DELETE_FAULT_RATE = 0.0
+
+
+def _parse(name: str, raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"{ENV_PREFIX}{name}: expected true or false, got {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{ENV_PREFIX}{name}: expected an integer, got {raw!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{ENV_PREFIX}{name}: expected a number, got {raw!r}") from None
+    return raw
+
+
+def settings_of(config: type) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in dir(config) if name.isupper()}
+
+
+def load_config(
+    base: type = DefaultConfig,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Defaults, then ``FLIGHT_DELAY_*`` variables, then explicit ``overrides``."""
+    environ = os.environ if environ is None else environ
+    settings = settings_of(base)
+    for name, default in settings.items():
+        raw = environ.get(ENV_PREFIX + name)
+        if raw is not None:
+            settings[name] = _parse(name, raw, default)
+    settings.update(overrides or {})
+    return settings
+
+
+def documented_settings() -> dict[str, Any]:
+    """Every FLIGHT_DELAY_* variable and its default (README and consistency tests use this)."""
+    return {
+        ENV_PREFIX + name: value
+        for name, value in settings_of(DefaultConfig).items()
+        if not name.startswith(("OPENAPI_", "API_TITLE", "API_VERSION", "JSON_"))
+    }

@@ -1,0 +1,26 @@
+"""gunicorn settings for the API. Every value can be overridden on the command line."""
+
+import os
+
+# LightGBM's OpenMP threads in several worker processes fight over the cores and made single-row
+# prediction ~10x slower here: one thread per serving process. Set before any worker imports it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+bind = f"127.0.0.1:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("FLIGHT_DELAY_WEB_WORKERS", "2"))
+worker_class = "sync"
+timeout = 60
+graceful_timeout = 20
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("FLIGHT_DELAY_LOG_LEVEL", "info").lower()
+
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    """Load the deployed model in each worker after fork, before it takes requests."""
+    cache = worker.wsgi.extensions["deployed_model"]
+    try:
+        cache.refresh(force=True)
+    except Exception as exc:  # Redis not up yet: the first request will try again
+        worker.log.warning("could not load the deployed model at start: %s", exc)
