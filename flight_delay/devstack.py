@@ -78,15 +78,15 @@ def start_redis(port: int, data_dir: Path | None) -> subprocess.Popen[bytes]:
             "everysec",
         ]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    wait_for_port(port, process, 10)
+    wait_for_port(port, process, 10, "redis-server")
     return process
 
 
-def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float) -> None:
+def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float, name: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
+            raise RuntimeError(f"{name} exited with {process.returncode}")
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -136,7 +136,7 @@ def wait_until_healthy(
     while time.monotonic() < deadline:
         for process in processes:
             if process.poll() is not None:
-                raise RuntimeError(f"{process.args} exited with {process.returncode}")
+                raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
         try:
             if call("GET", f"{base}/healthz", timeout=2)[0] == 200:
                 return

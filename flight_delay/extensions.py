@@ -12,7 +12,7 @@ from flight_delay.registry import ModelRegistry
 from flight_delay.serving import DeployedModelCache
 
 
-class FlaskTask(Task):  # type: ignore[misc]
+class FlaskTask(Task):
     """Runs a task inside the Flask app context, pushing one only when none is active."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -47,6 +47,6 @@ def init_celery(app: Flask) -> Celery:
             "global_keyprefix": f"{prefix}:celery:",
         },
     )
-    celery.flask_app = app  # type: ignore[attr-defined]
+    celery.flask_app = app
     app.extensions["celery"] = celery
     return celery

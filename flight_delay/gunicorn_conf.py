@@ -18,9 +18,11 @@ loglevel = os.environ.get("FLIGHT_DELAY_LOG_LEVEL", "info").lower()
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
-    """Load the deployed model in each worker after fork, before it takes requests."""
+    """After fork, in each worker: load the deployed model before taking requests, then watch
+    for new deployments in a background thread."""
     cache = worker.wsgi.extensions["deployed_model"]
     try:
         cache.refresh(force=True)
-    except Exception as exc:  # Redis not up yet: the first request will try again
+    except Exception as exc:  # Redis not up yet: the background thread tries again
         worker.log.warning("could not load the deployed model at start: %s", exc)
+    cache.start_background_refresh()

@@ -24,7 +24,7 @@ def work_dir(model_dir: Path, model_id: str) -> Path:
     return model_dir / f".work-{model_id}"
 
 
-@celery.task(name="flight_delay.train_model")  # type: ignore[untyped-decorator]
+@celery.task(name="flight_delay.train_model")
 def train_model(model_id: str) -> str:
     """Train the model whose record is ``model_id``; record completed or failed with the reason."""
     registry: ModelRegistry = current_app.extensions["model_registry"]

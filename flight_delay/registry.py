@@ -74,12 +74,17 @@ class ModelRegistry:
     """Reads and writes model records. Created unbound; ``init_app`` connects it."""
 
     def __init__(self) -> None:
-        self._redis: redis.Redis | None = None
+        # decode_responses=True: every value is str (redis-py's stubs cannot say so)
+        self._redis: Any = None
+        self._update_if_exists: Any = None
         self.prefix = "fd"
 
     def init_app(self, app: Any) -> None:
-        self.connect(app.config["REDIS_URL"], app.config["KEY_PREFIX"])
-        app.extensions["model_registry"] = self
+        """Give ``app`` its own connected registry (``app.extensions["model_registry"]``), so
+        several apps in one process (tests, tools) never share a connection or a key prefix."""
+        app.extensions["model_registry"] = ModelRegistry().connect(
+            app.config["REDIS_URL"], app.config["KEY_PREFIX"]
+        )
 
     def connect(self, url: str, prefix: str = "fd") -> ModelRegistry:
         self._redis = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
@@ -92,7 +97,7 @@ class ModelRegistry:
         return self
 
     @property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> Any:
         if self._redis is None:
             raise RuntimeError("ModelRegistry is not connected (init_app was not called)")
         return self._redis
@@ -146,7 +151,7 @@ class ModelRegistry:
     def exists(self, model_id: str) -> bool:
         return bool(self.redis.exists(self._model_key(model_id)))
 
-    def list(self, status: str | None = None) -> list[dict[str, Any]]:
+    def models(self, status: str | None = None) -> list[dict[str, Any]]:
         ids = self.redis.zrevrange(self._index_key, 0, -1)
         with self.redis.pipeline() as pipe:
             for model_id in ids:
@@ -160,7 +165,8 @@ class ModelRegistry:
 
         Runs as one Lua script so that a record deleted meanwhile is not resurrected.
         """
-        self.redis  # noqa: B018 - raises if not connected
+        if self._update_if_exists is None:
+            raise RuntimeError("ModelRegistry is not connected (init_app was not called)")
         encoded = {k: self._encode(k, v) for k, v in fields.items()}
         args: list[str] = [item for pair in encoded.items() for item in pair]
         return bool(self._update_if_exists(keys=[self._model_key(model_id)], args=args))

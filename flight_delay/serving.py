@@ -49,26 +49,48 @@ class DeployedModelCache:
         self._current: LoadedModel | None = None
         self._seen_version = -1
         self._checked_at = 0.0
+        self._background: threading.Thread | None = None
         self.load_error: str | None = None
 
     def init_app(self, app: Any) -> None:
-        self._registry = app.extensions["model_registry"]
-        self._model_dir = Path(app.config["MODEL_DIR"])
-        self._poll_seconds = float(app.config["DEPLOYMENT_POLL_SECONDS"])
-        app.extensions["deployed_model"] = self
+        """Give ``app`` its own cache (``app.extensions["deployed_model"]``)."""
+        cache = DeployedModelCache()
+        cache._registry = app.extensions["model_registry"]
+        cache._model_dir = Path(app.config["MODEL_DIR"])
+        cache._poll_seconds = float(app.config["DEPLOYMENT_POLL_SECONDS"])
+        app.extensions["deployed_model"] = cache
 
     @property
     def current(self) -> LoadedModel | None:
         return self._current
 
     def get(self) -> LoadedModel:
-        """The model to predict with; checks for a new deployment when the interval has passed."""
-        if time.monotonic() - self._checked_at >= self._poll_seconds:
+        """The model to predict with. Without the background refresher (tests, a plain Flask
+        server), the request that finds the interval passed does the check itself."""
+        if self._background is None and time.monotonic() - self._checked_at >= self._poll_seconds:
             self.refresh()
         current = self._current
         if current is None:
             raise NoDeployedModel(self.load_error or "")
         return current
+
+    def start_background_refresh(self) -> None:
+        """Check for new deployments every poll interval in a daemon thread of this process, so
+        every process switches within the interval plus the load time, whether or not requests
+        reach it, and no request waits for a model to load. Call it after fork."""
+        if self._background is not None:
+            return
+
+        def loop() -> None:
+            while True:
+                try:
+                    self.refresh(force=True)
+                except Exception:  # Redis away for a moment: keep serving, try again
+                    log.exception("checking the deployment failed")
+                time.sleep(self._poll_seconds)
+
+        self._background = threading.Thread(target=loop, name="deployment-refresh", daemon=True)
+        self._background.start()
 
     def refresh(self, force: bool = False) -> None:
         """Load the deployed model if the deployment changed since the last look."""

@@ -62,7 +62,7 @@ class Blueprint(SmorestBlueprint):
     ARGUMENTS_PARSER = ValidationParser()
 
 
-class Api(SmorestApi):  # type: ignore[misc]
+class Api(SmorestApi):
     ERROR_SCHEMA = ErrorSchema
 
     def handle_http_exception(

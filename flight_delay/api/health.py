@@ -6,7 +6,7 @@ import time
 from http import HTTPStatus
 from typing import Any
 
-from flask import current_app
+from flask import current_app, jsonify
 from flask.typing import ResponseReturnValue
 from flask.views import MethodView
 
@@ -64,7 +64,10 @@ def _not_ready(failed: list[str], checks: dict[str, str]) -> ResponseReturnValue
     body = error_body(
         HTTPStatus.SERVICE_UNAVAILABLE, f"not ready: {', '.join(failed)}", {"checks": checks}
     )
-    return body, HTTPStatus.SERVICE_UNAVAILABLE
+    # a Response, so that the 200 schema above does not filter the error body
+    response = jsonify(body)
+    response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    return response
 
 
 def _worker_count() -> int:

@@ -81,7 +81,7 @@ class Models(MethodView):
         """
         require_configured_scope("READ_SCOPE")
         deployed_id = registry().deployed_id()
-        return [present(r, deployed_id) for r in registry().list(query.get("status"))]
+        return [present(r, deployed_id) for r in registry().models(query.get("status"))]
 
     @requires_scope(blp, "train")
     @blp.alt_response(

@@ -127,7 +127,8 @@ class ModelDetailSchema(ModelSummarySchema):
     settings = fields.Dict(metadata={"description": "the validated training settings"})
     progress = fields.Nested(ProgressSchema, allow_none=True)
     threshold = fields.Float(allow_none=True)
-    metrics = fields.Dict(
+    # the detail shows every metric where the summary shows the headline ones
+    metrics = fields.Dict(  # type: ignore[assignment]
         allow_none=True, metadata={"description": "holdout and validation metrics"}
     )
     input_schema = fields.Dict(

@@ -73,7 +73,8 @@ def _download_url(url: str) -> str:
     parsed = urlparse(url)
     if parsed.netloc in ("drive.google.com", "docs.google.com"):
         match = _DRIVE_FILE.search(parsed.path)
-        file_id = match.group(1) if match else (parse_qs(parsed.query).get("id") or [None])[0]
+        ids = parse_qs(parsed.query).get("id", [])
+        file_id = match.group(1) if match else (ids[0] if ids else None)
         if not file_id:
             raise InvalidDataset(url, "a Google Drive link must name a file (/file/d/<id>/...)")
         return f"https://drive.google.com/uc?export=download&id={file_id}"

@@ -9,8 +9,10 @@ training rows, not counts over the rows being predicted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -20,7 +22,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from flight_delay.data import schema
-from flight_delay.errors import FlightIssue, InvalidConfig, InvalidFlights
+from flight_delay.errors import InvalidConfig, InvalidFlights
+from flight_delay.ml.flight_input import check_records, clean_text, parse_month, parse_scheduled
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,8 @@ _SOURCE = {
 }
 _MONTHS = [str(m) for m in range(1, 13)]
 _HOLIDAY_HORIZON_DAYS = 30.0  # beyond a month away a holiday no longer shapes traffic
+_UNIX_EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
+_DIGITS = re.compile(r"\d+")
 
 
 def get_feature_set(name: str) -> FeatureSet:
@@ -103,8 +108,8 @@ def get_feature_set(name: str) -> FeatureSet:
         ) from None
 
 
-def is_high_season(month: np.ndarray, day: np.ndarray) -> np.ndarray:
-    """Chile's high travel season: 15 Dec-3 Mar, 15-31 Jul and 11-30 Sep."""
+def is_high_season(month: Any, day: Any) -> Any:
+    """Chile's high travel season: 15 Dec-3 Mar, 15-31 Jul and 11-30 Sep (arrays or numbers)."""
     return (
         ((month == 12) & (day >= 15))
         | (month == 1)
@@ -136,16 +141,15 @@ def holiday_distances(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def _show(value: Any) -> str:
-    """A value as the caller sent it, for messages (numpy scalars shown as plain Python)."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
-
-
 def _text(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A column as clean text (see ``clean_text``); missing values are NaN."""
     if column not in frame.columns:
         return pd.Series(np.nan, index=frame.index, dtype=object)
     values = frame[column]
-    return values.map(lambda v: v.strip() if isinstance(v, str) else v).where(values.notna())
+    if values.dtype != object and pd.api.types.is_string_dtype(values):
+        stripped = values.str.strip()  # the loader's text columns: the vectorised twin
+        return stripped.where(stripped != "")
+    return values.map(clean_text).astype(object)
 
 
 def _categorical(values: pd.Series, categories: list[str]) -> pd.Categorical:
@@ -164,15 +168,14 @@ def _scheduled_at(frame: pd.DataFrame) -> pd.Series:
     values = frame[schema.SCHEDULED_AT]
     if pd.api.types.is_datetime64_any_dtype(values):
         return values
-    return pd.to_datetime(values, format="ISO8601", errors="coerce")
+    return pd.to_datetime(values.map(parse_scheduled))
 
 
 def _month(frame: pd.DataFrame, scheduled_at: pd.Series) -> pd.Series:
     """Month of the scheduled departure; MES only stands in when Fecha-I is not given."""
     month = scheduled_at.dt.month.astype(float)
     if schema.MONTH in frame.columns and month.isna().any():
-        given = pd.to_numeric(frame[schema.MONTH], errors="coerce")
-        month = month.fillna(given.where(given.between(1, 12) & (given % 1 == 0)))
+        month = month.fillna(frame[schema.MONTH].map(parse_month).astype(float))
     return month
 
 
@@ -252,7 +255,7 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
         out["high_season"] = is_high_season(month, day).astype(float)
         days = scheduled.to_numpy().astype("datetime64[D]").astype(np.int64)
         out["days_to_holiday"], out["days_since_holiday"] = holiday_distances(days)
-        number = raw["flight_number_text"].str.extract(r"(\d+)", expand=False)
+        number = raw["flight_number_text"].str.extract(f"({_DIGITS.pattern})", expand=False)
         out["flight_number_value"] = pd.to_numeric(number, errors="coerce").astype(float)
         out["slot_flights_per_week"] = self.slot_flights_per_week_[dow, hour]
         out["weekday_flights_per_week"] = self.weekday_flights_per_week_[dow]
@@ -302,106 +305,86 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
         }
         return fields
 
-    def check_flights(self, flights: pd.DataFrame) -> None:
+    def check_flights(self, flights: pd.DataFrame | Sequence[Mapping[str, Any]]) -> None:
         """Raise :class:`InvalidFlights` listing every offending flight index and field.
 
         Args:
-            flights: raw rows, indexed 0..n-1 in the order the caller sent them.
+            flights: raw rows in the order the caller sent them (a frame or records).
         """
         spec = get_feature_set(self.feature_set)
-        issues: list[FlightIssue] = []
-        scheduled = _scheduled_at(flights)
-
-        def report(mask: np.ndarray, field: str, problem: str, values: Any = None) -> None:
-            """Record ``problem`` for each flagged flight; ``{value}`` in it shows what was sent."""
-            for i in np.flatnonzero(mask):
-                text = problem if values is None else problem.format(value=_show(values[i]))
-                issues.append(FlightIssue(int(i), field, text))
-
-        has_time = pd.Series(False, index=flights.index)
-        if schema.SCHEDULED_AT in flights.columns:
-            given = flights[schema.SCHEDULED_AT]
-            present = given.notna() & (given.astype(str).str.strip() != "")
-            has_time = present & scheduled.notna()
-            report(
-                (present & scheduled.isna()).to_numpy(),
-                schema.SCHEDULED_AT,
-                "unparsable date {value} (expected YYYY-MM-DD HH:MM:SS)",
-                given.to_numpy(),
-            )
-
-        for field in spec.required_fields:
-            if field == schema.MONTH:
-                continue  # checked below: Fecha-I may stand in for it
-            if field not in flights.columns:
-                report(np.ones(len(flights), bool), field, "required field is missing")
-                continue
-            values = flights[field]
-            missing = values.isna() | (values.astype(str).str.strip() == "")
-            report(missing.to_numpy(), field, "required field is missing")
-
-        if spec.name == "minimal":
-            self._check_month(flights, has_time, report)
-
-        if schema.FLIGHT_TYPE in flights.columns:
-            flight_type = _text(flights, schema.FLIGHT_TYPE)
-            bad = flight_type.notna() & ~flight_type.isin(schema.FLIGHT_TYPES)
-            report(
-                bad.to_numpy(),
-                schema.FLIGHT_TYPE,
-                "must be I or N, got {value}",
-                flight_type.to_numpy(),
-            )
-
-        if schema.ORIGIN in flights.columns:
-            origin = _text(flights, schema.ORIGIN)
-            report(
-                (origin.notna() & (origin != schema.SCL_ORIGIN)).to_numpy(),
-                schema.ORIGIN,
-                f"the model only covers departures from {schema.SCL_ORIGIN}",
-            )
-
-        for name in spec.strict:
-            column = _SOURCE[name]
-            if column not in flights.columns:
-                continue
-            values = _text(flights, column)
-            known = set(self.categories_[name])
-            unseen = values.notna() & ~values.isin(known)
-            noun = name.replace("_", " ")
-            trained_on = f"the model was trained on {len(known)} {noun}s (see its input schema)"
-            report(
-                unseen.to_numpy(),
-                column,
-                f"unknown {noun} {{value}}: {trained_on}",
-                values.to_numpy(),
-            )
-
+        records = flights.to_dict("records") if isinstance(flights, pd.DataFrame) else flights
+        allowed = {
+            _SOURCE[name]: (name.replace("_", " "), frozenset(self.categories_[name]))
+            for name in spec.strict
+        }
+        issues = check_records(records, spec.required_fields, allowed, spec.name == "minimal")
         if issues:
-            issues.sort(key=lambda issue: issue.index)
             raise InvalidFlights(issues)
 
-    @staticmethod
-    def _check_month(
-        flights: pd.DataFrame, has_time: pd.Series, report: Callable[..., None]
-    ) -> None:
-        if schema.MONTH not in flights.columns:
-            report(
-                (~has_time).to_numpy(), schema.MONTH, "required field is missing (or send Fecha-I)"
-            )
-            return
-        given = flights[schema.MONTH]
-        number = pd.to_numeric(given, errors="coerce")
-        missing = given.isna() | (given.astype(str).str.strip() == "")
-        valid = number.between(1, 12) & (number % 1 == 0)
-        report(
-            (missing & ~has_time).to_numpy(),
-            schema.MONTH,
-            "required field is missing (or send Fecha-I)",
+    # -- the record path: small batches without pandas -----------------------------------------
+    def records_matrix(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """The feature matrix of ``transform`` for checked records, built without pandas.
+
+        Categories come out as their codes (unseen: NaN), in ``transform``'s column order: what a
+        LightGBM booster trained on ``transform``'s frame takes. For a single flight this is an
+        order of magnitude faster than building frames; a test holds the two paths equal.
+        """
+        spec = get_feature_set(self.feature_set)
+        codes = self._category_codes()
+        matrix = np.full((len(records), len(spec.columns)), np.nan)
+        for row, record in enumerate(records):
+            scheduled = parse_scheduled(record.get(schema.SCHEDULED_AT))
+            values: list[float] = []
+            for name in spec.categorical:
+                if name == "month":
+                    month = scheduled.month if scheduled else parse_month(record.get(schema.MONTH))
+                    values.append(float(month - 1) if month else np.nan)
+                else:
+                    values.append(codes[name].get(clean_text(record.get(_SOURCE[name])), np.nan))
+            if spec.name == "schedule" and scheduled is not None:
+                values.extend(self._schedule_values(record, scheduled, values[0]))
+            matrix[row, : len(values)] = values
+        return matrix
+
+    def _category_codes(self) -> dict[str, dict[str | None, float]]:
+        cached: dict[str, dict[str | None, float]] | None = getattr(self, "_codes", None)
+        if cached is None:
+            cached = {
+                name: {value: float(i) for i, value in enumerate(values)}
+                for name, values in self.categories_.items()
+            }
+            self._codes = cached
+        return cached
+
+    def _schedule_values(
+        self, record: Mapping[str, Any], scheduled: datetime, airline_code: float
+    ) -> list[float]:
+        hour, dow, month, day = scheduled.hour, scheduled.weekday(), scheduled.month, scheduled.day
+        day_number = np.array([scheduled.toordinal() - _UNIX_EPOCH_ORDINAL])
+        to_holiday, since_holiday = holiday_distances(day_number)
+        number_text = clean_text(record.get(schema.FLIGHT_NUMBER))
+        digits = _DIGITS.search(number_text) if number_text else None
+        carrier = clean_text(record.get(schema.CARRIER_CODE))
+        key = (
+            f"{carrier}-{number_text}" if carrier is not None and number_text is not None else None
         )
-        report(
-            (~missing & ~valid).to_numpy(),
-            schema.MONTH,
-            "must be a whole month number 1-12, got {value}",
-            given.to_numpy(),
+        airline_slot = (
+            np.nan
+            if np.isnan(airline_code)
+            else float(self.airline_slot_flights_per_week_[int(airline_code), dow, hour])
         )
+        return [
+            float(hour),
+            float(hour * 60 + scheduled.minute),
+            float(dow),
+            float(day),
+            float(month),
+            float(is_high_season(month, day)),
+            float(to_holiday[0]),
+            float(since_holiday[0]),
+            float(digits.group(0)) if digits else np.nan,
+            float(self.slot_flights_per_week_[dow, hour]),
+            float(self.weekday_flights_per_week_[dow]),
+            airline_slot,
+            float(self.flight_number_flights_per_week_.get(key, 0.0)),
+        ]

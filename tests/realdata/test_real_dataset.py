@@ -79,3 +79,20 @@ def test_an_unknown_airline_is_refused_by_the_real_model(time_model: TrainedMode
             {"Fecha-I": "2018-01-05 10:00:00", "Vlo-I": "11", "Des-I": "SCFA", "Emp-I": "LAN",
              "OPERA": "Air Nowhere", "TIPOVUELO": "N"},
         ])  # fmt: skip
+
+
+def test_the_record_path_matches_the_frame_path_on_real_flights(
+    time_model: TrainedModel, flights: FlightData
+) -> None:
+    import numpy as np
+    import pandas as pd
+
+    sample = flights.frame[flights.frame["Fecha-I"] < "2017-11-01"].sample(256, random_state=3)
+    records = sample.assign(**{"Fecha-I": sample["Fecha-I"].dt.strftime("%Y-%m-%d %H:%M:%S")})[
+        ["Fecha-I", "Vlo-I", "Des-I", "Emp-I", "OPERA", "TIPOVUELO"]
+    ].to_dict("records")
+    np.testing.assert_allclose(
+        time_model.predict_proba(records),
+        time_model.predict_proba(pd.DataFrame.from_records(records)),
+        atol=1e-12,
+    )

@@ -1,0 +1,157 @@
+"""Integration fixtures: a real redis-server and a real Celery worker, on 127.0.0.1, stopped at the end.
+
+One Redis server and one worker serve the whole session; every test gets a fresh app and client
+bound to them. Tests identify their own models by id, so they do not depend on each other.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from flight_delay import create_app
+from flight_delay.data import make_synthetic_flights
+from flight_delay.devstack import free_port, start_redis
+from tests.conftest import REPO
+
+ADMIN = "admin-key-for-tests"
+TRAINER = "trainer-key-for-tests"
+READER = "reader-key-for-tests"
+API_KEYS = f"{ADMIN}=admin;{TRAINER}=train;{READER}=predict,read"
+FAST = {"n_estimators": 200, "learning_rate": 0.1}  # keeps each job around a second
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    server = start_redis(port, data_dir=None)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def stack_settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The configuration shared by the worker process and every test app."""
+    root = tmp_path_factory.mktemp("stack")
+    data_root, model_dir, export_dir = root / "data", root / "models", root / "exports"
+    for folder in (data_root, model_dir, export_dir):
+        folder.mkdir()
+    make_synthetic_flights(4000, seed=3).to_csv(data_root / "flights.csv", index=False)
+    (data_root / "empty.csv").write_text("")
+    (root / "outside.csv").write_text("not inside the data root")
+    return {
+        "REDIS_URL": redis_url,
+        "KEY_PREFIX": f"fdtest{uuid.uuid4().hex[:8]}",
+        "DATA_ROOT": str(data_root),
+        "MODEL_DIR": str(model_dir),
+        "EXPORT_DIR": str(export_dir),
+        "API_KEYS": API_KEYS,
+        "DELETE_FAULT_RATE": 0.0,
+        "WORKER_PING_CACHE_SECONDS": 0.0,
+    }
+
+
+def environment(settings: dict[str, Any]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHT_DELAY_")}
+    env.update({f"FLIGHT_DELAY_{k}": str(v) for k, v in settings.items()})
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+@pytest.fixture(scope="session")
+def worker(
+    stack_settings: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen[bytes]]:
+    log = tmp_path_factory.mktemp("logs") / "worker.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker.celery_app:celery", "worker",
+             "--loglevel=INFO", "--concurrency=1", "--pool=prefork", "--hostname=test@%h",
+             "--without-gossip", "--without-mingle"],
+            cwd=REPO, env=environment(stack_settings), stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    app = create_app({"TESTING": True, **stack_settings})
+    deadline = time.monotonic() + 60
+    while not app.extensions["celery"].control.ping(timeout=0.5):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the Celery worker did not start:\n{log.read_text()[-3000:]}")
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def app(stack_settings: dict[str, Any], worker: subprocess.Popen[bytes]) -> Flask:
+    return create_app({"TESTING": True, **stack_settings})
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def admin(key: str = ADMIN) -> dict[str, str]:
+    return {"X-api-key": key}
+
+
+def wait_for(
+    client: FlaskClient, model_id: str, done: Callable[[dict[str, Any]], bool], timeout: float = 120
+) -> dict[str, Any]:
+    """Poll GET /models/{id} until ``done(record)``; fail with the last record at the deadline."""
+    deadline = time.monotonic() + timeout
+    record: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = client.get(f"/models/{model_id}")
+        record = response.get_json()
+        if response.status_code == 200 and done(record):
+            return record
+        time.sleep(0.1)
+    pytest.fail(f"model {model_id} did not get there within {timeout}s; last: {record}")
+
+
+def finished(record: dict[str, Any]) -> bool:
+    return record["status"] in ("completed", "failed")
+
+
+@pytest.fixture
+def train(client: FlaskClient) -> Callable[..., dict[str, Any]]:
+    """Create a model through the API and wait for it to finish."""
+
+    def create(**body: Any) -> dict[str, Any]:
+        body.setdefault("dataset", "flights.csv")
+        body.setdefault("params", FAST if body.get("model_type", "lightgbm") == "lightgbm" else {})
+        response = client.post("/models", json=body, headers=admin())
+        assert response.status_code == 202, response.get_json()
+        return wait_for(client, response.get_json()["id"], finished)
+
+    return create
+
+
+@pytest.fixture
+def redis_client(stack_settings: dict[str, Any]) -> redis.Redis:
+    return redis.Redis.from_url(stack_settings["REDIS_URL"], decode_responses=True)
+
+
+@pytest.fixture
+def model_dir(stack_settings: dict[str, Any]) -> Path:
+    return Path(stack_settings["MODEL_DIR"])
