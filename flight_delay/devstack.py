@@ -94,20 +94,27 @@ def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float, nam
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
-def start_worker(env: dict[str, str], name: str = "worker1") -> subprocess.Popen[bytes]:
+def start_worker(
+    env: dict[str, str], name: str = "worker1", log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """One Celery worker process (the project root must be the working directory or importable)."""
+    output = log.open("wb") if log else None
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "worker.celery_app:celery", "worker", "--loglevel=INFO",
          "--concurrency=1", f"--hostname={name}@%h", "--without-gossip", "--without-mingle"],
-        env=env,
+        env=env, stdout=output, stderr=subprocess.STDOUT if output else None,
     )  # fmt: skip
 
 
-def start_gunicorn(env: dict[str, str], port: int, workers: int = 2) -> subprocess.Popen[bytes]:
+def start_gunicorn(
+    env: dict[str, str], port: int, workers: int = 2, log: Path | None = None
+) -> subprocess.Popen[bytes]:
     conf = Path(__file__).with_name("gunicorn_conf.py")
+    output = log.open("wb") if log else None
     return subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", str(conf), "--bind", f"127.0.0.1:{port}",
          "--workers", str(workers), "flight_delay.wsgi:app"],
-        env=env,
+        env=env, stdout=output, stderr=subprocess.STDOUT if output else None,
     )  # fmt: skip
 
 

@@ -1,0 +1,226 @@
+"""Serving benchmark: load on loopback against a running stack, figures from one run.
+
+Without --base-url it starts its own stack on 127.0.0.1 (redis-server, one Celery worker, gunicorn
+with 2 workers), trains a model through the API on the real data (or synthetic flights when the
+file is absent), timing POST /models to completed, and deploys it. Then, for each of
+GET /healthz, single-flight POST /predict and 10,000-flight POST /predict, client processes send
+requests for a fixed time and it prints requests/s and p50/p99 latency. Every request goes to
+127.0.0.1; every loop is bounded in time. The client runs on the same 2 cores as the server.
+
+Usage: python benchmarks/serving.py [--base-url URL --api-key KEY] [--seconds 8] [--clients 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "dataset_SCL.csv"
+FLIGHT = {"Fecha-I": "2018-01-15 19:30:00", "Vlo-I": "1234", "Des-I": "SPJC", "Emp-I": "LAN",
+          "OPERA": "Grupo LATAM", "TIPOVUELO": "I"}  # fmt: skip
+
+
+def request(host: str, port: int, method: str, path: str, body: bytes | None) -> tuple[int, float]:
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    connection.request(method, path, body=body, headers=headers)
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    return response.status, time.perf_counter() - started
+
+
+def client(args: tuple[str, int, str, str, bytes | None, float, int]) -> tuple[list[float], int]:
+    """One load process: requests back to back until the deadline or the request cap."""
+    host, port, method, path, body, seconds, cap = args
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and len(latencies) < cap:
+        status, elapsed = request(host, port, method, path, body)
+        if status == 200:
+            latencies.append(elapsed)
+        else:
+            errors += 1
+    return latencies, errors
+
+
+def measure(
+    base: str, method: str, path: str, body: bytes | None, seconds: float, clients: int, cap: int
+) -> dict[str, Any]:
+    parsed = urlparse(base)
+    assert parsed.hostname in ("127.0.0.1", "localhost", "::1"), "load goes to loopback only"
+    host, port = parsed.hostname, parsed.port or 80
+    print(f"load: {method} {path} ({clients} clients)", file=sys.stderr)
+    request(host, port, method, path, body)  # warm up
+    started = time.monotonic()
+    with multiprocessing.Pool(clients) as pool:
+        results = pool.map(client, [(host, port, method, path, body, seconds, cap)] * clients)
+    wall = time.monotonic() - started
+    latencies = sorted(x for result in results for x in result[0])
+    errors = sum(result[1] for result in results)
+    if not latencies:
+        raise RuntimeError(f"{method} {path}: no successful request ({errors} errors)")
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": len(latencies) / wall,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+    }
+
+
+def batch_body(data: Path | None, size: int) -> bytes:
+    from flight_delay.data import load_flights, make_synthetic_flights
+
+    if data and data.is_file():
+        frame = load_flights(data).frame
+        frame = frame[frame["Fecha-I"] < "2017-11-01"].sample(size, random_state=0)
+        frame = frame.assign(**{"Fecha-I": frame["Fecha-I"].dt.strftime("%Y-%m-%d %H:%M:%S")})
+    else:
+        frame = make_synthetic_flights(size, seed=5)
+    flights = frame[["Fecha-I", "Vlo-I", "Des-I", "Emp-I", "OPERA", "TIPOVUELO"]].to_dict("records")
+    return json.dumps({"flights": flights}).encode()
+
+
+@contextmanager
+def own_stack(data: Path | None) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """redis-server, a worker and gunicorn (2 workers) on free loopback ports; a trained,
+    deployed model. Yields (base URL, admin key, training figures)."""
+    from flight_delay.devstack import (
+        call,
+        free_port,
+        start_gunicorn,
+        start_redis,
+        start_worker,
+        wait_until_healthy,
+    )
+
+    workdir = Path(tempfile.mkdtemp(prefix="fd-bench-"))
+    data_root = data.parent if data and data.is_file() else workdir
+    key = "benchmark-admin"
+    env = dict(os.environ, OMP_NUM_THREADS="1", FLIGHT_DELAY_API_KEYS=f"{key}=admin",
+               FLIGHT_DELAY_MODEL_DIR=str(workdir / "models"), FLIGHT_DELAY_DATA_ROOT=str(data_root),
+               FLIGHT_DELAY_EXPORT_DIR=str(workdir))  # fmt: skip
+    processes: list[subprocess.Popen[Any]] = []
+    try:
+        redis_port = free_port()
+        processes.append(start_redis(redis_port, None))
+        env["FLIGHT_DELAY_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+        processes.append(start_worker(env, log=workdir / "worker.log"))
+        web_port = free_port()
+        # the production gunicorn settings, access log included, written to a file
+        processes.append(start_gunicorn(env, web_port, workers=2, log=workdir / "gunicorn.log"))
+        base = f"http://127.0.0.1:{web_port}"
+        wait_until_healthy(base, processes)
+        print("stack up; waiting for the worker", file=sys.stderr)
+        # wait for the worker to answer before timing a job
+        deadline = time.monotonic() + 60
+        while call("GET", f"{base}/readyz")[1]["errors"]["checks"]["workers"] == "0 worker(s)":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the worker did not start")
+            time.sleep(0.5)
+        print("training through the API", file=sys.stderr)
+        dataset = data.name if data and data.is_file() else "synthetic"
+        started = time.monotonic()
+        status, created = call("POST", f"{base}/models", {"dataset": dataset}, key)
+        assert status == 202, created
+        while True:
+            record = call("GET", f"{base}/models/{created['id']}")[1]
+            if record["status"] in ("completed", "failed"):
+                break
+            time.sleep(0.05)
+        training = {
+            "dataset": dataset,
+            "status": record["status"],
+            "seconds": time.monotonic() - started,
+        }
+        assert record["status"] == "completed", record
+        assert call("PUT", f"{base}/deploy?model-id={created['id']}", key=key)[0] == 204
+        time.sleep(1.0)  # every worker has picked it up
+        yield base, key, training
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in reversed(processes):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--base-url", help="a running stack on loopback (default: start one)")
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA if DEFAULT_DATA.is_file() else None
+    )
+    parser.add_argument("--seconds", type=float, default=8.0, help="load time per endpoint")
+    parser.add_argument("--clients", type=int, default=2, help="concurrent client processes")
+    parser.add_argument(
+        "--batch-requests", type=int, default=25, help="10,000-flight requests (cap)"
+    )
+    args = parser.parse_args()
+
+    batch = batch_body(args.data, 10_000)
+    single = json.dumps({"flights": [FLIGHT]}).encode()
+
+    def run(base: str) -> dict[str, dict[str, Any]]:
+        return {
+            "GET /healthz": measure(
+                base, "GET", "/healthz", None, args.seconds, args.clients, 10**9
+            ),
+            "POST /predict, 1 flight": measure(
+                base, "POST", "/predict", single, args.seconds, args.clients, 10**9
+            ),
+            # one client: the latency of a batch on an otherwise idle server
+            "POST /predict, 10,000 flights": measure(
+                base, "POST", "/predict", batch, args.seconds * 3, 1, args.batch_requests
+            ),
+        }
+
+    training = None
+    if args.base_url:
+        results = run(args.base_url)
+    else:
+        with own_stack(args.data) as (base, _, training):
+            results = run(base)
+
+    print(
+        f"serving benchmark, {os.cpu_count()} cores, gunicorn 2 sync workers, {args.clients} client processes"
+    )
+    if training:
+        print(f"POST /models -> completed on {training['dataset']}: {training['seconds']:.1f} s")
+    print(f"{'endpoint':<32}{'requests':>9}{'errors':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    for name, figures in results.items():
+        print(f"{name:<32}{figures['requests']:>9}{figures['errors']:>8}{figures['rps']:>10.1f}"
+              f"{figures['p50_ms']:>10.2f}{figures['p99_ms']:>10.2f}")  # fmt: skip
+    ratio = results["POST /predict, 1 flight"]["rps"] / results["GET /healthz"]["rps"]
+    print(f"single-flight predict throughput / healthz throughput: {ratio:.0%} (target >= 60%)")
+    print(
+        f"10,000-flight batch median: {results['POST /predict, 10,000 flights']['p50_ms']:.0f} ms (target < 300 ms)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
