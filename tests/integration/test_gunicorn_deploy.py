@@ -92,3 +92,4 @@ def test_every_worker_serves_a_new_deployment_within_one_second(
     assert set(switched) == set(seen), f"not every worker switched: {switched}"
     assert max(switched.values()) < 1.0, switched
     assert not late, f"old model served after 1 s: {late}"
+    print(f"seconds from deploy to the new model, per worker: {switched}")

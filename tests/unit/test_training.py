@@ -3,6 +3,8 @@ is only measured, and the configuration is validated."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -197,3 +199,19 @@ def test_best_f1_threshold_and_calibration_on_known_values() -> None:
     metrics = classification_metrics(labels, scores, 0.5)
     assert metrics["confusion_matrix"] == {"tn": 2, "fp": 1, "fn": 0, "tp": 2}
     assert metrics["classes"]["delayed"]["recall"] == 1.0
+
+
+def test_dataset_references_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    from flight_delay.data.sources import check_reference
+    from flight_delay.errors import InvalidDataset
+
+    (tmp_path / "f.csv").write_text("x")
+    assert check_reference("f.csv", tmp_path).kind == "local"
+    drive = check_reference("https://drive.google.com/file/d/1AbC_d-9/view?usp=sharing", tmp_path)
+    assert drive.location == "https://drive.google.com/uc?export=download&id=1AbC_d-9"
+    assert check_reference("synthetic:5000", tmp_path).location == "5000"
+    for bad, reason in [("../f.csv", "outside the data root"), ("nope.csv", "no such file"),
+                        ("s3://bucket/f.csv", "unsupported scheme"), ("synthetic:10", "between 1000"),
+                        ("https://drive.google.com/drive/folders", "must name a file")]:  # fmt: skip
+        with pytest.raises(InvalidDataset, match=reason):
+            check_reference(bad, tmp_path)

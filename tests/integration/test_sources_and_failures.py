@@ -1,0 +1,95 @@
+"""Datasets fetched by URL (from a loopback HTTP server), and a deployed model that fails to load."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from flight_delay import create_app
+from flight_delay.registry import ModelRegistry
+from tests.integration.conftest import admin, finished, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def file_server(stack_settings: dict[str, Any]) -> Iterator[str]:
+    """Serves the data root over HTTP on 127.0.0.1."""
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=stack_settings["DATA_ROOT"]
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_dataset_given_by_url_is_downloaded_by_the_worker(
+    client: FlaskClient, file_server: str
+) -> None:
+    response = client.post(
+        "/models",
+        json={"dataset": f"{file_server}/flights.csv", "params": {"n_estimators": 100}},
+        headers=admin(),
+    )
+    assert response.status_code == 202
+    record = wait_for(client, response.get_json()["id"], finished)
+    assert record["status"] == "completed", record
+    assert record["data"]["downloaded_from"] == f"{file_server}/flights.csv"
+    assert record["data"]["rows"] == 4000
+
+
+def test_a_url_that_fails_records_the_http_error(client: FlaskClient, file_server: str) -> None:
+    response = client.post(
+        "/models", json={"dataset": f"{file_server}/nothing.csv"}, headers=admin()
+    )
+    record = wait_for(client, response.get_json()["id"], finished)
+    assert record["status"] == "failed"
+    assert "download failed: HTTP 404" in record["error"]
+
+
+def test_a_synthetic_dataset_is_labelled_so(client: FlaskClient) -> None:
+    response = client.post(
+        "/models",
+        json={"dataset": "synthetic:5000", "params": {"n_estimators": 100}},
+        headers=admin(),
+    )
+    record = wait_for(client, response.get_json()["id"], finished)
+    assert record["status"] == "completed", record
+    assert "not real data" in record["data"]["synthetic"]
+
+
+def test_a_model_that_fails_to_load_leaves_the_previous_one_serving(
+    stack_settings: dict[str, Any],
+    client: FlaskClient,
+    train: Callable[..., dict[str, Any]],
+    model_dir: Path,
+) -> None:
+    good, broken = train(), train()
+    assert client.put(f"/deploy?model-id={good['id']}", headers=admin()).status_code == 204
+    app = create_app({"TESTING": True, **stack_settings, "DEPLOYMENT_POLL_SECONDS": 0.0})
+    serving = app.test_client()
+    flight = {"OPERA": "Grupo LATAM", "TIPOVUELO": "N", "Fecha-I": "2017-05-01 10:00:00", "Vlo-I": "100",
+              "Des-I": "SCFA", "Emp-I": "LAN"}  # fmt: skip
+    assert serving.post("/predict", json={"flights": [flight]}).get_json()["model_id"] == good["id"]
+    # the files break after the deploy checked them (a bad disk, a partial copy by hand)
+    (model_dir / broken["id"] / "model.joblib").write_bytes(b"damaged")
+    registry: ModelRegistry = app.extensions["model_registry"]
+    registry.deploy(broken["id"])
+    assert serving.post("/predict", json={"flights": [flight]}).get_json()["model_id"] == good["id"]
+    ready = serving.get("/readyz")
+    assert ready.status_code == 503
+    check = ready.get_json()["errors"]["checks"]["model"]
+    assert check.startswith(f"serving {good['id']}; the newer deployment failed")
+    assert "corrupt model file" in check
