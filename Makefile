@@ -20,10 +20,10 @@ $(STAMP): setup.cfg pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# the hooks of .pre-commit-config.yaml on every file: ruff, mypy, hadolint, actionlint, the
+# Compose and workflow schemas, file hygiene
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pre-commit run --all-files --show-diff-on-failure
 
 format: $(STAMP)
 	$(BIN)/ruff format .

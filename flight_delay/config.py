@@ -112,3 +112,20 @@ def documented_settings() -> dict[str, Any]:
         for name, value in settings_of(DefaultConfig).items()
         if not name.startswith(("OPENAPI_", "API_TITLE", "API_VERSION", "JSON_"))
     }
+
+
+#: variables read by the launchers (make run, gunicorn's config, the tests), not by create_app
+LAUNCHER_VARIABLES: dict[str, str] = {
+    "FLIGHT_DELAY_BIND": "gunicorn's listen address; default 127.0.0.1:$PORT (containers: 0.0.0.0:8000)",
+    "FLIGHT_DELAY_WEB_WORKERS": "gunicorn worker processes; default 2",
+    "FLIGHT_DELAY_REDIS_PORT": "port of make run's embedded Redis; default 6380",
+    "FLIGHT_DELAY_REDIS_SERVER": "another redis-server binary for make run and the tests",
+    "FLIGHT_DELAY_DATASET": "where the real-data tests find the SCL file",
+    "FLIGHT_DELAY_TEST_REDIS_URL": "a Redis server for the integration tests (CI's service container)",
+    "PORT": "the API port of make run; default 8000",
+}
+
+
+def known_variables() -> set[str]:
+    """Every environment variable the project reads."""
+    return set(documented_settings()) | set(LAUNCHER_VARIABLES)

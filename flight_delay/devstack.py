@@ -94,28 +94,40 @@ def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float, nam
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
-def start_worker(
-    env: dict[str, str], name: str = "worker1", log: Path | None = None
+#: the API and worker commands: docker-compose.yml and the Dockerfiles run exactly these (a test
+#: holds them equal); make run prefixes "python -m" and sets the bind address by environment
+GUNICORN_COMMAND = ("gunicorn", "-c", "python:flight_delay.gunicorn_conf", "flight_delay.wsgi:app")
+WORKER_COMMAND = (
+    "celery", "-A", "worker.celery_app:celery", "worker", "--loglevel=INFO", "--concurrency=1",
+    "--hostname=worker@%h", "--without-gossip", "--without-mingle",
+)  # fmt: skip
+
+
+def _start(
+    command: Sequence[str], env: dict[str, str], log: Path | None
 ) -> subprocess.Popen[bytes]:
-    """One Celery worker process (the project root must be the working directory or importable)."""
     output = log.open("wb") if log else None
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker.celery_app:celery", "worker", "--loglevel=INFO",
-         "--concurrency=1", f"--hostname={name}@%h", "--without-gossip", "--without-mingle"],
-        env=env, stdout=output, stderr=subprocess.STDOUT if output else None,
+        [sys.executable, "-m", *command], env=env, stdout=output,
+        stderr=subprocess.STDOUT if output else None,
     )  # fmt: skip
+
+
+def start_worker(env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    """One Celery worker process."""
+    return _start(WORKER_COMMAND, env, log)
 
 
 def start_gunicorn(
     env: dict[str, str], port: int, workers: int = 2, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    conf = Path(__file__).with_name("gunicorn_conf.py")
-    output = log.open("wb") if log else None
-    return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(conf), "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "flight_delay.wsgi:app"],
-        env=env, stdout=output, stderr=subprocess.STDOUT if output else None,
-    )  # fmt: skip
+    """gunicorn on 127.0.0.1:port with ``workers`` processes."""
+    env = {
+        **env,
+        "FLIGHT_DELAY_BIND": f"127.0.0.1:{port}",
+        "FLIGHT_DELAY_WEB_WORKERS": str(workers),
+    }
+    return _start(GUNICORN_COMMAND, env, log)
 
 
 def call(

@@ -1,4 +1,6 @@
-"""gunicorn settings for the API. Every value can be overridden on the command line."""
+"""gunicorn settings for the API: ``gunicorn -c python:flight_delay.gunicorn_conf flight_delay.wsgi:app``.
+
+Every value can be overridden on the command line."""
 
 import os
 
@@ -6,7 +8,8 @@ import os
 # prediction ~10x slower here: one thread per serving process. Set before any worker imports it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-bind = f"127.0.0.1:{os.environ.get('PORT', '8000')}"
+# loopback by default; containers set FLIGHT_DELAY_BIND=0.0.0.0:8000
+bind = os.environ.get("FLIGHT_DELAY_BIND") or f"127.0.0.1:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("FLIGHT_DELAY_WEB_WORKERS", "2"))
 worker_class = "sync"
 timeout = 60

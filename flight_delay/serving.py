@@ -68,7 +68,12 @@ class DeployedModelCache:
         """The model to predict with. Without the background refresher (tests, a plain Flask
         server), the request that finds the interval passed does the check itself."""
         if self._background is None and time.monotonic() - self._checked_at >= self._poll_seconds:
-            self.refresh()
+            try:
+                self.refresh()
+            except Exception:  # Redis away for a moment: keep serving what is loaded
+                if self._current is None:
+                    raise
+                log.exception("checking the deployment failed; serving %s", self._current.model_id)
         current = self._current
         if current is None:
             raise NoDeployedModel(self.load_error or "")

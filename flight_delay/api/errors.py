@@ -10,6 +10,7 @@ import functools
 from http import HTTPStatus
 from typing import Any
 
+import redis
 from flask import Flask
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
@@ -113,8 +114,16 @@ def handle_domain_error(exc: FlightDelayError) -> tuple[dict[str, Any], int]:
     return error_body(status, exc.message, _details(exc)), int(status)
 
 
+def handle_redis_error(exc: redis.RedisError) -> tuple[dict[str, Any], int]:
+    """Redis away: nothing was changed that a retry would not redo; say so, never a 500."""
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    message = f"the model registry (Redis) is unreachable ({type(exc).__name__}); retry later"
+    return error_body(status, message), int(status)
+
+
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(FlightDelayError, handle_domain_error)
+    app.register_error_handler(redis.RedisError, handle_redis_error)
 
 
 def requires_scope(blp: SmorestBlueprint, scope: str) -> Any:

@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 
 from flight_delay import create_app
 from flight_delay.data import make_synthetic_flights
-from flight_delay.devstack import free_port, start_redis
+from flight_delay.devstack import WORKER_COMMAND, free_port, start_redis
 from tests.conftest import REPO
 
 ADMIN = "admin-key-for-tests"
@@ -33,7 +33,14 @@ FAST = {"n_estimators": 200, "learning_rate": 0.1}  # keeps each job around a se
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_url() -> Iterator[str]:
+    """FLIGHT_DELAY_TEST_REDIS_URL (CI's Redis service container), else a redis-server of our own.
+
+    Keys never collide: every session uses its own key prefix."""
+    configured = os.environ.get("FLIGHT_DELAY_TEST_REDIS_URL")
+    if configured:
+        yield configured
+        return
     port = free_port()
     server = start_redis(port, data_dir=None)
     try:
@@ -79,9 +86,7 @@ def worker(
     log = tmp_path_factory.mktemp("logs") / "worker.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app:celery", "worker",
-             "--loglevel=INFO", "--concurrency=1", "--pool=prefork", "--hostname=test@%h",
-             "--without-gossip", "--without-mingle"],
+            [sys.executable, "-m", *WORKER_COMMAND],
             cwd=REPO, env=environment(stack_settings), stdout=output, stderr=subprocess.STDOUT,
         )  # fmt: skip
     app = create_app({"TESTING": True, **stack_settings})

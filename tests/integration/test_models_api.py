@@ -425,6 +425,28 @@ def test_the_readiness_probe_reports_a_dead_redis(stack_settings: dict[str, Any]
     assert response.get_json()["errors"]["checks"]["redis"].startswith("unreachable")
 
 
+def test_a_dead_redis_is_503_and_predictions_keep_being_served(
+    stack_settings: dict[str, Any], client: FlaskClient, train: Train
+) -> None:
+    record = train()
+    client.put(f"/deploy?model-id={record['id']}", headers=admin())
+    app = create_app({"TESTING": True, **stack_settings, "DEPLOYMENT_POLL_SECONDS": 0.0})
+    serving = app.test_client()
+    assert serving.post("/predict", json={"flights": [FLIGHT]}).status_code == 200
+    # Redis goes away: point this app's registry at a closed port
+    app.extensions["model_registry"].connect("redis://127.0.0.1:1/0", stack_settings["KEY_PREFIX"])
+    response = serving.post("/predict", json={"flights": [FLIGHT]})
+    assert response.status_code == 200
+    assert response.get_json()["model_id"] == record["id"]
+    for response in (
+        serving.post("/models", json={"dataset": "flights.csv"}, headers=admin()),
+        serving.get("/models"),
+        serving.put(f"/deploy?model-id={record['id']}", headers=admin()),
+    ):
+        assert error_of(response)["code"] == 503
+        assert "Redis" in response.get_json()["message"]
+
+
 def test_the_api_key_is_compared_not_logged(
     client: FlaskClient, caplog: pytest.LogCaptureFixture
 ) -> None:

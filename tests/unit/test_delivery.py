@@ -1,0 +1,199 @@
+"""The container and workflow files: static checkers pass on them and catch deliberate errors,
+and they stay in step with the code (services, commands, variable names, paths)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from flight_delay.config import known_variables
+from flight_delay.devstack import GUNICORN_COMMAND, WORKER_COMMAND
+from tests.conftest import REPO
+
+BIN = Path(sys.executable).parent
+COMPONENTS = {"api": GUNICORN_COMMAND, "worker": WORKER_COMMAND}
+VARIABLE = re.compile(r"\b(FLIGHT_DELAY_[A-Z_]+)\b")
+
+
+def tool(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        pytest.fail(f"{name} is not installed in {BIN}: pip install -e '.[dev]'")
+    return str(path)
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=120, check=False)
+
+
+# -- static checkers: pass on ours, fail on a broken copy ---------------------------------------
+def test_hadolint_passes_our_dockerfiles_and_fails_a_broken_one(tmp_path: Path) -> None:
+    for name in ("Dockerfile.api", "Dockerfile.worker"):
+        result = run(tool("hadolint"), str(REPO / name))
+        assert result.returncode == 0, result.stdout + result.stderr
+    broken = tmp_path / "Dockerfile"
+    broken.write_text(
+        (REPO / "Dockerfile.api")
+        .read_text()
+        .replace("python:3.11.11-slim-bookworm AS build", "python:latest AS build")
+    )
+    result = run(tool("hadolint"), str(broken))
+    assert result.returncode != 0
+    assert "DL3007" in result.stdout  # "Using latest is prone to errors"
+
+
+def test_actionlint_passes_our_workflows_and_fails_a_broken_one(tmp_path: Path) -> None:
+    result = run(tool("actionlint"), *map(str, sorted((REPO / ".github/workflows").glob("*.yml"))))
+    assert result.returncode == 0, result.stdout + result.stderr
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    text = (REPO / ".github/workflows/ci.yml").read_text()
+    (workflows / "ci.yml").write_text(
+        text.replace("${{ matrix.component }}:ci", "${{ matrix.compnent }}:ci")
+    )
+    result = run(tool("actionlint"), str(workflows / "ci.yml"))
+    assert result.returncode != 0
+    assert "compnent" in result.stdout
+
+
+def test_the_compose_file_matches_the_compose_specification(tmp_path: Path) -> None:
+    checker = tool("check-jsonschema")
+    result = run(
+        checker, "--builtin-schema", "vendor.compose-spec", str(REPO / "docker-compose.yml")
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = tmp_path / "docker-compose.yml"
+    # a misspelt top-level key (numbers may be strings in Compose, for ${VARIABLE} interpolation)
+    text = (REPO / "docker-compose.yml").read_text()
+    broken.write_text(text.replace("\nvolumes:\n", "\nvolume:\n"))
+    result = run(checker, "--builtin-schema", "vendor.compose-spec", str(broken))
+    assert result.returncode != 0
+    assert "'volume' does not match" in result.stdout
+
+
+# -- consistency with the code ------------------------------------------------------------------
+def load_compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    return loaded
+
+
+def dockerfile_cmd(text: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith("CMD "))
+    command: list[str] = json.loads(line[len("CMD ") :])
+    return command
+
+
+def delivery_problems(
+    compose: dict[str, Any], dockerfiles: dict[str, str], env_example: str
+) -> list[str]:
+    """Every way the delivery files disagree with the code; empty when they agree."""
+    problems = []
+    services = compose.get("services", {})
+    if set(services) != {"redis", "api", "worker"}:
+        problems.append(f"services are {sorted(services)}, expected api, redis, worker")
+    known = known_variables()
+    for component, command in COMPONENTS.items():
+        service = services.get(component, {})
+        if service.get("command") != list(command):
+            problems.append(
+                f"{component}: compose command {service.get('command')} != {list(command)}"
+            )
+        if dockerfile_cmd(dockerfiles[component]) != list(command):
+            problems.append(f"Dockerfile.{component}: CMD != {list(command)}")
+        if service.get("build", {}).get("dockerfile") != f"Dockerfile.{component}":
+            problems.append(f"{component}: not built from Dockerfile.{component}")
+        environment = service.get("environment", {})
+        for name in environment:
+            if name not in known:
+                problems.append(f"{component}: unknown variable {name}")
+        mounts = {v.split(":")[0]: v.split(":")[1] for v in service.get("volumes", [])}
+        if mounts.get("models") != environment.get("FLIGHT_DELAY_MODEL_DIR"):
+            problems.append(
+                f"{component}: the models volume is not mounted at FLIGHT_DELAY_MODEL_DIR"
+            )
+        if mounts.get("./datasets") != environment.get("FLIGHT_DELAY_DATA_ROOT"):
+            problems.append(f"{component}: ./datasets is not mounted at FLIGHT_DELAY_DATA_ROOT")
+        if "redis://redis:" not in str(environment.get("FLIGHT_DELAY_REDIS_URL")):
+            problems.append(
+                f"{component}: FLIGHT_DELAY_REDIS_URL does not point at the redis service"
+            )
+        for name in VARIABLE.findall(dockerfiles[component]):
+            if name not in known:
+                problems.append(f"Dockerfile.{component}: unknown variable {name}")
+    for name in re.findall(r"^([A-Z_]+)=", env_example, flags=re.MULTILINE):
+        if name not in known:
+            problems.append(f".env.example: unknown variable {name}")
+    return problems
+
+
+@pytest.fixture
+def delivery() -> tuple[dict[str, Any], dict[str, str], str]:
+    dockerfiles = {c: (REPO / f"Dockerfile.{c}").read_text() for c in COMPONENTS}
+    return load_compose(), dockerfiles, (REPO / ".env.example").read_text()
+
+
+def test_compose_dockerfiles_and_env_example_agree_with_the_code(delivery: Any) -> None:
+    assert delivery_problems(*delivery) == []
+
+
+def test_a_drifted_command_is_caught(delivery: Any) -> None:
+    compose, dockerfiles, env = copy.deepcopy(delivery)
+    compose["services"]["worker"]["command"] = ["celery", "-A", "worker.tasks", "worker"]
+    assert any("worker: compose command" in p for p in delivery_problems(compose, dockerfiles, env))
+    dockerfiles["api"] = dockerfiles["api"].replace("flight_delay.wsgi:app", "flight_delay.app:app")
+    assert any("Dockerfile.api: CMD" in p for p in delivery_problems(compose, dockerfiles, env))
+
+
+def test_a_renamed_variable_is_caught(delivery: Any) -> None:
+    compose, dockerfiles, env = copy.deepcopy(delivery)
+    api = compose["services"]["api"]["environment"]
+    api["FLIGHT_DELAY_MODELS_DIR"] = api.pop("FLIGHT_DELAY_MODEL_DIR")
+    problems = delivery_problems(
+        compose, dockerfiles, env.replace("FLIGHT_DELAY_MAX_BATCH", "FLIGHT_DELAY_BATCH_MAX")
+    )
+    assert "api: unknown variable FLIGHT_DELAY_MODELS_DIR" in problems
+    assert ".env.example: unknown variable FLIGHT_DELAY_BATCH_MAX" in problems
+
+
+def test_a_moved_volume_or_service_is_caught(delivery: Any) -> None:
+    compose, dockerfiles, env = copy.deepcopy(delivery)
+    compose["services"]["worker"]["volumes"][0] = "models:/srv/models"
+    compose["services"]["scheduler"] = {}
+    problems = delivery_problems(compose, dockerfiles, env)
+    assert "worker: the models volume is not mounted at FLIGHT_DELAY_MODEL_DIR" in problems
+    assert any(p.startswith("services are") for p in problems)
+
+
+def test_the_readme_documents_every_variable() -> None:
+    readme = (REPO / "README.md").read_text()
+    missing = sorted(name for name in known_variables() if f"`{name}`" not in readme)
+    assert not missing, f"README's configuration table lacks {missing}"
+
+
+def test_the_images_hold_the_packages_the_commands_import(tmp_path: Path) -> None:
+    """What `pip install .` puts in the images contains the modules the commands name."""
+    if shutil.which("git") is None:
+        pytest.skip("git is needed to build a wheel from the checkout")
+    result = run(
+        sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(REPO)
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    import zipfile
+
+    names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
+    for module in (
+        "flight_delay/wsgi.py",
+        "flight_delay/gunicorn_conf.py",
+        "worker/celery_app.py",
+        "flight_delay/api/__init__.py",
+    ):
+        assert module in names
