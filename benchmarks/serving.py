@@ -109,6 +109,7 @@ def own_stack(data: Path | None) -> Iterator[tuple[str, str, dict[str, Any]]]:
         start_gunicorn,
         start_redis,
         start_worker,
+        stop_processes,
         wait_until_healthy,
     )
 
@@ -156,13 +157,7 @@ def own_stack(data: Path | None) -> Iterator[tuple[str, str, dict[str, Any]]]:
         time.sleep(1.0)  # every worker has picked it up
         yield base, key, training
     finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in reversed(processes):
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -130,6 +130,19 @@ def start_gunicorn(
     return _start(GUNICORN_COMMAND, env, log)
 
 
+def stop_processes(processes: Sequence[subprocess.Popen[Any]], timeout: float = 20) -> None:
+    """SIGTERM in reverse start order, wait for each, SIGKILL what does not stop in time."""
+    for process in reversed(processes):
+        if process.poll() is None:
+            process.terminate()
+    for process in reversed(processes):
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def call(
     method: str, url: str, body: Any = None, key: str | None = None, timeout: float = 30
 ) -> tuple[int, Any]:
@@ -246,16 +259,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         env["FLIGHT_DELAY_API_KEYS"] = f"{key}=admin"
     dataset = choose_dataset(env, args.dataset)
 
-    def stop(*_: Any) -> None:
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.terminate()
-        for process in reversed(processes):
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         if not env.get("FLIGHT_DELAY_REDIS_URL"):
@@ -289,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        stop()
+        stop_processes(processes)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 
 from flight_delay import create_app
 from flight_delay.data import make_synthetic_flights
-from flight_delay.devstack import WORKER_COMMAND, free_port, start_redis
+from flight_delay.devstack import WORKER_COMMAND, free_port, start_redis, stop_processes
 from tests.conftest import REPO
 
 ADMIN = "admin-key-for-tests"
@@ -46,8 +46,7 @@ def redis_url() -> Iterator[str]:
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stop_processes([server])
 
 
 @pytest.fixture(scope="session")
@@ -98,11 +97,7 @@ def worker(
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_processes([process])
 
 
 @pytest.fixture

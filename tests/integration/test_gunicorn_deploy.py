@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from flight_delay.devstack import call, free_port, start_gunicorn, wait_until_healthy
+from flight_delay.devstack import (
+    call,
+    free_port,
+    start_gunicorn,
+    stop_processes,
+    wait_until_healthy,
+)
 from tests.integration.conftest import ADMIN, environment
 
 pytestmark = pytest.mark.integration
@@ -30,8 +36,7 @@ def gunicorn(stack_settings: dict[str, Any], worker: Any) -> Iterator[str]:
         wait_until_healthy(base, [process])
         yield base
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_processes([process])
 
 
 def predict_once(base: str, allow_unavailable: bool = False) -> tuple[str, str | None]:
