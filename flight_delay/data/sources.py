@@ -8,7 +8,6 @@ it (:func:`fetch`).
 from __future__ import annotations
 
 import re
-import shutil
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -122,7 +121,3 @@ def _download(url: str, target: Path, max_bytes: int, timeout: float) -> None:
         raise InvalidDataset(url, f"download failed: HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         raise InvalidDataset(url, f"download failed: {exc}") from exc
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
