@@ -14,7 +14,7 @@ from flight_delay.data.sources import check_reference, fetch
 from flight_delay.errors import FlightDelayError
 from flight_delay.extensions import celery
 from flight_delay.ml import train
-from flight_delay.registry import JobCancelled, ModelRegistry, Status, now_iso
+from flight_delay.registry import JobCancelled, ModelNotFound, ModelRegistry, Status, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,10 @@ def train_model(model_id: str) -> str:
     """Train the model whose record is ``model_id``; record completed or failed with the reason."""
     registry: ModelRegistry = current_app.extensions["model_registry"]
     config = current_app.config
-    if not registry.exists(model_id):
+    try:
+        record = registry.get(model_id)
+    except ModelNotFound:
         return "deleted"  # cancelled before it started
-    record = registry.get(model_id)
     if record["status"] in (Status.COMPLETED, Status.FAILED):
         return record["status"]  # a redelivered message for a finished job
     model_dir = Path(config["MODEL_DIR"])

@@ -148,9 +148,6 @@ class ModelRegistry:
             raise ModelNotFound(model_id)
         return self._decode(raw)
 
-    def exists(self, model_id: str) -> bool:
-        return bool(self.redis.exists(self._model_key(model_id)))
-
     def models(self, status: str | None = None) -> list[dict[str, Any]]:
         ids = self.redis.zrevrange(self._index_key, 0, -1)
         with self.redis.pipeline() as pipe:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from flight_delay.api.schemas import DeploymentSchema, DeployQuerySchema
 from flight_delay.auth import require_configured_scope
 from flight_delay.errors import ModelArtifactError
 from flight_delay.ml import load_model
-from flight_delay.registry import ModelNotReady, Status
+from flight_delay.registry import ModelNotFound, ModelNotReady, Status
 
 blp = Blueprint(
     "deployment", __name__, description="Deploy a completed model; see what is deployed."
@@ -57,8 +58,10 @@ class Deployment(MethodView):
         model_id, version = registry().deployment()
         history = registry().deployment_history()
         model = None
-        if model_id and registry().exists(model_id):
-            model = present(registry().get(model_id), model_id)
+        if model_id:
+            # a record deleted by hand in Redis: show the pointer, not a 404
+            with contextlib.suppress(ModelNotFound):
+                model = present(registry().get(model_id), model_id)
         return {
             "model_id": model_id,
             "version": version,

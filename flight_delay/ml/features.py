@@ -313,10 +313,8 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
         """
         spec = get_feature_set(self.feature_set)
         records = flights.to_dict("records") if isinstance(flights, pd.DataFrame) else flights
-        allowed = {
-            _SOURCE[name]: (name.replace("_", " "), frozenset(self.categories_[name]))
-            for name in spec.strict
-        }
+        codes = self._category_codes()  # cached: the single-flight path is hot
+        allowed = {_SOURCE[name]: (name.replace("_", " "), codes[name]) for name in spec.strict}
         issues = check_records(records, spec.required_fields, allowed, spec.name == "minimal")
         if issues:
             raise InvalidFlights(issues)

@@ -8,7 +8,7 @@ missing, a JSON number for a code such as Vlo-I is read as its text (``100`` -> 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -79,7 +79,7 @@ def show(value: Any) -> str:
 def check_records(
     records: Sequence[Mapping[str, Any]],
     required: Sequence[str],
-    allowed: Mapping[str, tuple[str, frozenset[str]]],
+    allowed: Mapping[str, tuple[str, Collection[str | None]]],
     month_may_come_from_date: bool,
 ) -> list[FlightIssue]:
     """Every problem with every flight, in flight order.
