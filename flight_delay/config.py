@@ -23,8 +23,8 @@ class DefaultConfig:
     MODEL_DIR = "models"
     #: local datasets named in POST /models must resolve inside this folder
     DATA_ROOT = "datasets"
-    #: ?export=true writes model files inside this folder (the API's working directory by default)
-    EXPORT_DIR = "."
+    #: ?export=true writes model files inside this folder (created on first export; git-ignored)
+    EXPORT_DIR = "exports"
     #: API keys and their scopes: "key=scope,scope;key2=scope" (see README, "Keys and scopes")
     API_KEYS = ""
     #: scopes that reads and predictions need; empty means open

@@ -9,10 +9,9 @@ from typing import Any
 from flask import current_app, request
 from flask.views import MethodView
 
-from flight_delay.api.errors import Blueprint, requires_scope
+from flight_delay.api.errors import Blueprint, requires_configured_scope, requires_scope
 from flight_delay.api.models import present, registry
 from flight_delay.api.schemas import DeploymentSchema, DeployQuerySchema
-from flight_delay.auth import require_configured_scope
 from flight_delay.errors import ModelArtifactError
 from flight_delay.ml import load_model
 from flight_delay.registry import ModelNotFound, ModelNotReady, Status
@@ -51,10 +50,10 @@ class Deploy(MethodView):
 
 @blp.route("/deployment")
 class Deployment(MethodView):
+    @requires_configured_scope(blp, "READ_SCOPE")
     @blp.response(200, DeploymentSchema)
     def get(self) -> dict[str, Any]:
         """Show the deployed model and the deployment history"""
-        require_configured_scope("READ_SCOPE")
         model_id, version = registry().deployment()
         history = registry().deployment_history()
         model = None

@@ -7,6 +7,7 @@ Every error body is ``{"code": <HTTP status>, "status": "<reason>", "message": "
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -18,14 +19,31 @@ from marshmallow import Schema, fields
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
-from flight_delay.auth import Forbidden, Unauthorized, require_scope
+from flight_delay.auth import Forbidden, Unauthorized, require_configured_scope, require_scope
 from flight_delay.errors import FlightDelayError, InvalidConfig, InvalidDataset, InvalidFlights
 from flight_delay.registry import ModelDeployed, ModelNotFound, ModelNotReady
 from flight_delay.serving import NoDeployedModel
 
 
-class ExportPathError(FlightDelayError):
-    """An export file name that is not a plain name inside the export directory."""
+class ExportConflict(FlightDelayError):
+    """The export file name is taken by a file with other contents: exports never replace."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"the export directory already holds another file named {name!r}; exports never "
+            "replace a file: choose another file-name",
+            [{"field": "file-name", "problem": "a different file with this name exists"}],
+        )
+
+
+class ArtifactGone(FlightDelayError):
+    """A completed model whose files are no longer in the model directory."""
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__(
+            f"model {model_id} is completed but its files are gone from the model directory",
+            [{"field": "model_id", "problem": "files missing"}],
+        )
 
 
 class BatchTooLarge(FlightDelayError):
@@ -37,6 +55,8 @@ STATUS_OF: tuple[tuple[type[FlightDelayError], HTTPStatus], ...] = (
     (ModelNotFound, HTTPStatus.NOT_FOUND),
     (ModelNotReady, HTTPStatus.CONFLICT),
     (ModelDeployed, HTTPStatus.CONFLICT),
+    (ExportConflict, HTTPStatus.CONFLICT),
+    (ArtifactGone, HTTPStatus.GONE),
     (Unauthorized, HTTPStatus.UNAUTHORIZED),
     (Forbidden, HTTPStatus.FORBIDDEN),
     (NoDeployedModel, HTTPStatus.SERVICE_UNAVAILABLE),
@@ -126,23 +146,38 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(redis.RedisError, handle_redis_error)
 
 
-def requires_scope(blp: SmorestBlueprint, scope: str) -> Any:
-    """Check the X-api-key scope before anything else (argument parsing included), and document
-    the 401 and 403 answers. Put it above ``@blp.arguments``."""
+def guarded(blp: SmorestBlueprint, check: Callable[[], None], when: str) -> Any:
+    """Run ``check`` (which raises Unauthorized/Forbidden) before anything else, argument parsing
+    included, and document the 401 and 403 answers. Put it above ``@blp.arguments``: a caller
+    without the right key learns nothing about what a valid request looks like."""
 
     def decorate(view: Any) -> Any:
         view = blp.alt_response(
-            401, schema=ErrorSchema, description="missing or unknown X-api-key"
+            401, schema=ErrorSchema, description=f"missing or unknown X-api-key ({when})"
         )(view)
         view = blp.alt_response(
-            403, schema=ErrorSchema, description=f"the key lacks the '{scope}' scope"
+            403, schema=ErrorSchema, description=f"the key lacks the needed scope ({when})"
         )(view)
 
         @functools.wraps(view)
         def checked(*args: Any, **kwargs: Any) -> Any:
-            require_scope(scope)
+            check()
             return view(*args, **kwargs)
 
         return checked
 
     return decorate
+
+
+def requires_scope(blp: SmorestBlueprint, scope: str) -> Any:
+    """The request needs a key with ``scope`` (or ``admin``)."""
+    return guarded(blp, lambda: require_scope(scope), f"needs the '{scope}' scope")
+
+
+def requires_configured_scope(blp: SmorestBlueprint, setting: str) -> Any:
+    """Reads and predictions: a key is needed only when FLIGHT_DELAY_<setting> names a scope."""
+    return guarded(
+        blp,
+        lambda: require_configured_scope(setting),
+        f"only when FLIGHT_DELAY_{setting} names a scope",
+    )

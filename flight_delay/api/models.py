@@ -9,12 +9,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from flask import current_app, send_file, url_for
+from flask import current_app, request, send_file, url_for
 from flask.typing import ResponseReturnValue
 from flask.views import MethodView
 from werkzeug.exceptions import InternalServerError, ServiceUnavailable
 
-from flight_delay.api.errors import Blueprint, ExportPathError, requires_scope
+from flight_delay.api.errors import (
+    ArtifactGone,
+    Blueprint,
+    ExportConflict,
+    guarded,
+    requires_configured_scope,
+    requires_scope,
+)
 from flight_delay.api.schemas import (
     ModelCreatedSchema,
     ModelCreateSchema,
@@ -23,7 +30,7 @@ from flight_delay.api.schemas import (
     ModelListQuerySchema,
     ModelSummarySchema,
 )
-from flight_delay.auth import require_configured_scope
+from flight_delay.auth import require_configured_scope, require_scope
 from flight_delay.data.sources import check_reference
 from flight_delay.jobs import train_model, work_dir
 from flight_delay.ml.artifacts import MODEL_FILE
@@ -70,8 +77,22 @@ def present(record: dict[str, Any], deployed_id: str | None) -> dict[str, Any]:
     return shown
 
 
+def _require_export_scope() -> None:
+    """Reads may be open, but ?export=true writes a file on the server: it needs `export`.
+
+    Looked up in the raw query, before the query is parsed, so that validation never runs for
+    a caller who may not export."""
+    require_configured_scope("READ_SCOPE")
+    if request.args.get("export", "").strip().lower() not in _NOT_EXPORTING:
+        require_scope("export")
+
+
+_NOT_EXPORTING = ("", "false", "0", "no", "off", "n", "f")
+
+
 @blp.route("")
 class Models(MethodView):
+    @requires_configured_scope(blp, "READ_SCOPE")
     @blp.arguments(ModelListQuerySchema, location="query")
     @blp.response(200, ModelSummarySchema(many=True))
     def get(self, query: dict[str, Any]) -> list[dict[str, Any]]:
@@ -79,7 +100,6 @@ class Models(MethodView):
 
         Filter with `?status=pending|running|completed|failed`.
         """
-        require_configured_scope("READ_SCOPE")
         deployed_id = registry().deployed_id()
         return [present(r, deployed_id) for r in registry().models(query.get("status"))]
 
@@ -127,23 +147,37 @@ class Models(MethodView):
 
 @blp.route("/<uuid:model_id>")
 class Model(MethodView):
+    @guarded(
+        blp,
+        _require_export_scope,
+        "reads: when FLIGHT_DELAY_READ_SCOPE names a scope; ?export=true: the 'export' scope",
+    )
     @blp.arguments(ModelGetQuerySchema, location="query")
     @blp.response(200, ModelDetailSchema)
-    @blp.alt_response(400, description="the export file name escapes the export directory")
+    @blp.alt_response(
+        400, description="an unknown query parameter, or a file-name that is not a plain name"
+    )
     @blp.alt_response(404, description="no model with this id")
-    @blp.alt_response(409, description="?export=true on a model that is not completed")
+    @blp.alt_response(
+        409,
+        description="?export=true on a model that is not completed, or a different file of that name exists",
+    )
+    @blp.alt_response(
+        410, description="?export=true: the model's files are gone from the model directory"
+    )
     def get(self, query: dict[str, Any], model_id: Any) -> dict[str, Any]:
         """Show a model
 
         Status `pending`, `running` (with `progress`), `completed` (with full metrics and the input
         schema) or `failed` (with `error`). `?export=true[&file-name=NAME]` also writes the model
-        file to NAME (default `<id>.joblib`) inside the export directory (FLIGHT_DELAY_EXPORT_DIR).
+        file to NAME (default `<id>.joblib`) inside the export directory (FLIGHT_DELAY_EXPORT_DIR);
+        that needs a key with the `export` scope. NAME is a plain file name; an existing file is
+        never replaced (409, unless it holds exactly this model).
         """
-        require_configured_scope("READ_SCOPE")
         record = registry().get(str(model_id))
         shown = present(record, registry().deployed_id())
         if query["export"]:
-            shown["path"] = str(export_model(record, query.get("file_name")))
+            shown["path"] = export_model(record, query.get("file_name"))
             shown["download"] = "OK"
         return shown
 
@@ -180,46 +214,67 @@ class Model(MethodView):
 
 @blp.route("/<uuid:model_id>/artifact")
 class Artifact(MethodView):
+    @requires_configured_scope(blp, "READ_SCOPE")
     @blp.response(
         200,
         description="the fitted pipeline (joblib), loadable with flight_delay.ml.load_model's format",
     )
     @blp.alt_response(404, description="no model with this id")
     @blp.alt_response(409, description="the model is not completed")
+    @blp.alt_response(410, description="the model's files are gone from the model directory")
     def get(self, model_id: Any) -> Any:
         """Download a model file"""
-        require_configured_scope("READ_SCOPE")
         record = registry().get(str(model_id))
-        if record["status"] != Status.COMPLETED:
-            raise ModelNotReady(record["id"], record["status"], "downloading")
-        path = Path(current_app.config["MODEL_DIR"]).resolve() / record["id"] / MODEL_FILE
+        path = model_file(record).resolve()
         return send_file(path, as_attachment=True, download_name=f"{record['id']}.joblib")
 
 
-def export_model(record: dict[str, Any], file_name: str | None) -> Path:
-    """Copy a completed model's file into the export directory, atomically."""
+def model_file(record: dict[str, Any]) -> Path:
+    """The model file of a completed record; ArtifactGone when it is no longer on disk."""
     if record["status"] != Status.COMPLETED:
-        raise ModelNotReady(record["id"], record["status"], "export")
-    root = Path(current_app.config["EXPORT_DIR"]).resolve()
+        raise ModelNotReady(record["id"], record["status"], "this")
+    path = Path(current_app.config["MODEL_DIR"]) / record["id"] / MODEL_FILE
+    if not path.is_file():
+        raise ArtifactGone(record["id"])
+    return path
+
+
+def export_model(record: dict[str, Any], file_name: str | None) -> str:
+    """Copy a completed model's file into the export directory under a plain ``file_name``.
+
+    Never replaces a file: an existing file with the same bytes is the same export (answered
+    again), any other existing file is a conflict. The copy appears whole or not at all: it is
+    written to a temporary file and hard-linked into place, which fails if the name is taken.
+
+    Returns:
+        the file's name inside the export directory.
+    """
+    source = model_file(record)
     name = file_name or f"{record['id']}.joblib"
-    target = (root / name).resolve()
-    if not target.is_relative_to(root) or target == root:
-        raise ExportPathError(
-            f"file-name {name!r} resolves outside the export directory {root}",
-            [{"field": "file-name", "problem": "outside the export directory"}],
-        )
-    if not target.parent.is_dir():
-        raise ExportPathError(
-            f"file-name {name!r}: folder {target.parent} does not exist",
-            [{"field": "file-name", "problem": "folder does not exist"}],
-        )
-    source = Path(current_app.config["MODEL_DIR"]) / record["id"] / MODEL_FILE
-    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    root = Path(current_app.config["EXPORT_DIR"])
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / name  # the schema admits plain names only: no separators, no leading dot
+    if target.exists() or target.is_symlink():
+        if target.is_file() and not target.is_symlink() and _same_bytes(source, target):
+            return name
+        raise ExportConflict(name)
+    descriptor, temporary = tempfile.mkstemp(dir=root, prefix=".export-")
     os.close(descriptor)
     try:
         shutil.copyfile(source, temporary)
-        os.replace(temporary, target)
-    except BaseException:
+        os.link(temporary, target)
+    except FileExistsError:  # another request took the name meanwhile
+        raise ExportConflict(name) from None
+    finally:
         Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
+    return name
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with a.open("rb") as left, b.open("rb") as right:
+        while block := left.read(1 << 20):
+            if block != right.read(len(block)):
+                return False
+    return True

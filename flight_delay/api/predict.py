@@ -8,14 +8,13 @@ from typing import Any
 from flask import Response, current_app
 from flask.views import MethodView
 
-from flight_delay.api.errors import BatchTooLarge, Blueprint
+from flight_delay.api.errors import BatchTooLarge, Blueprint, requires_configured_scope
 from flight_delay.api.schemas import (
     EXAMPLE_FLIGHT,
     EXAMPLE_MINIMAL_FLIGHT,
     PredictRequestSchema,
     PredictResponseSchema,
 )
-from flight_delay.auth import require_configured_scope
 from flight_delay.serving import DeployedModelCache
 
 blp = Blueprint("predictions", __name__, description="Predict delays with the deployed model.")
@@ -28,6 +27,7 @@ EXAMPLE_RESPONSE = {
 
 
 class Predict(MethodView):
+    @requires_configured_scope(blp, "PREDICT_SCOPE")
     @blp.arguments(
         PredictRequestSchema,
         examples={
@@ -49,7 +49,6 @@ class Predict(MethodView):
         Takes up to FLIGHT_DELAY_MAX_BATCH flights (default 10,000) and answers in request order.
         `delayed` is `delay_probability >= threshold`, the model's threshold.
         """
-        require_configured_scope("PREDICT_SCOPE")
         flights = body["flights"]
         limit = current_app.config["MAX_BATCH"]
         if not flights or len(flights) > limit:

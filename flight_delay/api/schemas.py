@@ -9,6 +9,8 @@ from flight_delay.ml.families import FAMILIES
 from flight_delay.ml.features import FEATURE_SETS
 from flight_delay.registry import Status
 
+#: export file names: plain names only, so a name can never leave the export directory
+EXPORT_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"
 EXAMPLE_ID = "3f1c2a9e-8d7b-4c55-9a61-2b7e0f4d8c10"
 EXAMPLE_FLIGHT = {
     "Fecha-I": "2018-01-15 19:30:00",
@@ -90,9 +92,15 @@ class ModelGetQuerySchema(StrictSchema):
     )
     file_name = fields.String(
         data_key="file-name",
-        validate=validate.Length(min=1, max=255),
+        validate=validate.Regexp(
+            EXPORT_NAME,
+            error="must be a plain file name: 1-128 letters, digits, '.', '_' or '-', not "
+            "starting with '.'",
+        ),
         metadata={
-            "description": "file name inside the export directory (default: <model id>.joblib)"
+            "description": "a plain file name inside the export directory (default: "
+            "<model id>.joblib); 1-128 letters, digits, '.', '_' or '-', not starting with '.'",
+            "example": "my-model.joblib",
         },
     )
 
@@ -139,7 +147,9 @@ class ModelDetailSchema(ModelSummarySchema):
     )
     error = fields.String(allow_none=True, metadata={"description": "why the job failed"})
     download = fields.String(metadata={"description": "'OK' when ?export=true wrote the file"})
-    path = fields.String(metadata={"description": "where ?export=true wrote the file"})
+    path = fields.String(
+        metadata={"description": "the file ?export=true wrote, relative to the export directory"}
+    )
 
 
 class DeployQuerySchema(StrictSchema):

@@ -133,8 +133,7 @@ def finished(record: dict[str, Any]) -> bool:
     return record["status"] in ("completed", "failed")
 
 
-@pytest.fixture
-def train(client: FlaskClient) -> Callable[..., dict[str, Any]]:
+def trainer(client: FlaskClient) -> Callable[..., dict[str, Any]]:
     """Create a model through the API and wait for it to finish."""
 
     def create(**body: Any) -> dict[str, Any]:
@@ -145,6 +144,19 @@ def train(client: FlaskClient) -> Callable[..., dict[str, Any]]:
         return wait_for(client, response.get_json()["id"], finished)
 
     return create
+
+
+@pytest.fixture
+def train(client: FlaskClient) -> Callable[..., dict[str, Any]]:
+    return trainer(client)
+
+
+@pytest.fixture(scope="module")
+def train_module(
+    stack_settings: dict[str, Any], worker: subprocess.Popen[bytes]
+) -> Callable[..., dict[str, Any]]:
+    """``train`` for module-scoped fixtures."""
+    return trainer(create_app({"TESTING": True, **stack_settings}).test_client())
 
 
 @pytest.fixture
