@@ -37,9 +37,12 @@ class DefaultConfig:
     DELETE_FAULT_RATE = 0.005
     #: how often each API process checks Redis for a new deployment, in seconds
     DEPLOYMENT_POLL_SECONDS = 0.25
-    #: datasets fetched by URL: size limit and timeout
+    #: datasets fetched by URL: size limit, and one deadline for the whole download
     DOWNLOAD_MAX_BYTES = 500 * 1024 * 1024
     DOWNLOAD_TIMEOUT_SECONDS = 120
+    #: hosts a dataset URL may name although they are not public addresses (internal mirrors):
+    #: comma-separated host names, IP addresses or networks ("mirror.internal,10.2.0.0/16")
+    DOWNLOAD_ALLOW_HOSTS = ""
     #: how long /readyz trusts a worker ping, in seconds
     WORKER_PING_CACHE_SECONDS = 5.0
     #: Redis key prefix, so several deployments can share one Redis

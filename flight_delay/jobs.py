@@ -10,6 +10,7 @@ from pathlib import Path
 
 from flask import current_app
 
+from flight_delay.data.download import AllowList
 from flight_delay.data.sources import check_reference, fetch
 from flight_delay.errors import FlightDelayError
 from flight_delay.extensions import celery
@@ -51,9 +52,14 @@ def train_model(model_id: str) -> str:
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         progress("fetching dataset", 2)
-        reference = check_reference(record["dataset"], config["DATA_ROOT"])
+        allow = AllowList.parse(config["DOWNLOAD_ALLOW_HOSTS"])
+        reference = check_reference(record["dataset"], config["DATA_ROOT"], allow)
         data = fetch(
-            reference, scratch, config["DOWNLOAD_MAX_BYTES"], config["DOWNLOAD_TIMEOUT_SECONDS"]
+            reference,
+            scratch,
+            config["DOWNLOAD_MAX_BYTES"],
+            config["DOWNLOAD_TIMEOUT_SECONDS"],
+            allow,
         )
         model = train(data, record["settings"], progress=progress)
         model.metadata["model_id"] = model_id

@@ -31,6 +31,7 @@ from flight_delay.api.schemas import (
     ModelSummarySchema,
 )
 from flight_delay.auth import require_configured_scope, require_scope
+from flight_delay.data.download import AllowList, redact
 from flight_delay.data.sources import check_reference
 from flight_delay.jobs import train_model, work_dir
 from flight_delay.ml.artifacts import MODEL_FILE
@@ -66,6 +67,7 @@ def headline(record: dict[str, Any]) -> dict[str, float] | None:
 def present(record: dict[str, Any], deployed_id: str | None) -> dict[str, Any]:
     """A record as the API shows it."""
     shown = dict(record)
+    shown["dataset"] = redact(record["dataset"])
     shown["deployed"] = record["id"] == deployed_id
     shown["headline"] = headline(record)
     if record["status"] in Status.UNFINISHED:
@@ -132,7 +134,11 @@ class Models(MethodView):
         dataset = body.pop("dataset")
         description = body.pop("description")
         config = TrainConfig.from_dict(body)
-        check_reference(dataset, current_app.config["DATA_ROOT"])
+        check_reference(
+            dataset,
+            current_app.config["DATA_ROOT"],
+            AllowList.parse(current_app.config["DOWNLOAD_ALLOW_HOSTS"]),
+        )
         record = registry().create(config.to_dict(), dataset, description)
         try:
             train_model.apply_async(args=[record["id"]], task_id=record["id"])

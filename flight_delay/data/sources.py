@@ -7,13 +7,14 @@ it (:func:`fetch`).
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlparse, urlsplit
 
+from flight_delay.data.download import AllowList, check_url_syntax, download, is_public, redact
 from flight_delay.data.loading import FlightData, flights_from_frame, load_flights
 from flight_delay.data.synthetic import make_synthetic_flights
 from flight_delay.errors import InvalidDataset
@@ -33,38 +34,85 @@ class DatasetReference:
     original: str
 
 
-def check_reference(reference: str, data_root: str | Path) -> DatasetReference:
+MAX_PATH_LENGTH = 1024
+MAX_NAME_LENGTH = 255
+
+
+def check_reference(
+    reference: str,
+    data_root: str | Path,
+    allow: AllowList = AllowList(),  # noqa: B008 - immutable
+) -> DatasetReference:
     """Validate a dataset reference without fetching it.
 
+    A URL whose host is an IP address is checked against the public ranges here already; host
+    names are resolved and checked by the worker when it downloads.
+
     Raises:
-        InvalidDataset: an unsupported scheme, a path outside the data root, or a missing file.
+        InvalidDataset: an unsupported scheme, a malformed URL, a path outside the data root, a
+            missing file; messages never show the data root's location on the server.
     """
     reference = reference.strip()
     if not reference:
         raise InvalidDataset("dataset", "must not be empty")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in reference):
+        raise InvalidDataset("dataset", "must not contain control characters (NUL, newline, ...)")
     if reference == SYNTHETIC or reference.startswith(SYNTHETIC + ":"):
         count = reference.partition(":")[2] or str(DEFAULT_SYNTHETIC_FLIGHTS)
         if not count.isdigit() or not 1000 <= int(count) <= MAX_SYNTHETIC_FLIGHTS:
             raise InvalidDataset(
-                reference, f"synthetic:N needs N between 1000 and {MAX_SYNTHETIC_FLIGHTS}"
+                "dataset", f"synthetic:N needs N between 1000 and {MAX_SYNTHETIC_FLIGHTS}"
             )
         return DatasetReference(SYNTHETIC, count, reference)
-    parsed = urlparse(reference)
-    if parsed.scheme in ("http", "https"):
-        if not parsed.netloc:
-            raise InvalidDataset(reference, "not a valid URL")
+    scheme, colon, _ = reference.partition(":")
+    if (
+        colon
+        and len(scheme) > 1
+        and scheme.replace("+", "").replace("-", "").replace(".", "").isalnum()
+    ):
+        if scheme.lower() not in ("http", "https"):
+            raise InvalidDataset(
+                "dataset",
+                f"unsupported scheme {scheme[:20]!r}; use a path, an http(s) URL or synthetic[:N]",
+            )
+        check_url_syntax(reference)
+        host = urlsplit(reference).hostname or ""
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        if literal is not None and not is_public(literal) and not allow.allows(host, literal):
+            raise InvalidDataset(
+                redact(reference),
+                "refused: not a public address; an operator can allow an internal mirror with "
+                "FLIGHT_DELAY_DOWNLOAD_ALLOW_HOSTS",
+            )
         return DatasetReference("url", _download_url(reference), reference)
-    if parsed.scheme and len(parsed.scheme) > 1:  # "C:" style drive letters are not schemes
+    return DatasetReference("local", str(_local_path(reference, data_root)), reference)
+
+
+def _local_path(reference: str, data_root: str | Path) -> Path:
+    if len(reference) > MAX_PATH_LENGTH:
+        raise InvalidDataset("dataset", f"a path of at most {MAX_PATH_LENGTH} characters")
+    if any(len(part) > MAX_NAME_LENGTH for part in Path(reference).parts):
         raise InvalidDataset(
-            reference, f"unsupported scheme {parsed.scheme!r}; use a path, http(s) or synthetic"
+            "dataset", f"a path whose names have at most {MAX_NAME_LENGTH} characters"
         )
     root = Path(data_root).resolve()
     path = (root / reference).resolve()
     if not path.is_relative_to(root):
-        raise InvalidDataset(reference, f"the path is outside the data root {root}")
-    if not path.exists():
-        raise InvalidDataset(reference, f"no such file or folder inside the data root {root}")
-    return DatasetReference("local", str(path), reference)
+        raise InvalidDataset(
+            reference, "the path is outside the data root (FLIGHT_DELAY_DATA_ROOT)"
+        )
+    try:
+        exists = path.exists()
+    except OSError:
+        exists = False
+    if not exists:
+        raise InvalidDataset(
+            reference, "no such file or folder inside the data root (FLIGHT_DELAY_DATA_ROOT)"
+        )
+    return path
 
 
 def _download_url(url: str) -> str:
@@ -80,7 +128,13 @@ def _download_url(url: str) -> str:
     return url
 
 
-def fetch(reference: DatasetReference, workdir: Path, max_bytes: int, timeout: float) -> FlightData:
+def fetch(
+    reference: DatasetReference,
+    workdir: Path,
+    max_bytes: int,
+    timeout: float,
+    allow: AllowList = AllowList(),  # noqa: B008 - immutable
+) -> FlightData:
     """Load the dataset a reference names; URLs are downloaded into ``workdir`` first."""
     if reference.kind == SYNTHETIC:
         count = int(reference.location)
@@ -92,32 +146,50 @@ def fetch(reference: DatasetReference, workdir: Path, max_bytes: int, timeout: f
         )
         return data
     if reference.kind == "local":
-        return load_flights(reference.location)
+        try:
+            data = load_flights(reference.location)
+        except InvalidDataset as exc:
+            # the caller named the file relative to the data root: show it so, not where it lives
+            raise InvalidDataset(
+                reference.original, exc.problem, column=exc.column, rows=exc.rows
+            ) from None
+        return _with_sources(
+            data, [_as_given(source, reference) for source in data.fingerprint.sources]
+        )
+    shown = redact(reference.original)
     target = workdir / "download.csv"
-    _download(reference.location, target, max_bytes, timeout)
-    if target.read_bytes()[:4] == b"PAR1":
-        target = target.rename(target.with_suffix(".parquet"))
-    data = load_flights(target)
-    data.notes["downloaded_from"] = reference.original
-    return data
-
-
-def _download(url: str, target: Path, max_bytes: int, timeout: float) -> None:
-    request = urllib.request.Request(url, headers={"User-Agent": "flight-delay"})
+    content_type = download(
+        reference.location, target, max_bytes=max_bytes, deadline_seconds=timeout, allow=allow
+    )
+    if content_type.split(";")[0].strip() == "text/html" and target.stat().st_size < 1_000_000:
+        # Drive answers large files with a confirmation page instead of the file
+        raise InvalidDataset(
+            shown, "the server sent an HTML page, not a data file (is the link public?)"
+        )
+    with target.open("rb") as head:
+        if head.read(4) == b"PAR1":
+            target = target.rename(target.with_suffix(".parquet"))
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response, target.open("wb") as out:
-            copied = 0
-            while chunk := response.read(1 << 20):
-                copied += len(chunk)
-                if copied > max_bytes:
-                    raise InvalidDataset(url, f"larger than the {max_bytes} byte download limit")
-                out.write(chunk)
-            if response.headers.get_content_type() == "text/html" and copied < 1_000_000:
-                # Drive answers large files with a confirmation page instead of the file
-                raise InvalidDataset(
-                    url, "the server sent an HTML page, not a data file (is the link public?)"
-                )
-    except urllib.error.HTTPError as exc:
-        raise InvalidDataset(url, f"download failed: HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise InvalidDataset(url, f"download failed: {exc}") from exc
+        data = load_flights(target)
+    except InvalidDataset as exc:
+        # never quote what a server sent: its bytes could be anything it wants shown to readers
+        where = f"column '{exc.column}'" if exc.column else "its contents"
+        raise InvalidDataset(
+            shown, f"the downloaded file is not a usable SCL flight file (a problem with {where})"
+        ) from None
+    data.notes["downloaded_from"] = shown
+    return _with_sources(data, [shown])
+
+
+def _as_given(source: str, reference: DatasetReference) -> str:
+    """A loaded file's name as the caller gave it (relative to the data root): the model's
+    metadata and the API never show where the data root is on the server."""
+    location = Path(reference.location)
+    if location.is_dir():
+        return str(Path(reference.original) / Path(source).relative_to(location))
+    return reference.original
+
+
+def _with_sources(data: FlightData, sources: list[str]) -> FlightData:
+    data.fingerprint = dataclasses.replace(data.fingerprint, sources=tuple(sources))
+    return data

@@ -68,6 +68,9 @@ def stack_settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
         "API_KEYS": API_KEYS,
         "DELETE_FAULT_RATE": 0.0,
         "WORKER_PING_CACHE_SECONDS": 0.0,
+        # the tests' loopback file server is reached by this name; 127.0.0.1 stays refused
+        "DOWNLOAD_ALLOW_HOSTS": "localhost",
+        "DOWNLOAD_TIMEOUT_SECONDS": 20,
     }
 
 

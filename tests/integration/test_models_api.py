@@ -239,7 +239,9 @@ def test_export_and_download_of_an_unfinished_model_are_409(
     client: FlaskClient, train: Train
 ) -> None:
     failed = train(dataset="empty.csv")
-    assert error_of(client.get(f"/models/{failed['id']}?export=true", headers=admin()))["code"] == 409
+    assert (
+        error_of(client.get(f"/models/{failed['id']}?export=true", headers=admin()))["code"] == 409
+    )
     assert error_of(client.get(f"/models/{failed['id']}/artifact"))["code"] == 409
 
 

@@ -29,7 +29,7 @@ def file_server(stack_settings: dict[str, Any]) -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://localhost:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
@@ -93,3 +93,94 @@ def test_a_model_that_fails_to_load_leaves_the_previous_one_serving(
     check = ready.get_json()["errors"]["checks"]["model"]
     assert check.startswith(f"serving {good['id']}; the newer deployment failed")
     assert "corrupt model file" in check
+
+
+# -- hostile URLs (issue 7, findings 2 and 8) ------------------------------------------------------
+@pytest.fixture
+def redirect_server(stack_settings: dict[str, Any]) -> Iterator[str]:
+    """localhost (allowed) answers /go with a redirect to 127.0.0.1 (not allowed), and serves a
+    secret at /secret."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/go":
+                self.send_response(302)
+                self.send_header(
+                    "Location", f"http://127.0.0.1:{self.server.server_address[1]}/secret"
+                )
+                self.end_headers()
+                return
+            body = b"INTERNAL-SECRET-42,x\n1,2\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_internal_addresses_are_refused_at_once(client: FlaskClient, redirect_server: str) -> None:
+    port = redirect_server.rpartition(":")[2]
+    for url in (f"http://127.0.0.1:{port}/secret", "http://169.254.169.254/latest/meta-data",
+                f"http://[::1]:{port}/secret", "http://10.0.0.1/x.csv"):  # fmt: skip
+        response = client.post("/models", json={"dataset": url}, headers=admin())
+        assert response.status_code == 400, url
+        assert "not a public address" in response.get_json()["message"]
+
+
+def test_a_redirect_to_an_internal_address_is_refused_and_nothing_fetched_is_quoted(
+    client: FlaskClient, redirect_server: str
+) -> None:
+    response = client.post("/models", json={"dataset": f"{redirect_server}/go"}, headers=admin())
+    assert response.status_code == 202
+    record = wait_for(client, response.get_json()["id"], finished)
+    assert record["status"] == "failed"
+    assert "non-public address" in record["error"]
+    # the allowed host serves a non-SCL file: the error says so without quoting it
+    response = client.post(
+        "/models", json={"dataset": f"{redirect_server}/secret"}, headers=admin()
+    )
+    record = wait_for(client, response.get_json()["id"], finished)
+    assert record["status"] == "failed"
+    assert "not a usable SCL flight file" in record["error"]
+    assert "INTERNAL-SECRET" not in str(record)
+
+
+def test_credentials_in_a_dataset_url_are_never_shown(
+    client: FlaskClient, file_server: str
+) -> None:
+    url = file_server.replace("http://", "http://alice:hunter2@") + "/flights.csv?token=abc123"
+    response = client.post(
+        "/models", json={"dataset": url, "params": {"n_estimators": 50}}, headers=admin()
+    )
+    assert response.status_code == 202
+    model_id = response.get_json()["id"]
+    record = wait_for(client, model_id, finished)
+    assert record["status"] == "completed", record
+    listed = client.get("/models").get_json()
+    for shown in (record, *(m for m in listed if m["id"] == model_id)):
+        text = str(shown)
+        assert "hunter2" not in text and "abc123" not in text, text
+    assert record["dataset"].startswith("http://***@localhost")
+
+
+def test_server_paths_are_not_shown(client: FlaskClient, stack_settings: dict[str, Any]) -> None:
+    root = stack_settings["DATA_ROOT"]
+    for dataset in ("../outside.csv", "missing.csv", "empty.csv"):
+        response = client.post("/models", json={"dataset": dataset}, headers=admin())
+        if response.status_code == 202:
+            response = client.get(
+                f"/models/{wait_for(client, response.get_json()['id'], finished)['id']}"
+            )
+        assert root not in response.get_data(as_text=True), dataset
+        assert str(Path(root).parent) not in response.get_data(as_text=True), dataset
