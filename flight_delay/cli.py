@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from flight_delay.errors import FlightDelayError
-from flight_delay.ml.families import DEFAULT_FAMILY, FAMILIES
-from flight_delay.ml.features import DEFAULT_FEATURE_SET, FEATURE_SETS
+from flight_delay.ml.config import SPLITS, TrainConfig
+from flight_delay.ml.families import FAMILIES
+from flight_delay.ml.features import FEATURE_SETS
 
 EXIT_USAGE = 2
 
@@ -49,18 +50,31 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--data", required=True, help="a CSV file, a folder of CSVs, or a parquet file"
     )
-    train.add_argument("--model", default=DEFAULT_FAMILY, choices=sorted(FAMILIES))
-    train.add_argument("--features", default=DEFAULT_FEATURE_SET, choices=sorted(FEATURE_SETS))
-    train.add_argument("--split", default="time", choices=("time", "random"))
-    train.add_argument("--test-size", type=float, default=0.2, help="held-out share (default 0.2)")
+    # defaults: TrainConfig's, the same as POST /models; only the options given are passed on
+    defaults = TrainConfig.defaults()
+    train.add_argument(
+        "--model", dest="model_type", choices=sorted(FAMILIES),
+        help=f"model family (default {defaults['model_type']})",
+    )  # fmt: skip
+    train.add_argument(
+        "--features", choices=sorted(FEATURE_SETS),
+        help=f"feature set (default {defaults['features']})",
+    )  # fmt: skip
+    train.add_argument(
+        "--split", choices=SPLITS, help=f"holdout protocol (default {defaults['split']})"
+    )
+    train.add_argument(
+        "--test-size", type=float, help=f"held-out share (default {defaults['test_size']})"
+    )
     train.add_argument(
         "--time-cutoff", help="with --split time: hold out flights from this date on"
     )
-    train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--no-refit", action="store_true", help="keep the evaluated model, no refit")
+    train.add_argument("--seed", type=int, help=f"random seed (default {defaults['seed']})")
     train.add_argument(
-        "--params", default="{}", help="hyperparameters as JSON, e.g. '{\"num_leaves\": 63}'"
-    )
+        "--no-refit", dest="refit", action="store_false", default=None,
+        help="keep the evaluated model, no refit",
+    )  # fmt: skip
+    train.add_argument("--params", help="hyperparameters as JSON, e.g. '{\"num_leaves\": 63}'")
     train.add_argument("--out", help="model directory (default: models/<model>-<features>-<time>)")
     train.add_argument("--json", action="store_true", help="print the model metadata as JSON")
     return parser
@@ -79,24 +93,20 @@ def _train(args: argparse.Namespace) -> int:
     # imported here so that `flight-delay --help` answers without loading the ML stack
     from flight_delay.ml import train
 
-    try:
-        params = json.loads(args.params)
-    except ValueError as exc:
-        print(f"flight-delay: error: --params is not valid JSON ({exc})", file=sys.stderr)
-        return EXIT_USAGE
     settings: dict[str, Any] = {
-        "model_type": args.model,
-        "features": args.features,
-        "split": args.split,
-        "test_size": args.test_size,
-        "time_cutoff": args.time_cutoff,
-        "seed": args.seed,
-        "refit": not args.no_refit,
-        "params": params,
+        name: getattr(args, name)
+        for name in ("model_type", "features", "split", "test_size", "time_cutoff", "seed", "refit")
+        if getattr(args, name) is not None
     }
+    if args.params is not None:
+        try:
+            settings["params"] = json.loads(args.params)
+        except ValueError as exc:
+            print(f"flight-delay: error: --params is not valid JSON ({exc})", file=sys.stderr)
+            return EXIT_USAGE
     started = time.monotonic()
     model = train(args.data, settings, progress=TerminalProgress(sys.stderr))
-    out = Path(args.out) if args.out else _default_out(args.model, args.features)
+    out = Path(args.out) if args.out else _default_out(model.metadata)
     model.save(out)
     elapsed = time.monotonic() - started
     if args.json:
@@ -108,9 +118,9 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_out(model: str, features: str) -> Path:
+def _default_out(meta: dict[str, Any]) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return Path("models") / f"{model}-{features}-{stamp}"
+    return Path("models") / f"{meta['model_type']}-{meta['feature_set']['name']}-{stamp}"
 
 
 def metrics_table(meta: dict[str, Any], out: Path, elapsed: float) -> str:

@@ -32,6 +32,9 @@ class DefaultConfig:
     PREDICT_SCOPE = ""
     #: most flights in one POST /predict
     MAX_BATCH = 10_000
+    #: largest request body in bytes (413 beyond, before it is parsed); 10,000 flights with every
+    #: column of the SCL file take about 3.5 MB
+    MAX_CONTENT_LENGTH = 8 * 1024 * 1024
     #: share of DELETE /models/{id} requests answered 500 before anything changes (the original
     #: spec's fault injection); 0 turns it off
     DELETE_FAULT_RATE = 0.005

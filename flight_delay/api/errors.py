@@ -7,17 +7,19 @@ Every error body is ``{"code": <HTTP status>, "status": "<reason>", "message": "
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
-from flask import Flask
+from flask import Flask, Request
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
 from marshmallow import Schema, fields
-from webargs.flaskparser import FlaskParser
-from werkzeug.exceptions import HTTPException
+from marshmallow.utils import missing
+from webargs.flaskparser import FlaskParser, abort, is_json_request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from flight_delay.auth import Forbidden, Unauthorized, require_configured_scope, require_scope
 from flight_delay.errors import FlightDelayError, InvalidConfig, InvalidDataset, InvalidFlights
@@ -64,19 +66,69 @@ STATUS_OF: tuple[tuple[type[FlightDelayError], HTTPStatus], ...] = (
 )
 
 
+class ErrorDetailSchema(Schema):
+    location = fields.String(
+        metadata={
+            "description": "where the field is: json (the body), query, path or header; "
+            "absent when the problem is not with one field of the request",
+            "example": "json",
+        }
+    )
+    field = fields.String(
+        metadata={"description": "the field, dotted for nested ones", "example": "Fecha-I"}
+    )
+    problem = fields.String(metadata={"example": "required field is missing"})
+    index = fields.Integer(
+        metadata={"description": "POST /predict: the flight's index in the request", "example": 0}
+    )
+
+
 class ErrorSchema(Schema):
+    """The one error body of the whole API."""
+
     code = fields.Integer(metadata={"description": "HTTP status code", "example": 404})
     status = fields.String(metadata={"description": "HTTP reason phrase", "example": "Not Found"})
     message = fields.String(metadata={"description": "what went wrong, for people"})
-    errors = fields.Dict(
-        metadata={"description": "field-level details: field or location -> list of problems"}
+    errors = fields.List(
+        fields.Nested(ErrorDetailSchema),
+        metadata={"description": "one entry per problem; empty when there are no field details"},
     )
 
 
 class ValidationParser(FlaskParser):
-    """Request validation failures are 400, like every other bad input."""
+    """Request validation failures are 400, like every other bad input; an unknown query
+    parameter is an error too (the schemas say RAISE; webargs would drop them for query)."""
 
     DEFAULT_VALIDATION_STATUS = HTTPStatus.BAD_REQUEST
+    DEFAULT_UNKNOWN_BY_LOCATION = {}  # noqa: RUF012 - webargs' own class attribute
+
+    def _raw_load_json(self, req: Request) -> Any:
+        if not is_json_request(req):
+            return missing
+        return parse_request_json(req.get_data(cache=True))
+
+    def _handle_invalid_json_error(
+        self, error: Any, req: Request, *args: Any, **kwargs: Any
+    ) -> NoReturn:
+        reason = error.msg if isinstance(error, json.JSONDecodeError) else "not UTF-8"
+        abort(400, exc=error, messages={"json": {"": [f"invalid JSON body: {reason}"]}})
+
+
+def _refuse_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
+
+
+def parse_request_json(data: bytes | str) -> Any:
+    """Standard JSON only (no NaN or Infinity), and nesting bounded by the interpreter's recursion
+    limit turned into a 400 instead of a crash."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return json.loads(text, parse_constant=_refuse_constant)
+    except UnicodeDecodeError as exc:
+        # a non-empty doc: webargs reads an empty one as "no body"
+        raise json.JSONDecodeError(f"not UTF-8 ({exc.reason})", "<body>", exc.start) from None
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", "<body>", 0) from None
 
 
 class Blueprint(SmorestBlueprint):
@@ -90,43 +142,71 @@ class Api(SmorestApi):
         self, error: HTTPException
     ) -> tuple[dict[str, Any], int, dict[str, Any]]:
         payload, code, headers = super().handle_http_exception(error)
-        payload.setdefault("errors", {})
+        raw = payload.get("errors")
+        details = flatten_messages(raw) if isinstance(raw, dict) else []
+        payload["errors"] = details
         if "message" not in payload:
-            payload["message"] = _summary(payload["errors"]) or (error.description or error.name)
+            payload["message"] = "; ".join(
+                f"{d['field']}: {d['problem']}" if d.get("field") else d["problem"] for d in details
+            ) or (error.description or error.name)
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            headers = {**headers, "Allow": ", ".join(sorted(error.valid_methods))}
         return payload, code, headers
 
 
-def _summary(errors: Any, path: tuple[str, ...] = ()) -> str:
-    """Flatten webargs' nested messages into 'model_type: Must be one of: ...; seed: ...'."""
-    if isinstance(errors, dict):
-        parts = (_summary(value, (*path, str(key))) for key, value in errors.items())
-        return "; ".join(part for part in parts if part)
-    text = " ".join(map(str, errors)) if isinstance(errors, list) else str(errors)
-    field = ".".join(p for p in path if p not in ("json", "query", "headers"))
-    return f"{field}: {text}" if field else text
+def flatten_messages(messages: dict[str, Any]) -> list[dict[str, Any]]:
+    """webargs' ``{"json": {"params": {"seed": ["msg"]}}}`` as ``[{"location": "json", "field":
+    "params.seed", "problem": "msg"}]``."""
+    details: list[dict[str, Any]] = []
+
+    def walk(value: Any, location: str, path: tuple[str, ...]) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(inner, location, (*path, str(key)))
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            if len(path) >= 2 and path[-1] in ("key", "value"):
+                path = path[:-1]  # marshmallow's Dict reports params.num_leaves.value
+            for text in value:
+                details.append({"location": location, "field": ".".join(path), "problem": text})
+        elif isinstance(value, list):
+            for position, inner in enumerate(value):
+                walk(inner, location, (*path, str(position)))
+        else:
+            details.append({"location": location, "field": ".".join(path), "problem": str(value)})
+
+    for location, value in messages.items():
+        walk(value, str(location), ())
+    return details
 
 
 def error_body(
-    status: HTTPStatus, message: str, errors: dict[str, Any] | None = None
+    status: HTTPStatus, message: str, errors: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     return {
         "code": int(status),
         "status": status.phrase,
         "message": message,
-        "errors": errors or {},
+        "errors": errors or [],
     }
 
 
-def _details(exc: FlightDelayError) -> dict[str, Any]:
+def _details(exc: FlightDelayError) -> list[dict[str, Any]]:
     if isinstance(exc, InvalidFlights):
-        return {"flights": [issue.as_dict() for issue in exc.issues]}
+        return [
+            {"location": "json", "field": i.field, "index": i.index, "problem": i.problem}
+            for i in exc.issues
+        ]
     if isinstance(exc, InvalidConfig):
-        return {exc.field: [exc.problem]}
+        return [{"location": "json", "field": exc.field, "problem": exc.problem}]
     if isinstance(exc, InvalidDataset):
-        return {"dataset": [exc.message]}
-    if exc.errors:
-        return {"detail": exc.errors}
-    return {}
+        return [{"location": "json", "field": "dataset", "problem": exc.message}]
+    details = []
+    for entry in exc.errors:
+        detail = {"field": str(entry.get("field", "")), "problem": str(entry.get("problem", ""))}
+        if entry.get("location"):
+            detail["location"] = str(entry["location"])
+        details.append(detail)
+    return details
 
 
 def handle_domain_error(exc: FlightDelayError) -> tuple[dict[str, Any], int]:

@@ -62,7 +62,9 @@ class Readiness(MethodView):
 
 def _not_ready(failed: list[str], checks: dict[str, str]) -> ResponseReturnValue:
     body = error_body(
-        HTTPStatus.SERVICE_UNAVAILABLE, f"not ready: {', '.join(failed)}", {"checks": checks}
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        f"not ready: {', '.join(failed)}",
+        [{"field": name, "problem": checks[name]} for name in failed],
     )
     # a Response, so that the 200 schema above does not filter the error body
     response = jsonify(body)

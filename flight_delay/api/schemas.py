@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields, validate
+import math
 
-from flight_delay.ml.config import SPLITS
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from flight_delay.ml.config import MAX_CUTOFF_LENGTH, MAX_SEED, SPLITS, TrainConfig
 from flight_delay.ml.families import FAMILIES
 from flight_delay.ml.features import FEATURE_SETS
 from flight_delay.registry import Status
@@ -21,6 +23,14 @@ EXAMPLE_FLIGHT = {
     "TIPOVUELO": "I",
 }
 EXAMPLE_MINIMAL_FLIGHT = {"OPERA": "Aerolineas Argentinas", "TIPOVUELO": "N", "MES": 3}
+
+
+_TRAIN_DEFAULTS = TrainConfig.defaults()
+
+
+def _scalar(value: object) -> None:
+    if isinstance(value, dict | list) or (isinstance(value, float) and not math.isfinite(value)):
+        raise ValidationError("must be one finite number, text or boolean")
 
 
 class StrictSchema(Schema):
@@ -40,34 +50,52 @@ class ModelCreateSchema(StrictSchema):
             "example": "dataset_SCL.csv",
         },
     )
+    # defaults come from TrainConfig: one source for the API, the CLI and the library
     model_type = fields.String(
-        load_default="lightgbm",
+        load_default=_TRAIN_DEFAULTS["model_type"],
         validate=validate.OneOf(sorted(FAMILIES)),
         metadata={"example": "lightgbm"},
     )
     features = fields.String(
-        load_default="schedule",
+        load_default=_TRAIN_DEFAULTS["features"],
         validate=validate.OneOf(sorted(FEATURE_SETS)),
         metadata={"example": "schedule"},
     )
     split = fields.String(
-        load_default="time", validate=validate.OneOf(SPLITS), metadata={"example": "time"}
+        load_default=_TRAIN_DEFAULTS["split"],
+        validate=validate.OneOf(SPLITS),
+        metadata={"example": "time"},
     )
-    test_size = fields.Float(load_default=0.2, metadata={"description": "held-out share, 0.05-0.5"})
+    test_size = fields.Float(
+        load_default=_TRAIN_DEFAULTS["test_size"],
+        validate=validate.Range(0.05, 0.5),
+        metadata={"description": "held-out share, 0.05-0.5"},
+    )
     time_cutoff = fields.String(
-        load_default=None,
+        load_default=_TRAIN_DEFAULTS["time_cutoff"],
         allow_none=True,
-        metadata={"description": "with split=time: hold out flights from this date"},
+        validate=validate.Length(max=MAX_CUTOFF_LENGTH),
+        metadata={
+            "description": "with split=time: hold out flights scheduled from this local SCL "
+            "date-time on (YYYY-MM-DD[ HH:MM:SS], no UTC offset, 1950-2100)",
+            "example": "2017-11-01",
+        },
     )
-    seed = fields.Integer(load_default=42)
+    seed = fields.Integer(
+        load_default=_TRAIN_DEFAULTS["seed"], strict=True, validate=validate.Range(0, MAX_SEED)
+    )
     refit = fields.Boolean(
-        load_default=True, metadata={"description": "refit on all rows after the evaluation"}
+        load_default=_TRAIN_DEFAULTS["refit"],
+        metadata={"description": "refit on all rows after the evaluation"},
     )
     params = fields.Dict(
-        keys=fields.String(),
+        keys=fields.String(validate=validate.Length(max=64)),
+        values=fields.Raw(validate=_scalar),
         load_default=dict,
+        validate=validate.Length(max=64),
         metadata={
-            "description": "hyperparameters of the model family",
+            "description": "hyperparameters of the model family: names and ranges in "
+            "flight_delay.ml.families (unknown names, non-finite or out-of-range values are a 400)",
             "example": {"num_leaves": 31},
         },
     )

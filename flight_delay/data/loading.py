@@ -220,6 +220,15 @@ def _validate(frame: pd.DataFrame, name: str, location: str) -> pd.DataFrame:
                 rows=_rows(bad, first),
                 location=location,
             )
+        outside = (parsed < schema.EARLIEST_SCHEDULED) | (parsed > schema.LATEST_SCHEDULED)
+        if outside.any():
+            raise InvalidDataset(
+                name,
+                f"date {str(frame[column][outside].iloc[0])[:40]!r} is {schema.OUT_OF_RANGE}",
+                column=column,
+                rows=_rows(outside, first),
+                location=location,
+            )
         frame[column] = parsed
 
     bad_type = ~frame[schema.FLIGHT_TYPE].isin(schema.FLIGHT_TYPES)

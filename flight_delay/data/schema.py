@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pandas as pd
 
 SCHEDULED_AT = "Fecha-I"
@@ -33,6 +35,16 @@ OPERATED_COLUMNS: tuple[str, ...] = (
 #: for the label. The other published columns are optional and ignored by the model.
 REQUIRED_TRAINING_COLUMNS: tuple[str, ...] = (
     SCHEDULED_AT, FLIGHT_NUMBER, DESTINATION, CARRIER_CODE, OPERATED_AT, FLIGHT_TYPE, AIRLINE,
+)  # fmt: skip
+
+#: scheduled and operated times the features cover (the holiday calendar is defined for them)
+EARLIEST_SCHEDULED = datetime(1950, 1, 1)
+LATEST_SCHEDULED = datetime(2100, 12, 31, 23, 59, 59)
+OUT_OF_RANGE = "outside the supported range 1950-01-01 .. 2100-12-31"
+
+#: the fields a prediction reads (each must be one value: text, number or null)
+PREDICTION_FIELDS: tuple[str, ...] = (
+    SCHEDULED_AT, FLIGHT_NUMBER, ORIGIN, DESTINATION, CARRIER_CODE, FLIGHT_TYPE, AIRLINE, MONTH,
 )  # fmt: skip
 
 #: the only origin in the data set; a flight from elsewhere is outside what the model knows

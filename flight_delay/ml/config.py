@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
+from flight_delay.data import schema
 from flight_delay.errors import InvalidConfig
 from flight_delay.ml.families import DEFAULT_FAMILY, get_family
 from flight_delay.ml.features import DEFAULT_FEATURE_SET, get_feature_set
 
 SPLITS = ("time", "random")
+#: seeds reach numpy, which takes 0 .. 2**32 - 1
+MAX_SEED = 2**32 - 1
+MAX_CUTOFF_LENGTH = 32
 THRESHOLD_STRATEGIES = ("best_f1", "fixed")
 
 
@@ -63,12 +68,13 @@ class TrainConfig:
         if self.time_cutoff is not None:
             if self.split != "time":
                 raise InvalidConfig("time_cutoff", "only applies to split=time")
-            try:
-                pd.Timestamp(self.time_cutoff)
-            except (ValueError, TypeError):
-                raise InvalidConfig("time_cutoff", f"not a date: {self.time_cutoff!r}") from None
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise InvalidConfig("seed", f"must be a non-negative integer, got {self.seed!r}")
+            check_cutoff(self.time_cutoff)
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, int)
+            or not 0 <= self.seed <= MAX_SEED
+        ):
+            raise InvalidConfig("seed", f"must be an integer from 0 to {MAX_SEED}")
         if self.threshold_strategy not in THRESHOLD_STRATEGIES:
             raise InvalidConfig(
                 "threshold_strategy", f"must be one of {', '.join(THRESHOLD_STRATEGIES)}"
@@ -85,6 +91,11 @@ class TrainConfig:
             raise InvalidConfig("refit", "must be true or false")
         # validates names, types and ranges; the resolved values are recorded at training time
         get_family(self.model_type).resolve_params(self.params)
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every setting's default: the one source for the CLI, the API schema and the docs."""
+        return cls().to_dict()
 
     @classmethod
     def from_dict(cls, settings: Mapping[str, Any] | None) -> TrainConfig:
@@ -104,3 +115,27 @@ class TrainConfig:
         if "random_state" in params and "random_state" not in self.params:
             params["random_state"] = self.seed
         return params
+
+
+def check_cutoff(value: Any) -> pd.Timestamp:
+    """A ``time_cutoff``: a naive date or date-time (local SCL time, like Fecha-I), 1950-2100."""
+    if not isinstance(value, str) or len(value) > MAX_CUTOFF_LENGTH:
+        raise InvalidConfig(
+            "time_cutoff",
+            f"a date as text, YYYY-MM-DD[ HH:MM:SS], at most {MAX_CUTOFF_LENGTH} characters",
+        )
+    text = value.strip()
+    try:
+        # fromisoformat: ISO 8601 only, and quick on any input (pd.Timestamp guesses formats)
+        parsed = datetime.fromisoformat(text) if text.isascii() else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise InvalidConfig("time_cutoff", "not a date: expected YYYY-MM-DD[ HH:MM:SS]")
+    if parsed.tzinfo is not None:
+        raise InvalidConfig(
+            "time_cutoff", "give a local SCL date-time without a UTC offset, as Fecha-I is"
+        )
+    if not schema.EARLIEST_SCHEDULED <= parsed <= schema.LATEST_SCHEDULED:
+        raise InvalidConfig("time_cutoff", schema.OUT_OF_RANGE)
+    return pd.Timestamp(parsed)

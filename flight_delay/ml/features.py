@@ -96,7 +96,8 @@ _SOURCE = {
 _MONTHS = [str(m) for m in range(1, 13)]
 _HOLIDAY_HORIZON_DAYS = 30.0  # beyond a month away a holiday no longer shapes traffic
 _UNIX_EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
-_DIGITS = re.compile(r"\d+")
+# ASCII digits: "\d" also matches other scripts' digits, which pandas and float() read differently
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def get_feature_set(name: str) -> FeatureSet:
@@ -159,7 +160,9 @@ def _categorical(values: pd.Series, categories: list[str]) -> pd.Categorical:
 
 def _flight_key(frame: pd.DataFrame) -> pd.Series:
     """Flight numbers repeat across carriers, so the key is carrier code plus number (LAN-11)."""
-    return _text(frame, schema.CARRIER_CODE) + "-" + _text(frame, schema.FLIGHT_NUMBER)
+    # as objects: a text column of pandas' string dtype plus an all-missing object column raises
+    carrier = _text(frame, schema.CARRIER_CODE).astype(object)
+    return carrier + "-" + _text(frame, schema.FLIGHT_NUMBER).astype(object)
 
 
 def _scheduled_at(frame: pd.DataFrame) -> pd.Series:

@@ -19,6 +19,11 @@ from flight_delay.data import schema
 from flight_delay.errors import FlightIssue
 
 MISSING = "required field is missing"
+EARLIEST_SCHEDULED = schema.EARLIEST_SCHEDULED
+LATEST_SCHEDULED = schema.LATEST_SCHEDULED
+OUT_OF_RANGE = schema.OUT_OF_RANGE
+#: longest caller value a message quotes
+SHOWN_CHARACTERS = 40
 
 
 def clean_text(value: Any) -> str | None:
@@ -39,7 +44,8 @@ def clean_text(value: Any) -> str | None:
 
 
 def parse_scheduled(value: Any) -> datetime | None:
-    """A scheduled departure: a datetime, or ISO 8601 text (``2017-01-01 23:30:00``).
+    """A scheduled departure: a datetime, or ISO 8601 text (``2017-01-01 23:30:00``) between
+    1950 and 2100; anything else is None.
 
     A UTC offset is dropped: schedules are local wall-clock times at SCL.
     """
@@ -48,13 +54,32 @@ def parse_scheduled(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
+        text = value.strip()
+        # ISO 8601 in ASCII digits only: fromisoformat would also read other scripts' digits
+        if not text.isascii() or len(text) > 40:
+            return None
         try:
-            parsed = datetime.fromisoformat(value.strip())
+            parsed = datetime.fromisoformat(text)
         except ValueError:
             return None
     else:
         return None
-    return parsed.replace(tzinfo=None) if parsed.tzinfo else parsed
+    parsed = parsed.replace(tzinfo=None) if parsed.tzinfo else parsed
+    if not EARLIEST_SCHEDULED <= parsed <= LATEST_SCHEDULED:
+        return None
+    return parsed
+
+
+def scheduled_problem(value: Any) -> str:
+    """Why ``value`` is not a scheduled departure, for messages."""
+    if isinstance(value, str) and value.strip().isascii() and len(value.strip()) <= 40:
+        try:
+            datetime.fromisoformat(value.strip())
+        except ValueError:
+            pass
+        else:
+            return f"{show(value)} is {OUT_OF_RANGE}"
+    return f"unparsable date {show(value)} (expected YYYY-MM-DD HH:MM:SS)"
 
 
 def parse_month(value: Any) -> int | None:
@@ -72,8 +97,16 @@ def parse_month(value: Any) -> int | None:
 
 
 def show(value: Any) -> str:
-    """A value as the caller sent it, for messages (numpy scalars shown as plain Python)."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
+    """A value as the caller sent it, for messages (numpy scalars shown as plain Python), cut
+    short: a message never echoes a large input."""
+    if isinstance(value, list | dict | tuple):
+        return f"a {'list' if not isinstance(value, dict) else 'object'}"
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= SHOWN_CHARACTERS else text[: SHOWN_CHARACTERS - 3] + "..."
+
+
+def is_scalar(value: Any) -> bool:
+    return not isinstance(value, list | dict | tuple | set)
 
 
 def check_records(
@@ -92,17 +125,20 @@ def check_records(
     """
     issues: list[FlightIssue] = []
     for index, record in enumerate(records):
+        nested = [f for f in schema.PREDICTION_FIELDS if not is_scalar(record.get(f))]
+        if nested:
+            issues.extend(
+                FlightIssue(
+                    index, f, "must be a single value (text or number), not a list or object"
+                )
+                for f in nested
+            )
+            continue
         raw_time = record.get(schema.SCHEDULED_AT)
         has_time_text = clean_text(raw_time) is not None
         scheduled = parse_scheduled(raw_time) if has_time_text else None
         if has_time_text and scheduled is None:
-            issues.append(
-                FlightIssue(
-                    index,
-                    schema.SCHEDULED_AT,
-                    f"unparsable date {show(raw_time)} (expected YYYY-MM-DD HH:MM:SS)",
-                )
-            )
+            issues.append(FlightIssue(index, schema.SCHEDULED_AT, scheduled_problem(raw_time)))
         for field in required:
             if field == schema.MONTH and month_may_come_from_date:
                 continue

@@ -74,7 +74,8 @@ def test_export_names_must_be_plain(
     response = export(client, completed["id"], name, key=admin()["X-api-key"])
     error = error_of(response)
     assert error["code"] == 400, (name, error)
-    assert "file-name" in error["errors"].get("query", {}) or "file-name" in error["message"], error
+    assert error["errors"][0]["location"] == "query", error
+    assert error["errors"][0]["field"] == "file-name", error
     assert sorted(os.listdir(stack_settings["EXPORT_DIR"])) == before
 
 

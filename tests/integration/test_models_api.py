@@ -153,8 +153,13 @@ def test_a_minimal_model_accepts_exactly_the_challenge_fields(
         "/predict",
         json={"flights": [{"OPERA": "Aerolineas Argentinas", "TIPOVUELO": "N", "MES": 13}]},
     )
-    assert error_of(bad)["errors"]["flights"] == [
-        {"index": 0, "field": "MES", "problem": "must be a whole month number 1-12, got 13"}
+    assert error_of(bad)["errors"] == [
+        {
+            "location": "json",
+            "index": 0,
+            "field": "MES",
+            "problem": "must be a whole month number 1-12, got 13",
+        }
     ]
 
 
@@ -306,9 +311,9 @@ def test_bad_prediction_input_is_400_naming_each_flight_and_field(
 ) -> None:
     record = train()
     client.put(f"/deploy?model-id={record['id']}", headers=admin())
-    assert error_of(client.post("/predict", json={"flights": {"OPERA": "x"}}))["errors"] == {
-        "json": {"flights": ["Not a valid list."]}
-    }
+    assert error_of(client.post("/predict", json={"flights": {"OPERA": "x"}}))["errors"] == [
+        {"location": "json", "field": "flights", "problem": "Not a valid list."}
+    ]
     assert error_of(client.post("/predict", json=[FLIGHT]))["code"] == 400
     assert (
         error_of(client.post("/predict", data="not json", content_type="application/json"))["code"]
@@ -322,7 +327,7 @@ def test_bad_prediction_input_is_400_naming_each_flight_and_field(
         {**FLIGHT, "Des-I": "ZZZZ", "Fecha-I": "yesterday"},
     ]
     response = client.post("/predict", json={"flights": flights})
-    found = {(e["index"], e["field"]) for e in error_of(response)["errors"]["flights"]}
+    found = {(e["index"], e["field"]) for e in error_of(response)["errors"]}
     assert found == {(1, "Des-I"), (2, "OPERA"), (2, "TIPOVUELO"), (3, "Des-I"), (3, "Fecha-I")}
 
 
@@ -349,7 +354,7 @@ def test_no_deployed_model_is_503(stack_settings: dict[str, Any], worker: Any) -
     assert "no model is deployed" in response.get_json()["message"]
     ready = fresh.get("/readyz")
     assert error_of(ready)["code"] == 503
-    assert ready.get_json()["errors"]["checks"]["model"] == "no model deployed"
+    assert ready.get_json()["errors"] == [{"field": "model", "problem": "no model deployed"}]
 
 
 def test_predict_and_reads_can_require_a_key(
@@ -414,7 +419,8 @@ def test_the_readiness_probe_reports_a_dead_redis(stack_settings: dict[str, Any]
     ).test_client()
     response = dead.get("/readyz")
     assert error_of(response)["code"] == 503
-    assert response.get_json()["errors"]["checks"]["redis"].startswith("unreachable")
+    assert response.get_json()["errors"][0]["field"] == "redis"
+    assert response.get_json()["errors"][0]["problem"].startswith("unreachable")
 
 
 def test_a_dead_redis_is_503_and_predictions_keep_being_served(

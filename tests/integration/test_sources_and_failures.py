@@ -90,7 +90,7 @@ def test_a_model_that_fails_to_load_leaves_the_previous_one_serving(
     assert serving.post("/predict", json={"flights": [flight]}).get_json()["model_id"] == good["id"]
     ready = serving.get("/readyz")
     assert ready.status_code == 503
-    check = ready.get_json()["errors"]["checks"]["model"]
+    (check,) = (e["problem"] for e in ready.get_json()["errors"] if e["field"] == "model")
     assert check.startswith(f"serving {good['id']}; the newer deployment failed")
     assert "corrupt model file" in check
 

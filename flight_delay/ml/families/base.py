@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ class Param:
         if not isinstance(value, self.kind):
             raise InvalidConfig(field, f"must be {self.kind.__name__}, got {type(value).__name__}")
         checked: Any = value
+        if isinstance(checked, float) and not math.isfinite(checked):
+            raise InvalidConfig(field, f"must be a finite number, got {checked}")
         if self.choices is not None and checked not in self.choices:
             raise InvalidConfig(field, f"must be one of {', '.join(map(str, self.choices))}")
         if self.low is not None and checked < self.low:
