@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Mapping
@@ -16,21 +17,22 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the API app: config (defaults, FLIGHT_DELAY_* variables, then ``overrides``),
     extensions, blueprints and error handlers."""
     # imported here: building an app is the only thing that needs Flask, Celery and Redis
-    from flight_delay import jobs  # noqa: F401 - registers the Celery tasks
+    from flight_delay import jobs  # noqa: F401 - defines the shared Celery tasks
     from flight_delay.api import deploy, health, models, predict
-    from flight_delay.api.errors import register_error_handlers
+    from flight_delay.api.errors import Api, register_error_handlers
     from flight_delay.auth import parse_api_keys
-    from flight_delay.extensions import api, deployed_model, init_celery, model_registry
+    from flight_delay.extensions import deployed_model, init_celery, model_registry
 
     app = Flask("flight_delay")
     base = TestingConfig if (overrides or {}).get("TESTING") else DefaultConfig
     app.config.update(load_config(base, overrides))
     app.extensions["api_keys"] = parse_api_keys(app.config["API_KEYS"])
+    configure_logging(app)
 
     model_registry.init_app(app)
     deployed_model.init_app(app)
     init_celery(app)
-    api.init_app(app)
+    api = Api(app)  # one per app: its OpenAPI document and error handlers are this app's
     for module in (models, deploy, predict, health):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
@@ -44,3 +46,15 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         return response
 
     return app
+
+
+def configure_logging(app: Flask) -> None:
+    """FLIGHT_DELAY_LOG_LEVEL for this package's loggers and the app's."""
+    name = str(app.config["LOG_LEVEL"]).upper()
+    level = logging.getLevelName(name)
+    if not isinstance(level, int):
+        raise ValueError(
+            f"FLIGHT_DELAY_LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {name!r}"
+        )
+    logging.getLogger("flight_delay").setLevel(level)
+    app.logger.setLevel(level)

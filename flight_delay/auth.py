@@ -10,6 +10,7 @@ of them). Keys are compared in constant time and never logged.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Mapping
 
@@ -77,3 +78,15 @@ def require_configured_scope(setting: str) -> None:
     scope = current_app.config[setting]
     if scope:
         require_scope(scope)
+
+
+def caller_name() -> str:
+    """Who made this request, for records such as the deployment history: the name of the key's
+    first scope plus a short fingerprint of the key (never the key), else the address."""
+    presented = request.headers.get(HEADER)
+    if presented:
+        scopes = _scopes_of(presented, current_app.extensions["api_keys"])
+        if scopes is not None:
+            digest = hashlib.sha256(presented.encode()).hexdigest()[:8]
+            return f"key {'+'.join(sorted(scopes))} #{digest}"
+    return request.remote_addr or ""

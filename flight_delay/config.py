@@ -46,6 +46,18 @@ class DefaultConfig:
     #: hosts a dataset URL may name although they are not public addresses (internal mirrors):
     #: comma-separated host names, IP addresses or networks ("mirror.internal,10.2.0.0/16")
     DOWNLOAD_ALLOW_HOSTS = ""
+    #: training jobs: a running job renews a lease this long (seconds) every sixth of it; a job
+    #: whose lease runs out (its worker was killed or lost Redis) is queued again, at most
+    #: JOB_MAX_ATTEMPTS attempts in all, then marked failed with the reason
+    JOB_LEASE_SECONDS = 30.0
+    JOB_MAX_ATTEMPTS = 2
+    #: a job running longer is stopped and marked failed
+    JOB_TIME_LIMIT_SECONDS = 1800
+    #: how often API processes and workers look for jobs to recover, in seconds
+    RECOVERY_INTERVAL_SECONDS = 10.0
+    #: a job still pending after this long has its message sent again (a lost message is not
+    #: waited for; a duplicate is harmless)
+    PENDING_RESEND_SECONDS = 300.0
     #: how long /readyz trusts a worker ping, in seconds
     WORKER_PING_CACHE_SECONDS = 5.0
     #: Redis key prefix, so several deployments can share one Redis

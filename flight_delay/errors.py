@@ -6,9 +6,23 @@ structured details (``errors``) so callers can point at the offending file, row 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+
+def scrub_paths(text: str, roots: Mapping[str, str | os.PathLike[str]]) -> str:
+    """``text`` with each configured root's location replaced by its setting name
+    (``/srv/fd/models/x`` -> ``<MODEL_DIR>/x``): messages shown to API callers never reveal
+    where files live on the server."""
+    for name, root in roots.items():
+        given = str(root)
+        for form in {str(Path(given).resolve()), str(Path(given).absolute()), given}:
+            if form and form not in (".", "/"):
+                text = text.replace(form, f"<{name}>")
+    return text
 
 
 class FlightDelayError(Exception):

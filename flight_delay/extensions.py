@@ -1,52 +1,62 @@
-"""Unbound extension singletons, attached to an app in :func:`flight_delay.app.create_app`."""
+"""Extensions, made per app in :func:`flight_delay.app.create_app` (never process-wide objects
+that every ``create_app`` would reconfigure): the smorest ``Api``, the Celery app, the model
+registry and the deployed-model cache each live in ``app.extensions``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from celery import Celery, Task
-from flask import Flask, has_app_context
+from flask import Flask
 
-from flight_delay.api.errors import Api
 from flight_delay.registry import ModelRegistry
 from flight_delay.serving import DeployedModelCache
 
+#: the training task's name (flight_delay.jobs.train_model); callers send it by name, so the
+#: sending app's own Celery (its broker, its queue) always carries it
+TRAIN_TASK = "flight_delay.train_model"
 
-class FlaskTask(Task):
-    """Runs a task inside the Flask app context, pushing one only when none is active."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if has_app_context():
-            return self.run(*args, **kwargs)
-        with self.app.flask_app.app_context():
-            return self.run(*args, **kwargs)
-
-
-api = Api()
-celery = Celery("flight_delay", task_cls=FlaskTask)
 model_registry = ModelRegistry()
 deployed_model = DeployedModelCache()
 
 
 def init_celery(app: Flask) -> Celery:
-    """Point the Celery app at the configured Redis and attach the Flask app to it."""
+    """A Celery app for ``app``: its Redis, its queue, and tasks that run in its app context.
+
+    The tasks are ``shared_task``s (flight_delay.jobs), so every Celery app made here has them.
+    """
+
+    class FlaskTask(Task):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
     prefix = app.config["KEY_PREFIX"]
+    limit = int(app.config["JOB_TIME_LIMIT_SECONDS"])
+    celery = Celery(app.import_name, task_cls=FlaskTask)
     celery.conf.update(
         broker_url=app.config["REDIS_URL"],
         broker_connection_retry_on_startup=True,
+        # keep reconnecting to a Redis that restarts, however long it takes
+        broker_connection_max_retries=None,
         task_default_queue=f"{prefix}-training",
         task_ignore_result=True,
-        # a job is acknowledged only when it ends, and re-queued if its worker dies meanwhile:
-        # no training request is lost with a worker
+        # acknowledged when it ends and re-queued if the process running it dies; a duplicate
+        # delivery is harmless: the registry's claim lets one attempt run a job at a time and
+        # never reruns a finished one (see flight_delay.jobs)
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        task_soft_time_limit=limit,
+        task_time_limit=limit + 60,
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_transport_options={
-            "visibility_timeout": 3600,
+            # an unacknowledged message comes back after this long; the lease (JOB_LEASE_SECONDS)
+            # is what notices a dead worker, so this only bounds how long a lost message waits
+            "visibility_timeout": limit + 120,
             "global_keyprefix": f"{prefix}:celery:",
         },
     )
-    celery.flask_app = app
     app.extensions["celery"] = celery
     return celery

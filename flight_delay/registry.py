@@ -60,7 +60,18 @@ class ModelDeployed(FlightDelayError):
 
 
 class JobCancelled(Exception):
-    """Raised inside a training job whose model was deleted while it ran."""
+    """Raised inside a training job whose model was deleted, or whose attempt was superseded
+    (its lease expired and another attempt took over), while it ran."""
+
+
+class ClaimResult:
+    """What :meth:`ModelRegistry.claim` decided for one delivery of a job message."""
+
+    CLAIMED = "claimed"  # this attempt runs the job
+    DELETED = "deleted"  # the model is gone: drop the message
+    FINISHED = "finished"  # completed or failed already: a duplicate or redelivered message
+    LEASED = "leased"  # another live attempt holds it: drop the message
+    EXHAUSTED = "exhausted"  # too many attempts: marked failed
 
 
 _JSON_FIELDS = ("settings", "metrics", "input_schema", "data")
@@ -70,13 +81,128 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+# Lifecycle rules run inside Redis as Lua scripts: each reads and writes in one atomic step, so a
+# check can never be overtaken by a concurrent request between the read and the write. Times that
+# decide something (leases) come from Redis' own clock (TIME), never from the callers' clocks.
+_NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 "
+
+# KEYS: record. ARGV: field, value, ... -> 1, or 0 when the record is gone (never resurrected)
+_UPDATE_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV)) return 1
+"""
+
+# KEYS: record. ARGV: token, worker, lease seconds, max attempts, started_at (display only)
+_CLAIM = (
+    _NOW
+    + """
+local k = KEYS[1]
+if redis.call('EXISTS', k) == 0 then return {'deleted', ''} end
+local status = redis.call('HGET', k, 'status')
+if status == 'completed' or status == 'failed' then return {'finished', status} end
+if status == 'running' then
+  local lease = tonumber(redis.call('HGET', k, 'lease_until') or '0') or 0
+  if lease > now then return {'leased', ''} end
+end
+local attempts = (tonumber(redis.call('HGET', k, 'attempts') or '0') or 0) + 1
+if attempts > tonumber(ARGV[4]) then
+  redis.call('HSET', k, 'status', 'failed', 'finished_at', ARGV[5], 'stage', 'failed',
+    'error', 'gave up after ' .. (attempts - 1) .. ' attempt(s): the worker running it stopped '
+    .. 'renewing its lease (killed, or cut off from Redis)')
+  return {'exhausted', ''}
+end
+redis.call('HSET', k, 'status', 'running', 'attempt', ARGV[1], 'attempts', attempts,
+  'worker', ARGV[2], 'lease_until', now + tonumber(ARGV[3]), 'started_at', ARGV[5],
+  'stage', 'starting', 'percent', '1')
+redis.call('HDEL', k, 'error')
+return {'claimed', tostring(attempts)}
+"""
+)
+
+# KEYS: record. ARGV: token, lease seconds, field, value, ... -> 1, or 0 when the record is gone
+# or another attempt holds it now. Renews the lease.
+_ATTEMPT_UPDATE = (
+    _NOW
+    + """
+local k = KEYS[1]
+if redis.call('EXISTS', k) == 0 then return 0 end
+if redis.call('HGET', k, 'attempt') ~= ARGV[1] or redis.call('HGET', k, 'status') ~= 'running' then
+  return 0
+end
+redis.call('HSET', k, 'lease_until', now + tonumber(ARGV[2]))
+if #ARGV > 2 then redis.call('HSET', k, unpack(ARGV, 3)) end
+return 1
+"""
+)
+
+# KEYS: record. ARGV: token, field, value, ... (status among them) -> 1 or 0 as above
+_ATTEMPT_FINISH = """
+local k = KEYS[1]
+if redis.call('EXISTS', k) == 0 then return 0 end
+if redis.call('HGET', k, 'attempt') ~= ARGV[1] or redis.call('HGET', k, 'status') ~= 'running' then
+  return 0
+end
+redis.call('HSET', k, unpack(ARGV, 2))
+redis.call('HDEL', k, 'lease_until')
+return 1
+"""
+
+# KEYS: record. ARGV: max attempts, finished_at -> 'requeue', 'failed' or 'alive'
+_EXPIRE_LEASE = (
+    _NOW
+    + """
+local k = KEYS[1]
+if redis.call('HGET', k, 'status') ~= 'running' then return 'alive' end
+local lease = tonumber(redis.call('HGET', k, 'lease_until') or '0') or 0
+if lease > now then return 'alive' end
+local attempts = tonumber(redis.call('HGET', k, 'attempts') or '0') or 0
+if attempts >= tonumber(ARGV[1]) then
+  redis.call('HSET', k, 'status', 'failed', 'finished_at', ARGV[2], 'stage', 'failed',
+    'error', 'the worker running it stopped renewing its lease (killed, or cut off from Redis) '
+    .. 'after ' .. attempts .. ' attempt(s); train it again')
+  redis.call('HDEL', k, 'lease_until', 'attempt')
+  return 'failed'
+end
+redis.call('HSET', k, 'status', 'pending', 'stage', 'queued again: its worker was lost',
+  'percent', '0')
+redis.call('HDEL', k, 'lease_until', 'attempt')
+return 'requeue'
+"""
+)
+
+# KEYS: record, index, deployment. ARGV: id -> 'deployed', 'missing', or the deleted status
+_DELETE_UNLESS_DEPLOYED = """
+if redis.call('HGET', KEYS[3], 'model_id') == ARGV[1] then return 'deployed' end
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then redis.call('ZREM', KEYS[2], ARGV[1]) return 'missing' end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return status
+"""
+
+# KEYS: record, deployment, history. ARGV: id, deployed_at, by -> {'ok', event} or {reason, status}
+_DEPLOY_IF_COMPLETED = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'missing', ''} end
+if status ~= 'completed' then return {'not_completed', status} end
+local previous = redis.call('HGET', KEYS[2], 'model_id')
+redis.call('HSET', KEYS[2], 'model_id', ARGV[1], 'deployed_at', ARGV[2])
+local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
+local event = cjson.encode({model_id = ARGV[1], deployed_at = ARGV[2],
+  previous_model_id = previous or cjson.null, by = ARGV[3], version = version})
+redis.call('LPUSH', KEYS[3], event)
+redis.call('LTRIM', KEYS[3], 0, 999)
+return {'ok', event}
+"""
+
+
 class ModelRegistry:
     """Reads and writes model records. Created unbound; ``init_app`` connects it."""
 
     def __init__(self) -> None:
         # decode_responses=True: every value is str (redis-py's stubs cannot say so)
         self._redis: Any = None
-        self._update_if_exists: Any = None
+        self._scripts: dict[str, Any] = {}
         self.prefix = "fd"
 
     def init_app(self, app: Any) -> None:
@@ -87,13 +213,22 @@ class ModelRegistry:
         )
 
     def connect(self, url: str, prefix: str = "fd") -> ModelRegistry:
-        self._redis = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
-        self.prefix = prefix
-        # HSET only if the record still exists: a job must not resurrect a deleted model
-        self._update_if_exists = self._redis.register_script(
-            "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
-            "redis.call('HSET', KEYS[1], unpack(ARGV)) return 1"
+        self._redis = redis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
         )
+        self.prefix = prefix
+        self._scripts = {
+            name: self._redis.register_script(source)
+            for name, source in (
+                ("update_if_exists", _UPDATE_IF_EXISTS),
+                ("claim", _CLAIM),
+                ("attempt_update", _ATTEMPT_UPDATE),
+                ("attempt_finish", _ATTEMPT_FINISH),
+                ("expire_lease", _EXPIRE_LEASE),
+                ("delete_unless_deployed", _DELETE_UNLESS_DEPLOYED),
+                ("deploy_if_completed", _DEPLOY_IF_COMPLETED),
+            )
+        }
         return self
 
     @property
@@ -101,6 +236,11 @@ class ModelRegistry:
         if self._redis is None:
             raise RuntimeError("ModelRegistry is not connected (init_app was not called)")
         return self._redis
+
+    def _script(self, name: str) -> Any:
+        if not self._scripts:
+            raise RuntimeError("ModelRegistry is not connected (init_app was not called)")
+        return self._scripts[name]
 
     # -- keys ----------------------------------------------------------------------------------
     def _model_key(self, model_id: str) -> str:
@@ -117,6 +257,10 @@ class ModelRegistry:
     @property
     def _history_key(self) -> str:
         return f"{self.prefix}:deployment:history"
+
+    @property
+    def _server_key(self) -> str:
+        return f"{self.prefix}:redis-run-id"
 
     # -- records -------------------------------------------------------------------------------
     def create(
@@ -135,6 +279,8 @@ class ModelRegistry:
             "settings": json.dumps(dict(settings)),
             "stage": "queued",
             "percent": "0",
+            "attempts": "0",
+            "enqueued_at": str(created),
         }
         with self.redis.pipeline() as pipe:
             pipe.hset(self._model_key(model_id), mapping=record)
@@ -158,40 +304,112 @@ class ModelRegistry:
         return [r for r in records if status is None or r["status"] == status]
 
     def update(self, model_id: str, **fields: Any) -> bool:
-        """Set fields on an existing record; False (and nothing written) when it was deleted.
+        """Set fields on an existing record; False (and nothing written) when it was deleted."""
+        args = self._args(fields)
+        return bool(self._script("update_if_exists")(keys=[self._model_key(model_id)], args=args))
 
-        Runs as one Lua script so that a record deleted meanwhile is not resurrected.
+    def delete(self, model_id: str) -> str:
+        """Delete a record unless it is deployed, in one atomic step.
+
+        Returns:
+            the status the record had.
+
+        Raises:
+            ModelDeployed: it is the deployed model (nothing changed).
+            ModelNotFound: there is no such record.
         """
-        if self._update_if_exists is None:
-            raise RuntimeError("ModelRegistry is not connected (init_app was not called)")
-        encoded = {k: self._encode(k, v) for k, v in fields.items()}
-        args: list[str] = [item for pair in encoded.items() for item in pair]
-        return bool(self._update_if_exists(keys=[self._model_key(model_id)], args=args))
+        outcome = self._script("delete_unless_deployed")(
+            keys=[self._model_key(model_id), self._index_key, self._deployment_key],
+            args=[model_id],
+        )
+        if outcome == "deployed":
+            raise ModelDeployed(model_id)
+        if outcome == "missing":
+            raise ModelNotFound(model_id)
+        return str(outcome)
 
-    def delete(self, model_id: str) -> None:
+    # -- job attempts --------------------------------------------------------------------------
+    def claim(
+        self, model_id: str, token: str, worker: str, lease_seconds: float, max_attempts: int
+    ) -> tuple[str, int]:
+        """Start an attempt at a job: (a ClaimResult value, the attempt number when claimed).
+
+        Only a pending job, or a running one whose lease expired (its worker is gone), is claimed;
+        a finished job is never run again, whatever message arrives.
+        """
+        outcome, detail = self._script("claim")(
+            keys=[self._model_key(model_id)],
+            args=[token, worker, lease_seconds, max_attempts, now_iso()],
+        )
+        return str(outcome), int(detail) if outcome == ClaimResult.CLAIMED else 0
+
+    def attempt_update(
+        self, model_id: str, token: str, lease_seconds: float, **fields: Any
+    ) -> bool:
+        """Renew the attempt's lease and set ``fields``; False when the model was deleted or
+        another attempt holds it now (the caller must stop)."""
+        return bool(
+            self._script("attempt_update")(
+                keys=[self._model_key(model_id)],
+                args=[token, lease_seconds, *self._args(fields)],
+            )
+        )
+
+    def attempt_finish(self, model_id: str, token: str, status: str, **fields: Any) -> bool:
+        """Record the attempt's outcome; False when it no longer holds the job."""
+        return bool(
+            self._script("attempt_finish")(
+                keys=[self._model_key(model_id)],
+                args=[token, *self._args({"status": status, **fields})],
+            )
+        )
+
+    def expire_lease(self, model_id: str, max_attempts: int) -> str:
+        """For a running job whose lease ran out: 'requeue' (back to pending: send its message
+        again) or 'failed' (attempts used up); 'alive' when its worker still renews it."""
+        return str(
+            self._script("expire_lease")(
+                keys=[self._model_key(model_id)], args=[max_attempts, now_iso()]
+            )
+        )
+
+    def unfinished_ids(self) -> dict[str, list[str]]:
+        """Ids of pending and running jobs, by status."""
+        found: dict[str, list[str]] = {Status.PENDING: [], Status.RUNNING: []}
+        ids = self.redis.zrevrange(self._index_key, 0, -1)
         with self.redis.pipeline() as pipe:
-            pipe.delete(self._model_key(model_id))
-            pipe.zrem(self._index_key, model_id)
-            pipe.execute()
+            for model_id in ids:
+                pipe.hget(self._model_key(model_id), "status")
+            statuses = pipe.execute()
+        for model_id, status in zip(ids, statuses, strict=True):
+            if status in found:
+                found[status].append(model_id)
+        return found
+
+    def server_restarted(self) -> bool:
+        """True once after Redis restarted (its run_id changed) since the last call anywhere."""
+        run_id = self.redis.info("server").get("run_id", "")
+        previous = self.redis.getset(self._server_key, run_id)
+        return previous is not None and previous != run_id
 
     # -- deployment ----------------------------------------------------------------------------
     def deploy(self, model_id: str, by: str = "") -> dict[str, Any]:
-        previous = self.deployed_id()
-        deployed_at = now_iso()
-        with self.redis.pipeline() as pipe:
-            pipe.hset(
-                self._deployment_key, mapping={"model_id": model_id, "deployed_at": deployed_at}
-            )
-            pipe.hincrby(self._deployment_key, "version", 1)
-            event = {
-                "model_id": model_id,
-                "deployed_at": deployed_at,
-                "previous_model_id": previous,
-                "by": by,
-            }
-            pipe.lpush(self._history_key, json.dumps(event))
-            pipe.ltrim(self._history_key, 0, 999)
-            pipe.execute()
+        """Point every process at a completed model, atomically: the status check, the new
+        pointer, the version and the history event (with the previous id) are one step.
+
+        Raises:
+            ModelNotFound: no such record (deleted meanwhile).
+            ModelNotReady: the model is not completed.
+        """
+        outcome, detail = self._script("deploy_if_completed")(
+            keys=[self._model_key(model_id), self._deployment_key, self._history_key],
+            args=[model_id, now_iso(), by],
+        )
+        if outcome == "missing":
+            raise ModelNotFound(model_id)
+        if outcome == "not_completed":
+            raise ModelNotReady(model_id, detail, "deploying")
+        event: dict[str, Any] = json.loads(detail)
         return event
 
     def deployment(self) -> tuple[str | None, int]:
@@ -208,6 +426,9 @@ class ModelRegistry:
     def ping(self) -> bool:
         return bool(self.redis.ping())
 
+    def _args(self, fields: Mapping[str, Any]) -> list[str]:
+        return [item for k, v in fields.items() for item in (k, self._encode(k, v))]
+
     # -- encoding ------------------------------------------------------------------------------
     @staticmethod
     def _encode(name: str, value: Any) -> str:
@@ -221,6 +442,7 @@ class ModelRegistry:
         for name in _JSON_FIELDS:
             if record.get(name):
                 record[name] = json.loads(record[name])
-        if "percent" in record:
-            record["percent"] = int(record["percent"] or 0)
+        for name in ("percent", "attempts"):
+            if name in record:
+                record[name] = int(record[name] or 0)
         return record

@@ -6,13 +6,14 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app
 from flask.views import MethodView
 
 from flight_delay.api.errors import Blueprint, requires_configured_scope, requires_scope
 from flight_delay.api.models import present, registry
 from flight_delay.api.schemas import DeploymentSchema, DeployQuerySchema
-from flight_delay.errors import ModelArtifactError
+from flight_delay.auth import caller_name
+from flight_delay.errors import ModelArtifactError, scrub_paths
 from flight_delay.ml import load_model
 from flight_delay.registry import ModelNotFound, ModelNotReady, Status
 
@@ -38,13 +39,18 @@ class Deploy(MethodView):
         record = registry().get(query["model_id"])
         if record["status"] != Status.COMPLETED:
             raise ModelNotReady(record["id"], record["status"], "deploying")
+        model_dir = current_app.config["MODEL_DIR"]
         try:  # never point every process at files that do not load
-            load_model(Path(current_app.config["MODEL_DIR"]) / record["id"])
+            load_model(Path(model_dir) / record["id"])
         except ModelArtifactError as exc:
+            registry().get(record["id"])  # deleted meanwhile (records go before files): 404
+            reason = scrub_paths(str(exc), {"MODEL_DIR": model_dir})
             raise ModelNotReady(
-                record["id"], f"completed but unloadable ({exc})", "deploying"
+                record["id"], f"completed but unloadable ({reason})", "deploying"
             ) from exc
-        registry().deploy(record["id"], by=request.remote_addr or "")
+        # the status is checked again inside the atomic deploy: a DELETE that came in meanwhile
+        # wins (404) rather than leaving the deployment pointing at a deleted model
+        registry().deploy(record["id"], by=caller_name())
         current_app.extensions["deployed_model"].refresh(force=True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -33,10 +34,10 @@ from flight_delay.api.schemas import (
 from flight_delay.auth import require_configured_scope, require_scope
 from flight_delay.data.download import AllowList, redact
 from flight_delay.data.sources import check_reference
-from flight_delay.jobs import train_model, work_dir
+from flight_delay.jobs import remove_scratch, send_job
 from flight_delay.ml.artifacts import MODEL_FILE
 from flight_delay.ml.config import TrainConfig
-from flight_delay.registry import ModelDeployed, ModelNotReady, ModelRegistry, Status
+from flight_delay.registry import ModelNotReady, ModelRegistry, Status
 
 blp = Blueprint(
     "models",
@@ -141,9 +142,10 @@ class Models(MethodView):
         )
         record = registry().create(config.to_dict(), dataset, description)
         try:
-            train_model.apply_async(args=[record["id"]], task_id=record["id"])
+            send_job(current_app.extensions["celery"], record["id"])
         except Exception as exc:  # broker down: do not leave a pending record nobody will run
-            registry().delete(record["id"])
+            with contextlib.suppress(Exception):
+                registry().delete(record["id"])
             raise ServiceUnavailable(
                 f"the job queue is unreachable ({type(exc).__name__}); nothing was created"
             ) from exc
@@ -207,15 +209,12 @@ class Model(MethodView):
                 "injected fault (FLIGHT_DELAY_DELETE_FAULT_RATE): nothing was changed; retry"
             )
         model_id = str(model_id)
-        record = registry().get(model_id)
-        if registry().deployed_id() == model_id:
-            raise ModelDeployed(model_id)
+        # one atomic step: never the deployed model, never half deleted; a running job notices
+        # within a heartbeat (JOB_LEASE_SECONDS / 6) and stops at its next boosting round
         registry().delete(model_id)
-        if record["status"] in Status.UNFINISHED:
-            current_app.extensions["celery"].control.revoke(model_id)
         model_dir = Path(current_app.config["MODEL_DIR"])
         shutil.rmtree(model_dir / model_id, ignore_errors=True)
-        shutil.rmtree(work_dir(model_dir, model_id), ignore_errors=True)
+        remove_scratch(model_dir, model_id)
 
 
 @blp.route("/<uuid:model_id>/artifact")

@@ -174,6 +174,9 @@ class ModelDetailSchema(ModelSummarySchema):
         allow_none=True, metadata={"description": "fingerprint of the training data"}
     )
     error = fields.String(allow_none=True, metadata={"description": "why the job failed"})
+    attempts = fields.Integer(
+        metadata={"description": "attempts at training it so far (a lost worker's job is retried)"}
+    )
     download = fields.String(metadata={"description": "'OK' when ?export=true wrote the file"})
     path = fields.String(
         metadata={"description": "the file ?export=true wrote, relative to the export directory"}
@@ -187,6 +190,10 @@ class DeployQuerySchema(StrictSchema):
 class DeploymentEventSchema(Schema):
     model_id = fields.String()
     deployed_at = fields.String()
+    version = fields.Integer(metadata={"description": "the deployment version this event made"})
+    by = fields.String(
+        metadata={"description": "who deployed: the key's scopes and fingerprint, or an address"}
+    )
     previous_model_id = fields.String(allow_none=True)
 
 

@@ -44,6 +44,7 @@ def train(
     data: FlightData | pd.DataFrame | str | Path,
     config: TrainConfig | Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    checkpoint: Callable[[], None] | None = None,
 ) -> TrainedModel:
     """Train and evaluate one model.
 
@@ -51,6 +52,8 @@ def train(
         data: a path (CSV, folder, parquet), a frame in the SCL schema, or loaded ``FlightData``.
         config: a :class:`TrainConfig` or its settings as a dict (validated).
         progress: optional ``progress(stage, percent)`` callback.
+        checkpoint: optional callable the model families call while fitting (every boosting
+            round); it raises to stop training (the worker's cancelled jobs).
 
     Returns:
         The final model (refit on every row unless ``refit`` is false) with its metadata.
@@ -87,7 +90,9 @@ def train(
     x_val, y_val = x_train.iloc[val_pos], y_train.iloc[val_pos]
 
     report(f"fitting {family.name} (validation)", 25)
-    first = family.fit(params, categorical, numeric, x_fit, y_fit, validation=(x_val, y_val))
+    first = family.fit(
+        params, categorical, numeric, x_fit, y_fit, validation=(x_val, y_val), checkpoint=checkpoint
+    )
     pinned = {**params, **first.pinned_params}
     val_probability = first.estimator.predict_proba(x_val)[:, 1]
     if config.threshold_strategy == "fixed":
@@ -100,7 +105,9 @@ def train(
     # The evaluated model is the one the procedure produces: all of the training part, with the
     # tree count early stopping chose. The holdout is seen here for the first and only time.
     report(f"fitting {family.name} (training part)", 45)
-    evaluated = family.fit(pinned, categorical, numeric, x_train, y_train).estimator
+    evaluated = family.fit(
+        pinned, categorical, numeric, x_train, y_train, checkpoint=checkpoint
+    ).estimator
     report("evaluating on the holdout", 65)
     test_part = frame.iloc[test_pos].reset_index(drop=True)
     y_test = labels.iloc[test_pos].to_numpy()
@@ -111,8 +118,9 @@ def train(
         report(f"refitting {family.name} on all rows", 75)
         final_features = FlightFeatures(config.features).fit(frame)
         final_estimator = family.fit(
-            pinned, categorical, numeric, final_features.transform(frame), labels
-        ).estimator
+            pinned, categorical, numeric, final_features.transform(frame), labels,
+            checkpoint=checkpoint,
+        ).estimator  # fmt: skip
         pipeline = Pipeline([("features", final_features), ("model", final_estimator)])
         final_rows = len(frame)
     else:

@@ -354,7 +354,8 @@ def test_no_deployed_model_is_503(stack_settings: dict[str, Any], worker: Any) -
     assert "no model is deployed" in response.get_json()["message"]
     ready = fresh.get("/readyz")
     assert error_of(ready)["code"] == 503
-    assert ready.get_json()["errors"] == [{"field": "model", "problem": "no model deployed"}]
+    # (no worker listens on this fresh prefix's queue either)
+    assert {"field": "model", "problem": "no model deployed"} in ready.get_json()["errors"]
 
 
 def test_predict_and_reads_can_require_a_key(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -90,9 +90,13 @@ class ModelFamily(ABC):
         features: pd.DataFrame,
         labels: pd.Series,
         validation: tuple[pd.DataFrame, pd.Series] | None = None,
+        checkpoint: Callable[[], None] | None = None,
     ) -> FitResult:
         """Fit on ``features``; ``validation`` may be used for early stopping, never for anything
-        that reaches the holdout."""
+        that reaches the holdout. ``checkpoint`` is called as fitting goes on (a family calls it
+        as often as it can, every boosting round for LightGBM); it raises to stop the fit."""
+        if checkpoint is not None:
+            checkpoint()
         estimator = self.build(params, categorical, numeric)
         estimator.fit(features, labels)
         return FitResult(estimator, {})

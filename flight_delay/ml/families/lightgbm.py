@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import lightgbm as lgb
@@ -55,11 +55,16 @@ class LightGBMFamily(ModelFamily):
         features: pd.DataFrame,
         labels: pd.Series,
         validation: tuple[pd.DataFrame, pd.Series] | None = None,
+        checkpoint: Callable[[], None] | None = None,
     ) -> FitResult:
         estimator = self.build(params, categorical, numeric)
         rounds = int(params["early_stopping_rounds"])
+        callbacks: list[Any] = []
+        if checkpoint is not None:
+            # every boosting round: a cancelled job stops within one round, not at the end
+            callbacks.append(lambda env: checkpoint())
         if validation is None or rounds == 0:
-            estimator.fit(features, labels)
+            estimator.fit(features, labels, callbacks=callbacks)
             return FitResult(estimator, {})
         estimator.fit(
             features,
@@ -67,7 +72,7 @@ class LightGBMFamily(ModelFamily):
             eval_X=(validation[0],),
             eval_y=(validation[1],),
             eval_metric="binary_logloss",
-            callbacks=[lgb.early_stopping(rounds, verbose=False)],
+            callbacks=[*callbacks, lgb.early_stopping(rounds, verbose=False)],
         )
         best = int(estimator.best_iteration_ or params["n_estimators"])
         return FitResult(estimator, {"n_estimators": best, "early_stopping_rounds": 0})
