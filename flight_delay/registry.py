@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from flight_delay.errors import FlightDelayError
 
@@ -101,6 +103,10 @@ if redis.call('EXISTS', k) == 0 then return {'deleted', ''} end
 local status = redis.call('HGET', k, 'status')
 if status == 'completed' or status == 'failed' then return {'finished', status} end
 if status == 'running' then
+  -- this very claim, retried after a lost reply: it holds the job
+  if redis.call('HGET', k, 'attempt') == ARGV[1] then
+    return {'claimed', redis.call('HGET', k, 'attempts')}
+  end
   local lease = tonumber(redis.call('HGET', k, 'lease_until') or '0') or 0
   if lease > now then return {'leased', ''} end
 end
@@ -214,7 +220,15 @@ class ModelRegistry:
 
     def connect(self, url: str, prefix: str = "fd") -> ModelRegistry:
         self._redis = redis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
+            url,
+            decode_responses=True,
+            socket_timeout=5,
+            socket_connect_timeout=2,
+            # a pooled connection that a Redis restart closed is replaced at once, not reported
+            # as an outage on the first command after the restart
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+            retry_on_error=[redis.ConnectionError],
+            health_check_interval=30,
         )
         self.prefix = prefix
         self._scripts = {

@@ -17,6 +17,7 @@ from typing import Any
 
 from flight_delay.errors import FlightDelayError
 from flight_delay.ml import TrainedModel, load_model
+from flight_delay.ml.artifacts import MODEL_FILE
 from flight_delay.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -38,19 +39,36 @@ class LoadedModel:
     model: TrainedModel
 
 
+#: a failed load is tried again after this many seconds, doubling up to the maximum
+RETRY_FIRST_SECONDS = 1.0
+RETRY_MAX_SECONDS = 60.0
+
+
 class DeployedModelCache:
-    """The process's view of the deployed model. Thread-safe; created unbound."""
+    """The process's view of the deployed model. Thread-safe; created unbound.
+
+    The deployment is identified by (model id, version): a Redis that lost its data and counts
+    versions again from 1 is still noticed. Redis calls and model loads happen outside the lock
+    that guards the loaded model, so requests never wait for them; one load runs at a time. A
+    model that fails to load (corrupt, or its files gone) is tried again with backoff, and
+    meanwhile the process keeps serving what it has.
+    """
 
     def __init__(self) -> None:
         self._registry: ModelRegistry | None = None
         self._model_dir = Path("models")
         self._poll_seconds = 0.25
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the fields below; held for assignments only
+        self._loading = threading.Lock()  # one load at a time
         self._current: LoadedModel | None = None
-        self._seen_version = -1
         self._checked_at = 0.0
+        self._failed: tuple[str, int] | None = None
+        self._retry_at = 0.0
+        self._retry_delay = RETRY_FIRST_SECONDS
         self._background: threading.Thread | None = None
         self.load_error: str | None = None
+        #: the deployment Redis named at the last look, (model id, version)
+        self.wanted: tuple[str | None, int] = (None, 0)
 
     def init_app(self, app: Any) -> None:
         """Give ``app`` its own cache (``app.extensions["deployed_model"]``)."""
@@ -73,7 +91,7 @@ class DeployedModelCache:
             except Exception:  # Redis away for a moment: keep serving what is loaded
                 if self._current is None:
                     raise
-                log.exception("checking the deployment failed; serving %s", self._current.model_id)
+                log.warning("checking the deployment failed; serving %s", self._current.model_id)
         current = self._current
         if current is None:
             raise NoDeployedModel(self.load_error or "")
@@ -91,7 +109,7 @@ class DeployedModelCache:
                 try:
                     self.refresh(force=True)
                 except Exception:  # Redis away for a moment: keep serving, try again
-                    log.exception("checking the deployment failed")
+                    log.warning("checking the deployment failed", exc_info=True)
                 time.sleep(self._poll_seconds)
 
         self._background = threading.Thread(target=loop, name="deployment-refresh", daemon=True)
@@ -100,24 +118,48 @@ class DeployedModelCache:
     def refresh(self, force: bool = False) -> None:
         """Load the deployed model if the deployment changed since the last look."""
         assert self._registry is not None, "init_app was not called"
-        with self._lock:
-            if not force and time.monotonic() - self._checked_at < self._poll_seconds:
-                return  # another thread just looked
-            model_id, version = self._registry.deployment()
-            self._checked_at = time.monotonic()
-            if version == self._seen_version or model_id is None:
-                return
-            try:
-                model = load_model(self._model_dir / model_id)
-                model.limit_threads(1)
-            except (FlightDelayError, OSError) as exc:
-                # keep serving the previous model; remember the version so we do not retry a
-                # broken artifact on every poll
+        if not force and time.monotonic() - self._checked_at < self._poll_seconds:
+            return  # another thread just looked
+        model_id, version = self._registry.deployment()  # outside the lock
+        self._checked_at = time.monotonic()
+        self.wanted = (model_id, version)
+        current = self._current
+        if model_id is None or (
+            current and (current.model_id, current.version) == (model_id, version)
+        ):
+            return
+        if (model_id, version) == self._failed and time.monotonic() < self._retry_at:
+            return  # failed before: wait for the backoff, even when forced
+        if not self._loading.acquire(blocking=False):
+            return  # another thread is loading
+        try:
+            self._load(model_id, version)
+        finally:
+            self._loading.release()
+
+    def _load(self, model_id: str, version: int) -> None:
+        try:
+            model = load_model(self._model_dir / model_id)
+            model.limit_threads(1)
+        except (FlightDelayError, OSError) as exc:
+            # keep serving the previous model; try this one again later, backing off
+            with self._lock:
+                again = self._failed == (model_id, version)
+                self._retry_delay = (
+                    min(self._retry_delay * 2, RETRY_MAX_SECONDS) if again else RETRY_FIRST_SECONDS
+                )
+                self._failed = (model_id, version)
+                self._retry_at = time.monotonic() + self._retry_delay
                 self.load_error = f"model {model_id} (deployment {version}) failed to load: {exc}"
-                log.error(self.load_error)
-                self._seen_version = version
-                return
+            log.error("%s; trying again in %.0f s", self.load_error, self._retry_delay)
+            return
+        with self._lock:
             self._current = LoadedModel(model_id, version, model)
-            self._seen_version = version
+            self._failed = None
             self.load_error = None
-            log.info("serving model %s (deployment %d)", model_id, version)
+        log.info("serving model %s (deployment %d)", model_id, version)
+
+    def files_present(self) -> bool:
+        """Whether the served model's files are still in the model directory."""
+        current = self._current
+        return current is not None and (self._model_dir / current.model_id / MODEL_FILE).is_file()

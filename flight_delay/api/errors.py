@@ -13,7 +13,7 @@ from http import HTTPStatus
 from typing import Any, NoReturn
 
 import redis
-from flask import Flask, Request
+from flask import Flask, Request, current_app
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
 from marshmallow import Schema, fields
@@ -22,7 +22,13 @@ from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from flight_delay.auth import Forbidden, Unauthorized, require_configured_scope, require_scope
-from flight_delay.errors import FlightDelayError, InvalidConfig, InvalidDataset, InvalidFlights
+from flight_delay.errors import (
+    FlightDelayError,
+    InvalidConfig,
+    InvalidDataset,
+    InvalidFlights,
+    scrub_paths,
+)
 from flight_delay.registry import ModelDeployed, ModelNotFound, ModelNotReady
 from flight_delay.serving import NoDeployedModel
 
@@ -211,7 +217,13 @@ def _details(exc: FlightDelayError) -> list[dict[str, Any]]:
 
 def handle_domain_error(exc: FlightDelayError) -> tuple[dict[str, Any], int]:
     status = next(code for kind, code in STATUS_OF if isinstance(exc, kind))
-    return error_body(status, exc.message, _details(exc)), int(status)
+    # library messages name files for CLI users; API callers never learn server locations
+    roots = {name: current_app.config[name] for name in ("MODEL_DIR", "DATA_ROOT", "EXPORT_DIR")}
+    details = [
+        {**d, "problem": scrub_paths(d["problem"], roots)} if "problem" in d else d
+        for d in _details(exc)
+    ]
+    return error_body(status, scrub_paths(exc.message, roots), details), int(status)
 
 
 def handle_redis_error(exc: redis.RedisError) -> tuple[dict[str, Any], int]:

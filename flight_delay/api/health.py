@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from http import HTTPStatus
 from typing import Any
@@ -12,6 +13,7 @@ from flask.views import MethodView
 
 from flight_delay.api.errors import Blueprint, error_body
 from flight_delay.api.schemas import HealthSchema, ReadinessSchema
+from flight_delay.errors import scrub_paths
 from flight_delay.serving import DeployedModelCache
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes.")
@@ -30,7 +32,10 @@ class Readiness(MethodView):
     @blp.response(200, ReadinessSchema)
     @blp.alt_response(503, description="not ready: errors.checks says which check failed")
     def get(self) -> ResponseReturnValue:
-        """Readiness: Redis reachable, at least one worker, the deployed model loaded here"""
+        """Readiness: Redis reachable, at least one worker, the deployed model loaded here
+
+        When reads need a key (FLIGHT_DELAY_READ_SCOPE), the model is not named.
+        """
         checks: dict[str, str] = {}
         failed: list[str] = []
         try:
@@ -39,22 +44,39 @@ class Readiness(MethodView):
         except Exception as exc:  # any client error means the same thing here
             checks["redis"] = f"unreachable: {type(exc).__name__}"
             return _not_ready(["redis"], checks)
-        workers = _worker_count()
-        checks["workers"] = f"{workers} worker(s)"
+        try:
+            workers = _worker_count()
+            checks["workers"] = f"{workers} worker(s)"
+        except Exception as exc:  # the broker connection is being re-established
+            workers = 0
+            checks["workers"] = f"unknown: the broker did not answer ({type(exc).__name__})"
         if workers == 0:
             failed.append("workers")
         cache: DeployedModelCache = current_app.extensions["deployed_model"]
-        cache.refresh()
-        if cache.current is None:
-            checks["model"] = cache.load_error or "no model deployed"
-            failed.append("model")
-        elif cache.load_error:
-            checks["model"] = (
-                f"serving {cache.current.model_id}; the newer deployment failed: {cache.load_error}"
-            )
+        with contextlib.suppress(Exception):  # Redis answered the ping; a blip here is not fatal
+            cache.refresh()
+        served = cache.current
+        name = "the deployed model" if current_app.config["READ_SCOPE"] else None
+        roots = {"MODEL_DIR": current_app.config["MODEL_DIR"]}
+        if served is None:
+            checks["model"] = scrub_paths(cache.load_error or "no model deployed", roots)
             failed.append("model")
         else:
-            checks["model"] = f"serving {cache.current.model_id}"
+            shown = name or served.model_id
+            problems = []
+            if cache.load_error:
+                problems.append(
+                    f"the newer deployment failed: {scrub_paths(cache.load_error, roots)}"
+                )
+            if not cache.files_present():
+                problems.append("its files are gone from the model directory")
+            checks["model"] = f"serving {shown}" + (f"; {'; '.join(problems)}" if problems else "")
+            if problems:
+                failed.append("model")
+        if name:
+            checks = {
+                k: v.replace(served.model_id, name) if served else v for k, v in checks.items()
+            }
         if failed:
             return _not_ready(failed, checks)
         return {"ready": True, "checks": checks}
