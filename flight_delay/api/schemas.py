@@ -33,6 +33,10 @@ def _scalar(value: object) -> None:
         raise ValidationError("must be one finite number, text or boolean")
 
 
+#: documents a JSON scalar (flight fields and hyperparameters take no lists or objects)
+SCALAR = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}], "nullable": True}
+
+
 class StrictSchema(Schema):
     """Unknown fields are an error, never silently dropped."""
 
@@ -90,7 +94,7 @@ class ModelCreateSchema(StrictSchema):
     )
     params = fields.Dict(
         keys=fields.String(validate=validate.Length(max=64)),
-        values=fields.Raw(validate=_scalar),
+        values=fields.Raw(validate=_scalar, metadata=SCALAR),
         load_default=dict,
         validate=validate.Length(max=64),
         metadata={
@@ -209,11 +213,13 @@ class DeploymentSchema(Schema):
 
 class PredictRequestSchema(StrictSchema):
     flights = fields.List(
-        fields.Dict(keys=fields.String()),
+        fields.Dict(keys=fields.String(), values=fields.Raw(metadata=SCALAR)),
         required=True,
+        validate=validate.Length(min=1),
         metadata={
-            "description": "flights in the SCL schema; what a model needs is in its input_schema "
-            "(GET /models/{id}). A minimal model takes OPERA, TIPOVUELO and MES.",
+            "description": "1 to FLIGHT_DELAY_MAX_BATCH (default 10,000) flights in the SCL "
+            "schema; what a model needs is in its input_schema (GET /models/{id}). A minimal model "
+            "takes OPERA, TIPOVUELO and MES. Field values are text, numbers or null.",
             "example": [EXAMPLE_FLIGHT],
         },
     )
