@@ -188,6 +188,14 @@ def test_deleting_a_running_job_cancels_it(client: FlaskClient, model_dir: Path)
         time.sleep(0.2)
     assert not list(model_dir.glob(f"*{model_id}*"))
     assert client.get(f"/models/{model_id}").status_code == 404
+    # the only worker process is free again: the deleted job stopped at its next boosting round
+    # instead of training on for most of a minute (issue 7, finding 6)
+    started = time.monotonic()
+    after = client.post("/models", json={"dataset": "synthetic:2000"}, headers=admin())
+    wait_for(client, after.get_json()["id"], lambda r: r["status"] == "completed", timeout=20)
+    print(
+        f"\nnext job completed {time.monotonic() - started:.1f} s after the deleted one's files went"
+    )
 
 
 # -- POST /models -------------------------------------------------------------------------------
