@@ -178,10 +178,24 @@ def test_deleting_a_pending_job_cancels_it(
     assert client.get(f"/models/{model_id}").status_code == 404
 
 
+#: fitting its validation model alone takes over 30 s here (4,000 trees on one thread, no early
+#: stopping), so a job that went on after the delete would hold the only worker process that long
+LONG_JOB = {
+    "dataset": "synthetic:200000",
+    "params": {"n_estimators": 4000, "early_stopping_rounds": 0, "n_jobs": 1},
+}
+
+
 def test_deleting_a_running_job_cancels_it(client: FlaskClient, model_dir: Path) -> None:
-    response = client.post("/models", json={"dataset": "synthetic:200000"}, headers=admin())
+    response = client.post("/models", json=LONG_JOB, headers=admin())
     model_id = response.get_json()["id"]
-    wait_for(client, model_id, lambda r: r["status"] == "running", timeout=60)
+    # deleted in the middle of boosting, where only the per-round checkpoint can stop it
+    wait_for(
+        client,
+        model_id,
+        lambda r: str((r.get("progress") or {}).get("stage")).startswith("fitting"),
+        timeout=60,
+    )
     assert client.delete(f"/models/{model_id}", headers=admin()).status_code == 204
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and any(model_dir.glob(f"*{model_id}*")):
