@@ -71,6 +71,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--seed", type=int, help=f"random seed (default {defaults['seed']})")
     train.add_argument(
+        "--cv-folds", type=int,
+        help=f"cross-validation folds choosing tree count and threshold; 0: one validation "
+        f"slice (default {defaults['cv_folds']})",
+    )  # fmt: skip
+    train.add_argument(
+        "--min-recall", type=float,
+        help=f"the threshold flags at least this share of delayed flights in cross-validation "
+        f"(default {defaults['min_recall']})",
+    )  # fmt: skip
+    train.add_argument(
         "--no-refit", dest="refit", action="store_false", default=None,
         help="keep the evaluated model, no refit",
     )  # fmt: skip
@@ -95,7 +105,17 @@ def _train(args: argparse.Namespace) -> int:
 
     settings: dict[str, Any] = {
         name: getattr(args, name)
-        for name in ("model_type", "features", "split", "test_size", "time_cutoff", "seed", "refit")
+        for name in (
+            "model_type",
+            "features",
+            "split",
+            "test_size",
+            "time_cutoff",
+            "seed",
+            "cv_folds",
+            "min_recall",
+            "refit",
+        )
         if getattr(args, name) is not None
     }
     if args.params is not None:
@@ -143,7 +163,22 @@ def metrics_table(meta: dict[str, Any], out: Path, elapsed: float) -> str:
         ("calibration error", f"{holdout['ece']:.4f}"),
         (
             "threshold",
-            f"{holdout['threshold']:.3f} ({meta['threshold']['strategy']}, on validation)",
+            f"{holdout['threshold']:.3f} ({meta['threshold']['strategy']}, on "
+            f"{'cross-validation' if meta.get('cross_validation') else 'validation'})",
+        ),
+        *(
+            [
+                (
+                    "cross-validation",
+                    f"{len(cv['folds'])} folds, ROC AUC {cv['roc_auc_mean']:.3f} ± "
+                    f"{cv['roc_auc_std']:.3f}; {cv['capacity']} = {cv['chosen']}"
+                    if cv["capacity"]
+                    else f"{len(cv['folds'])} folds, ROC AUC {cv['roc_auc_mean']:.3f} ± "
+                    f"{cv['roc_auc_std']:.3f}",
+                )
+            ]
+            if (cv := meta.get("cross_validation"))
+            else []
         ),
         (
             "delayed P / R / F1",

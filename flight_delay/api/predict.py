@@ -23,6 +23,7 @@ EXAMPLE_RESPONSE = {
     "model_id": "3f1c2a9e-8d7b-4c55-9a61-2b7e0f4d8c10",
     "threshold": 0.19,
     "predictions": [{"delay_probability": 0.27, "delayed": True}],
+    "warnings": [],
 }
 
 
@@ -40,14 +41,16 @@ class Predict(MethodView):
         400,
         description="a non-list body, too many flights, or invalid flights: errors.flights lists "
         "each offending flight index and field (missing field, MES outside 1-12, TIPOVUELO not "
-        "I/N, an airline or destination the model never saw, an unparsable Fecha-I)",
+        "I/N, an airline the model never saw, an unparsable Fecha-I)",
     )
     @blp.alt_response(503, description="no model is deployed")
     def post(self, body: dict[str, Any]) -> Response:
         """Predict delays
 
         Takes up to FLIGHT_DELAY_MAX_BATCH flights (default 10,000) and answers in request order.
-        `delayed` is `delay_probability >= threshold`, the model's threshold.
+        `delayed` is `delay_probability >= threshold`, the model's threshold. A destination,
+        airline code (Emp-I) or flight number the model never saw is predicted as unseen and
+        listed in `warnings`; an unknown airline (OPERA), TIPOVUELO or MES is a 400.
         """
         flights = body["flights"]
         limit = current_app.config["MAX_BATCH"]
@@ -59,6 +62,7 @@ class Predict(MethodView):
         cache: DeployedModelCache = current_app.extensions["deployed_model"]
         served = cache.get()
         probabilities = served.model.predict_proba(flights)
+        warnings = served.model.warnings(flights)
         threshold = served.model.threshold
         payload = {
             "model_id": served.model_id,
@@ -67,6 +71,7 @@ class Predict(MethodView):
                 {"delay_probability": round(float(p), 6), "delayed": bool(p >= threshold)}
                 for p in probabilities
             ],
+            "warnings": [warning.as_dict() for warning in warnings],
         }
         # serialised directly: the schema above documents this shape, and dumping 10,000 rows
         # through marshmallow would cost more than the prediction itself

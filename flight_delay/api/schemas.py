@@ -6,7 +6,14 @@ import math
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from flight_delay.ml.config import MAX_CUTOFF_LENGTH, MAX_SEED, SPLITS, TrainConfig
+from flight_delay.ml.config import (
+    MAX_CUTOFF_LENGTH,
+    MAX_CV_FOLDS,
+    MAX_SEED,
+    MIN_CV_FOLDS,
+    SPLITS,
+    TrainConfig,
+)
 from flight_delay.ml.families import FAMILIES
 from flight_delay.ml.features import FEATURE_SETS
 from flight_delay.registry import Status
@@ -31,6 +38,11 @@ _TRAIN_DEFAULTS = TrainConfig.defaults()
 def _scalar(value: object) -> None:
     if isinstance(value, dict | list) or (isinstance(value, float) and not math.isfinite(value)):
         raise ValidationError("must be one finite number, text or boolean")
+
+
+def _cv_folds(value: int) -> None:
+    if value != 0 and not MIN_CV_FOLDS <= value <= MAX_CV_FOLDS:
+        raise ValidationError(f"must be 0 or from {MIN_CV_FOLDS} to {MAX_CV_FOLDS}")
 
 
 #: documents a JSON scalar (flight fields and hyperparameters take no lists or objects)
@@ -87,6 +99,24 @@ class ModelCreateSchema(StrictSchema):
     )
     seed = fields.Integer(
         load_default=_TRAIN_DEFAULTS["seed"], strict=True, validate=validate.Range(0, MAX_SEED)
+    )
+    cv_folds = fields.Integer(
+        load_default=_TRAIN_DEFAULTS["cv_folds"],
+        strict=True,
+        validate=_cv_folds,
+        metadata={
+            "description": "cross-validation folds inside the training part that choose the "
+            "tree count and threshold (monthly rolling-origin windows with split=time); 0: one "
+            "validation slice"
+        },
+    )
+    min_recall = fields.Float(
+        load_default=_TRAIN_DEFAULTS["min_recall"],
+        validate=validate.Range(0.0, 1.0),
+        metadata={
+            "description": "the best-F1 threshold must flag at least this share of delayed "
+            "flights in cross-validation"
+        },
     )
     refit = fields.Boolean(
         load_default=_TRAIN_DEFAULTS["refit"],
@@ -230,11 +260,29 @@ class PredictionSchema(Schema):
     delayed = fields.Boolean(metadata={"example": False})
 
 
+class PredictionWarningSchema(Schema):
+    index = fields.Integer(metadata={"description": "the flight's position in the request"})
+    field = fields.String(metadata={"example": "Des-I"})
+    problem = fields.String(
+        metadata={
+            "example": "destination 'SAWH' never seen in training: predicted as an unseen "
+            "destination"
+        }
+    )
+
+
 class PredictResponseSchema(Schema):
     model_id = fields.String(metadata={"example": EXAMPLE_ID})
     threshold = fields.Float(metadata={"example": 0.19})
     predictions = fields.List(
         fields.Nested(PredictionSchema), metadata={"description": "in request order"}
+    )
+    warnings = fields.List(
+        fields.Nested(PredictionWarningSchema),
+        metadata={
+            "description": "flights predicted although an open field (Des-I, Emp-I, the flight "
+            "number) holds a value the model never saw; empty when there is none"
+        },
     )
 
 

@@ -110,6 +110,14 @@ class TrainedModel:
         )
         return np.asarray(self.pipeline.predict_proba(frame)[:, 1], dtype=float)
 
+    def warnings(self, flights: FlightsInput) -> list[FlightIssue]:
+        """Flights the model predicts although a field's value was never seen in training
+        (destination, airline code, flight number): each flight index, field and why. The API
+        returns these as ``warnings`` beside the predictions."""
+        if isinstance(flights, pd.DataFrame):
+            flights = flights.reset_index(drop=True)
+        return self.features.flight_warnings(flights)
+
     def _booster(self) -> Any:
         """The LightGBM booster when the estimator is one (the record path needs it), else None."""
         return getattr(self.pipeline.named_steps["model"], "booster_", None)

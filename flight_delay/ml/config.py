@@ -19,6 +19,7 @@ SPLITS = ("time", "random")
 MAX_SEED = 2**32 - 1
 MAX_CUTOFF_LENGTH = 32
 THRESHOLD_STRATEGIES = ("best_f1", "fixed")
+MIN_CV_FOLDS, MAX_CV_FOLDS = 2, 12
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,17 @@ class TrainConfig:
         split: ``time`` holds out the last ``test_size`` of flights by Fecha-I (or every flight from
             ``time_cutoff`` on); ``random`` holds out a stratified, seeded sample.
         test_size: share of flights held out for the evaluation.
-        validation_size: share of the training part used for early stopping and the threshold.
+        validation_size: share of the training part used for early stopping and the threshold
+            when the data spans too few months for ``cv_folds`` (or ``cv_folds`` is 0).
+        cv_folds: cross-validation folds inside the training part (one-month rolling-origin
+            windows with ``split=time``, stratified folds with ``split=random``); they choose
+            the capacity (LightGBM's tree count) and the threshold. 0: one validation slice.
         time_cutoff: with ``split=time``, hold out flights scheduled at or after this date.
         seed: random seed of splits and models.
-        threshold_strategy: ``best_f1`` (of the delay class, on the validation slice) or ``fixed``.
+        threshold_strategy: ``best_f1`` (of the delay class, on the out-of-fold predictions of
+            the cross-validation, or the validation slice) or ``fixed``.
+        min_recall: with ``best_f1``, the threshold must flag at least this share of the delayed
+            flights there (0.6: the challenge's acceptance bar; 0 for plain best F1).
         threshold: the decision threshold when ``threshold_strategy`` is ``fixed``.
         refit: after the evaluation, refit the final model on every row.
         params: hyperparameters of the model family, validated against its declared ranges.
@@ -45,10 +53,12 @@ class TrainConfig:
     split: str = "time"
     test_size: float = 0.2
     validation_size: float = 0.15
+    cv_folds: int = 4
     time_cutoff: str | None = None
     seed: int = 42
     threshold_strategy: str = "best_f1"
     threshold: float | None = None
+    min_recall: float = 0.6
     refit: bool = True
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -65,6 +75,14 @@ class TrainConfig:
                 or not 0.05 <= value <= 0.5
             ):
                 raise InvalidConfig(name, f"must be a number between 0.05 and 0.5, got {value!r}")
+        if (
+            isinstance(self.cv_folds, bool)
+            or not isinstance(self.cv_folds, int)
+            or not (self.cv_folds == 0 or MIN_CV_FOLDS <= self.cv_folds <= MAX_CV_FOLDS)
+        ):
+            raise InvalidConfig(
+                "cv_folds", f"must be 0 or an integer from {MIN_CV_FOLDS} to {MAX_CV_FOLDS}"
+            )
         if self.time_cutoff is not None:
             if self.split != "time":
                 raise InvalidConfig("time_cutoff", "only applies to split=time")
@@ -87,6 +105,12 @@ class TrainConfig:
                 )
         elif self.threshold is not None:
             raise InvalidConfig("threshold", "only applies to threshold_strategy=fixed")
+        if (
+            isinstance(self.min_recall, bool)
+            or not isinstance(self.min_recall, int | float)
+            or not 0.0 <= self.min_recall <= 1.0
+        ):
+            raise InvalidConfig("min_recall", "must be a number from 0 to 1")
         if not isinstance(self.refit, bool):
             raise InvalidConfig("refit", "must be true or false")
         # validates names, types and ranges; the resolved values are recorded at training time

@@ -18,14 +18,20 @@ from sklearn.metrics import (
 CALIBRATION_BINS = 10
 
 
-def best_f1_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    """The threshold that maximises the F1 score of the delay class."""
+def best_f1_threshold(
+    labels: np.ndarray, probabilities: np.ndarray, min_recall: float = 0.0
+) -> float:
+    """The threshold that maximises the F1 score of the delay class among those that flag at
+    least ``min_recall`` of the delayed flights (the highest such threshold if none does)."""
     precision, recall, thresholds = precision_recall_curve(labels, probabilities)
     # the last precision/recall pair has no threshold (recall 0); leave it out
     precision, recall = precision[:-1], recall[:-1]
     with np.errstate(divide="ignore", invalid="ignore"):
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    return float(thresholds[int(np.argmax(f1))])
+    allowed = recall >= min_recall
+    if not allowed.any():
+        return float(thresholds[0])
+    return float(thresholds[int(np.argmax(np.where(allowed, f1, -1.0)))])
 
 
 def expected_calibration_error(

@@ -22,7 +22,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from flight_delay.data import schema
-from flight_delay.errors import InvalidConfig, InvalidFlights
+from flight_delay.errors import FlightIssue, InvalidConfig, InvalidFlights
 from flight_delay.ml.flight_input import check_records, clean_text, parse_month, parse_scheduled
 
 
@@ -81,7 +81,10 @@ FEATURE_SETS: Mapping[str, FeatureSet] = {
             schema.AIRLINE,
             schema.FLIGHT_TYPE,
         ),
-        strict=("airline", "destination"),
+        # closed: an unknown airline is a typo until proven otherwise; destinations, carrier
+        # codes and flight numbers are open (schedules gain routes every season) and an unseen
+        # one is predicted as never seen, with a warning
+        strict=("airline",),
     ),
 }
 DEFAULT_FEATURE_SET = "schedule"
@@ -300,7 +303,9 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
             "notes": [
                 "Operated columns (Fecha-O, Vlo-O, Ori-O, Des-O, Emp-O, DIA, AÑO, DIANOM) may be "
                 "sent but are ignored.",
-                "An unseen Emp-I or flight number is accepted and treated as never seen.",
+                "OPERA, TIPOVUELO and MES are closed: an unknown value is an error. Des-I, Emp-I "
+                "and the flight number are open: an unseen value is predicted as never seen and "
+                "reported in the response's warnings.",
                 "MES is the scheduled month 1-12; when Fecha-I is sent, its month wins."
                 if spec.name == "minimal"
                 else "Fecha-I is the scheduled departure, YYYY-MM-DD HH:MM:SS.",
@@ -321,6 +326,49 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
         issues = check_records(records, spec.required_fields, allowed, spec.name == "minimal")
         if issues:
             raise InvalidFlights(issues)
+
+    def flight_warnings(
+        self, flights: pd.DataFrame | Sequence[Mapping[str, Any]]
+    ) -> list[FlightIssue]:
+        """Open fields whose value the model never saw in training: each flight index and field
+        (the flights are predicted anyway, with that value treated as unseen)."""
+        if get_feature_set(self.feature_set).name != "schedule":
+            return []
+        records = flights.to_dict("records") if isinstance(flights, pd.DataFrame) else flights
+        destinations = self._category_codes()["destination"]
+        carriers = self._category_codes()["carrier_code"]
+        known_flights = self.flight_number_flights_per_week_
+        warnings: list[FlightIssue] = []
+        for index, record in enumerate(records):
+            destination = clean_text(record.get(schema.DESTINATION))
+            if destination is not None and destination not in destinations:
+                warnings.append(
+                    FlightIssue(
+                        index, schema.DESTINATION,
+                        f"destination {destination!r} never seen in training: predicted as an "
+                        "unseen destination",
+                    )
+                )  # fmt: skip
+            carrier = clean_text(record.get(schema.CARRIER_CODE))
+            if carrier is not None and carrier not in carriers:
+                warnings.append(
+                    FlightIssue(
+                        index, schema.CARRIER_CODE,
+                        f"airline code {carrier!r} never seen in training: predicted as an "
+                        "unseen code",
+                    )
+                )  # fmt: skip
+            number = clean_text(record.get(schema.FLIGHT_NUMBER))
+            if carrier is not None and number is not None:
+                key = f"{carrier}-{number}"
+                if key not in known_flights:
+                    warnings.append(
+                        FlightIssue(
+                            index, schema.FLIGHT_NUMBER,
+                            f"flight {key} never seen in training: predicted as a new flight",
+                        )
+                    )  # fmt: skip
+        return warnings
 
     # -- the record path: small batches without pandas -----------------------------------------
     def records_matrix(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:

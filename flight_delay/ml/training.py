@@ -1,7 +1,9 @@
 """``train``: split, fit, choose the threshold, evaluate on the holdout, refit, describe.
 
-The holdout is touched exactly once, to measure the model; early stopping and the threshold use a
-validation slice carved from the training part.
+The holdout is touched exactly once, to measure the model. The capacity (LightGBM's tree count)
+and the threshold come from rolling-origin cross-validation inside the training part
+(:mod:`flight_delay.ml.capacity`), or from one validation slice of it when the data spans too few
+months.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sklearn.pipeline import Pipeline
 
 from flight_delay.data import FlightData, flights_from_frame, load_flights, schema
 from flight_delay.ml.artifacts import FORMAT_VERSION, TrainedModel, library_versions
+from flight_delay.ml.capacity import MIN_FOLDS, choose_capacity, cross_validation_folds
 from flight_delay.ml.config import TrainConfig
 from flight_delay.ml.evaluation import best_f1_threshold, classification_metrics
 from flight_delay.ml.families import get_family
@@ -78,29 +81,62 @@ def train(
         frame, config.split, config.test_size, config.seed, config.time_cutoff
     )
     train_part = frame.iloc[train_pos].reset_index(drop=True)
-    fit_pos, val_pos = split_positions(
-        train_part, config.split, config.validation_size, config.seed
-    )
-
-    report("building features", 15)
-    features = FlightFeatures(config.features).fit(train_part)
-    x_train = features.transform(train_part)
     y_train = labels.iloc[train_pos].reset_index(drop=True)
-    x_fit, y_fit = x_train.iloc[fit_pos], y_train.iloc[fit_pos]
-    x_val, y_val = x_train.iloc[val_pos], y_train.iloc[val_pos]
 
-    report(f"fitting {family.name} (validation)", 25)
-    first = family.fit(
-        params, categorical, numeric, x_fit, y_fit, validation=(x_val, y_val), checkpoint=checkpoint
+    def choose_threshold(y: np.ndarray, probability: np.ndarray) -> float:
+        if config.threshold_strategy == "fixed":
+            assert config.threshold is not None
+            return float(config.threshold)
+        return best_f1_threshold(y, probability, float(config.min_recall))
+
+    folds = cross_validation_folds(
+        train_part[schema.SCHEDULED_AT], y_train, config.cv_folds, config.split, config.seed
     )
-    pinned = {**params, **first.pinned_params}
-    val_probability = first.estimator.predict_proba(x_val)[:, 1]
-    if config.threshold_strategy == "fixed":
-        assert config.threshold is not None
-        threshold = float(config.threshold)
+    capacity: dict[str, Any] | None = None
+    if len(folds) >= MIN_FOLDS:
+        report(f"cross-validating {family.name} (fold 1 of {len(folds)})", 15)
+        choice = choose_capacity(
+            family, params, config.features, categorical, numeric, train_part, y_train, folds,
+            choose_threshold,
+            progress=lambda done: report(
+                f"cross-validating {family.name} (fold {min(done + 1, len(folds))} of "
+                f"{len(folds)})", 15 + 30 * done // len(folds),
+            ),
+            checkpoint=checkpoint,
+        )  # fmt: skip
+        pinned = {**params, **choice.pinned_params}
+        threshold = choice.threshold
+        validation_metrics = choice.out_of_fold_metrics
+        capacity = choice.report
+        chosen_on = (
+            f"out-of-fold predictions of {len(folds)} cross-validation folds "
+            f"({validation_metrics['rows']} flights)"
+        )
+        report("building features", 45)
+        features = FlightFeatures(config.features).fit(train_part)
+        x_train = features.transform(train_part)
+        validation_rows = int(validation_metrics["rows"])
     else:
-        threshold = best_f1_threshold(y_val.to_numpy(), val_probability)
-    validation_metrics = classification_metrics(y_val.to_numpy(), val_probability, threshold)
+        # too few months for the folds: one time-ordered (or stratified) validation slice
+        fit_pos, val_pos = split_positions(
+            train_part, config.split, config.validation_size, config.seed
+        )
+        report("building features", 15)
+        features = FlightFeatures(config.features).fit(train_part)
+        x_train = features.transform(train_part)
+        x_fit, y_fit = x_train.iloc[fit_pos], y_train.iloc[fit_pos]
+        x_val, y_val = x_train.iloc[val_pos], y_train.iloc[val_pos]
+        report(f"fitting {family.name} (validation)", 25)
+        first = family.fit(
+            params, categorical, numeric, x_fit, y_fit, validation=(x_val, y_val),
+            checkpoint=checkpoint,
+        )  # fmt: skip
+        pinned = {**params, **first.pinned_params}
+        val_probability = first.estimator.predict_proba(x_val)[:, 1]
+        threshold = choose_threshold(y_val.to_numpy(), val_probability)
+        validation_metrics = classification_metrics(y_val.to_numpy(), val_probability, threshold)
+        chosen_on = f"validation slice of the training part ({len(val_pos)} flights)"
+        validation_rows = len(val_pos)
 
     # The evaluated model is the one the procedure produces: all of the training part, with the
     # tree count early stopping chose. The holdout is seen here for the first and only time.
@@ -147,13 +183,14 @@ def train(
         "threshold": {
             "value": threshold,
             "strategy": config.threshold_strategy,
-            "chosen_on": f"validation slice of the training part ({len(val_pos)} flights)",
+            "chosen_on": chosen_on,
         },
         "metrics": {"holdout": holdout_metrics, "validation": validation_metrics},
+        "cross_validation": capacity,
         "evaluation": {
             "protocol": config.split,
             "training_rows": len(train_pos),
-            "validation_rows": len(val_pos),
+            "validation_rows": validation_rows,
             "holdout_rows": len(test_pos),
             "holdout_scheduled_from": scheduled.iloc[test_pos].min().strftime(fmt),
             "holdout_scheduled_to": scheduled.iloc[test_pos].max().strftime(fmt),

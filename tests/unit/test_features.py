@@ -112,7 +112,6 @@ def test_every_bad_field_is_listed_with_its_flight_index(training_frame: pd.Data
         (1, "OPERA"),
         (2, "TIPOVUELO"),
         (2, "Fecha-I"),
-        (3, "Des-I"),
         (4, "Vlo-I"),
         (5, "Ori-I"),
     }
@@ -120,7 +119,6 @@ def test_every_bad_field_is_listed_with_its_flight_index(training_frame: pd.Data
     assert "flight 1, OPERA: unknown airline 'Air Nowhere'" in message
     assert "flight 2, TIPOVUELO: must be I or N, got 'X'" in message
     assert "flight 2, Fecha-I: unparsable date 'not a date'" in message
-    assert "flight 3, Des-I: unknown destination 'ZZZZ'" in message
     assert "flight 4, Vlo-I: required field is missing" in message
 
 
@@ -176,3 +174,26 @@ def test_holiday_distances_use_the_chilean_calendar() -> None:
     to_next, since_last = holiday_distances(days)
     assert to_next.tolist()[:2] == [2.0, 0.0]
     assert since_last.tolist()[1:] == [0.0, 2.0]
+
+
+def test_open_fields_are_predicted_with_a_warning_closed_ones_refused(
+    training_frame: pd.DataFrame,
+) -> None:
+    """Destinations, airline codes and flight numbers are open (a new route is predicted as
+    unseen, with a warning); the airline (OPERA) stays closed (issue 8)."""
+    fitted = FlightFeatures("schedule").fit(training_frame)
+    good = training_frame.iloc[0].to_dict()
+    flights = [
+        good,
+        {**good, "Des-I": "SAWH-NEW"},
+        {**good, "Emp-I": "ZZ", "Vlo-I": "9999"},
+    ]
+    fitted.check_flights(flights)  # no error: open fields only
+    found = {(w.index, w.field) for w in fitted.flight_warnings(flights)}
+    assert found == {(1, "Des-I"), (2, "Emp-I"), (2, "Vlo-I")}
+    frame = fitted.transform(pd.DataFrame(flights))
+    assert pd.isna(frame.loc[1, "destination"]) and pd.isna(frame.loc[2, "carrier_code"])
+    assert frame.loc[2, "flight_number_flights_per_week"] == 0.0
+    with pytest.raises(InvalidFlights) as info:
+        fitted.check_flights([{**good, "OPERA": "Grupo LATAN"}])
+    assert [(i.index, i.field) for i in info.value.issues] == [(0, "OPERA")]

@@ -8,8 +8,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.metrics import roc_auc_score
 
 from flight_delay.errors import InvalidConfig
 
@@ -47,6 +49,16 @@ class Param:
 
 
 @dataclass
+class Curve:
+    """One fold's fit: ``scores[i]`` is the validation ROC AUC at capacity step ``i + 1`` (for
+    LightGBM, ``i + 1`` trees; a family without a capacity knob has one step), and
+    ``predict(x, step)`` the probabilities at a step."""
+
+    scores: np.ndarray
+    predict: Callable[[pd.DataFrame, int], np.ndarray]
+
+
+@dataclass
 class FitResult:
     """A fitted estimator and the parameters a refit on more rows should pin (say, tree count)."""
 
@@ -60,6 +72,8 @@ class ModelFamily(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     params: ClassVar[Mapping[str, Param]]
+    #: what cross-validation chooses (recorded in model.json); None: nothing to choose
+    capacity_name: ClassVar[str | None] = None
 
     def resolve_params(self, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
         """Defaults overlaid with ``overrides``; raises InvalidConfig naming a bad parameter."""
@@ -100,3 +114,25 @@ class ModelFamily(ABC):
         estimator = self.build(params, categorical, numeric)
         estimator.fit(features, labels)
         return FitResult(estimator, {})
+
+    def fit_curve(
+        self,
+        params: Mapping[str, Any],
+        categorical: Sequence[str],
+        numeric: Sequence[str],
+        features: pd.DataFrame,
+        labels: pd.Series,
+        validation_features: pd.DataFrame,
+        validation_labels: pd.Series,
+        checkpoint: Callable[[], None] | None = None,
+    ) -> Curve:
+        """Fit one cross-validation fold and score it on its validation rows at every capacity
+        step. A family without a capacity knob has a curve of one step."""
+        estimator = self.fit(params, categorical, numeric, features, labels, checkpoint=checkpoint)
+        model = estimator.estimator
+        score = roc_auc_score(validation_labels, model.predict_proba(validation_features)[:, 1])
+        return Curve(np.array([score]), lambda x, step: model.predict_proba(x)[:, 1])
+
+    def pin_capacity(self, step: int) -> dict[str, Any]:
+        """The parameters that fix the capacity cross-validation chose."""
+        return {}

@@ -6,14 +6,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import lightgbm as lgb
+import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from flight_delay.ml.families.base import FitResult, ModelFamily, Param
+from flight_delay.ml.families.base import Curve, FitResult, ModelFamily, Param
 
 
 class LightGBMFamily(ModelFamily):
     name: ClassVar[str] = "lightgbm"
+    capacity_name: ClassVar[str | None] = "n_estimators"
     description: ClassVar[str] = (
         "LightGBM gradient boosting, native categorical splits, early stopping"
     )
@@ -36,7 +38,14 @@ class LightGBMFamily(ModelFamily):
         "cat_l2": Param(float, 50.0, 0.0, 10000.0),
         "min_data_per_group": Param(int, 200, 1, 100000),
         "max_cat_threshold": Param(int, 16, 1, 1024),
-        "early_stopping_rounds": Param(int, 100, 0, 10000, help="0 turns early stopping off"),
+        "early_stopping_rounds": Param(
+            int,
+            200,
+            0,
+            10000,
+            help="patience: a cross-validation fold (or the validation slice) stops after this "
+            "many rounds without improvement; 0 turns early stopping off",
+        ),
         "n_jobs": Param(int, 2, -1, 256, help="threads while training"),
         "random_state": Param(int, 42, 0, 2**31 - 1),
     }
@@ -76,3 +85,41 @@ class LightGBMFamily(ModelFamily):
         )
         best = int(estimator.best_iteration_ or params["n_estimators"])
         return FitResult(estimator, {"n_estimators": best, "early_stopping_rounds": 0})
+
+    def fit_curve(
+        self,
+        params: Mapping[str, Any],
+        categorical: Sequence[str],
+        numeric: Sequence[str],
+        features: pd.DataFrame,
+        labels: pd.Series,
+        validation_features: pd.DataFrame,
+        validation_labels: pd.Series,
+        checkpoint: Callable[[], None] | None = None,
+    ) -> Curve:
+        # AUC is the only metric, so early stopping and the recorded curve are about ranking
+        estimator = self.build(params, categorical, numeric).set_params(metric="auc")
+        rounds = int(params["early_stopping_rounds"])
+        scores: dict[str, Any] = {}
+        callbacks: list[Any] = [lgb.record_evaluation(scores)]
+        if checkpoint is not None:
+            callbacks.append(lambda env: checkpoint())
+        if rounds:
+            callbacks.append(lgb.early_stopping(rounds, first_metric_only=True, verbose=False))
+        estimator.fit(
+            features,
+            labels,
+            eval_X=(validation_features,),
+            eval_y=(validation_labels,),
+            callbacks=callbacks,
+        )
+        curve = np.asarray(scores["valid_0"]["auc"], dtype=float)
+        fitted = len(curve)
+
+        def predict(x: pd.DataFrame, step: int) -> np.ndarray:
+            return np.asarray(estimator.predict_proba(x, num_iteration=min(step, fitted))[:, 1])
+
+        return Curve(curve, predict)
+
+    def pin_capacity(self, step: int) -> dict[str, Any]:
+        return {"n_estimators": step, "early_stopping_rounds": 0}
