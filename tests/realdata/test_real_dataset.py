@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from flight_delay.data import FlightData, load_flights, schema
-from flight_delay.ml import TrainedModel, train
+from flight_delay.ml import TrainedModel, load_model, train
 
 pytestmark = pytest.mark.realdata
 
@@ -56,8 +57,8 @@ def test_random_protocol_quality(random_model: TrainedModel) -> None:
     # the challenge's published acceptance bar, at the threshold chosen on validation
     assert delayed["recall"] > 0.60
     assert delayed["f1"] > 0.30
-    # issue #2 asks for 0.75; the best honest feature set measured here reaches about 0.745
-    # (see the closing note). This guards against regressions below what we do reach.
+    # issues 2 and 8 ask for 0.75; these features reach about 0.745 (0.7445 with stratified
+    # cross-validation choosing 708 trees). This guards against regressions below that.
     assert holdout["roc_auc"] >= 0.74
 
 
@@ -96,3 +97,28 @@ def test_the_record_path_matches_the_frame_path_on_real_flights(
         time_model.predict_proba(pd.DataFrame.from_records(records)),
         atol=1e-12,
     )
+
+
+def test_the_production_path_forecasts_november_and_december(
+    flights: FlightData, tmp_path: Path
+) -> None:
+    """What a user gets (issue 8): the defaults of `flight-delay train` / POST /models on every
+    flight before 2017-11-01, saved and loaded, scoring the later raw rows without their
+    operated columns; no flight refused whose airline is known."""
+    frame = flights.frame
+    raw = frame.drop(columns=[schema.LABEL, schema.DELAY_MINUTES]).copy()
+    for column in (schema.SCHEDULED_AT, schema.OPERATED_AT):
+        raw[column] = raw[column].dt.strftime(schema.DATETIME_FORMAT)
+    before = (frame[schema.SCHEDULED_AT] < "2017-11-01").to_numpy()
+    training_file = tmp_path / "before-november.csv"
+    raw[before].to_csv(training_file, index=False)
+    train(training_file, {}).save(tmp_path / "model")
+    model = load_model(tmp_path / "model")
+    later = raw[~before].drop(columns=list(schema.OPERATED_COLUMNS)).reset_index(drop=True)
+    probability = model.predict_proba(later)  # raises if any flight were refused
+    labels = flights.labels.to_numpy()[~before]
+    assert len(probability) == 12_438
+    assert roc_auc_score(labels, probability) >= 0.685
+    assert average_precision_score(labels, probability) >= 0.37
+    assert model.metadata["cross_validation"]["method"].startswith("rolling-origin")
+    assert any(w.field == schema.DESTINATION for w in model.warnings(later))
