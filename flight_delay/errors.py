@@ -118,3 +118,13 @@ class InvalidFlights(FlightDelayError):
 
 class ModelArtifactError(FlightDelayError):
     """A saved model cannot be loaded: missing, corrupt or built with incompatible libraries."""
+
+
+class ExplanationUnavailable(FlightDelayError):
+    """Explanations were asked of a model family that does not provide them."""
+
+    def __init__(self, model_type: str) -> None:
+        super().__init__(
+            f"explanations need a LightGBM model; this one is {model_type}",
+            [{"field": "explain", "problem": f"not available for {model_type} models"}],
+        )

@@ -182,6 +182,8 @@ def run_job(app: Flask, model_id: str) -> str:
                 percent=100,
                 metrics=model.metrics,
                 input_schema=model.input_schema,
+                importances=model.metadata.get("importances") or {},
+                cross_validation=model.metadata.get("cross_validation"),
                 data=model.metadata["data"],
                 threshold=model.threshold,
                 roc_auc=headline["roc_auc"],

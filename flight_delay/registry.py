@@ -76,7 +76,7 @@ class ClaimResult:
     EXHAUSTED = "exhausted"  # too many attempts: marked failed
 
 
-_JSON_FIELDS = ("settings", "metrics", "input_schema", "data")
+_JSON_FIELDS = ("settings", "metrics", "input_schema", "data", "importances", "cross_validation")
 
 
 def now_iso() -> str:

@@ -30,7 +30,9 @@ class Health(MethodView):
 @blp.route("/readyz")
 class Readiness(MethodView):
     @blp.response(200, ReadinessSchema)
-    @blp.alt_response(503, description="not ready: errors.checks says which check failed")
+    @blp.alt_response(
+        503, description="not ready: errors lists each failed check (field) and why (problem)"
+    )
     def get(self) -> ResponseReturnValue:
         """Readiness: Redis reachable, at least one worker, the deployed model loaded here
 

@@ -12,6 +12,7 @@ from flight_delay.api.errors import BatchTooLarge, Blueprint, requires_configure
 from flight_delay.api.schemas import (
     EXAMPLE_FLIGHT,
     EXAMPLE_MINIMAL_FLIGHT,
+    PredictQuerySchema,
     PredictRequestSchema,
     PredictResponseSchema,
 )
@@ -29,6 +30,7 @@ EXAMPLE_RESPONSE = {
 
 class Predict(MethodView):
     @requires_configured_scope(blp, "PREDICT_SCOPE")
+    @blp.arguments(PredictQuerySchema, location="query", as_kwargs=True)
     @blp.arguments(
         PredictRequestSchema,
         examples={
@@ -44,13 +46,15 @@ class Predict(MethodView):
         "I/N, an airline the model never saw, an unparsable Fecha-I)",
     )
     @blp.alt_response(503, description="no model is deployed")
-    def post(self, body: dict[str, Any]) -> Response:
+    def post(self, body: dict[str, Any], explain: bool = False) -> Response:
         """Predict delays
 
         Takes up to FLIGHT_DELAY_MAX_BATCH flights (default 10,000) and answers in request order.
         `delayed` is `delay_probability >= threshold`, the model's threshold. A destination,
         airline code (Emp-I) or flight number the model never saw is predicted as unseen and
         listed in `warnings`; an unknown airline (OPERA), TIPOVUELO or MES is a 400.
+        With `explain=true` each prediction carries its explanation (LightGBM models; 400 for
+        others).
         """
         flights = body["flights"]
         limit = current_app.config["MAX_BATCH"]
@@ -64,13 +68,19 @@ class Predict(MethodView):
         probabilities = served.model.predict_proba(flights)
         warnings = served.model.warnings(flights)
         threshold = served.model.threshold
+        predictions: list[dict[str, Any]] = [
+            {"delay_probability": round(float(p), 6), "delayed": bool(p >= threshold)}
+            for p in probabilities
+        ]
+        if explain:
+            for prediction, explanation in zip(
+                predictions, served.model.explain(flights), strict=True
+            ):
+                prediction["explanation"] = explanation
         payload = {
             "model_id": served.model_id,
             "threshold": threshold,
-            "predictions": [
-                {"delay_probability": round(float(p), 6), "delayed": bool(p >= threshold)}
-                for p in probabilities
-            ],
+            "predictions": predictions,
             "warnings": [warning.as_dict() for warning in warnings],
         }
         # serialised directly: the schema above documents this shape, and dumping 10,000 rows

@@ -204,6 +204,22 @@ class ModelDetailSchema(ModelSummarySchema):
     input_schema = fields.Dict(
         allow_none=True, metadata={"description": "required fields and allowed values"}
     )
+    importances = fields.Dict(
+        keys=fields.String(),
+        values=fields.Float(),
+        allow_none=True,
+        metadata={
+            "description": "each feature's share of the total split gain (LightGBM), largest first",
+            "example": {"hour": 0.21, "airline": 0.15},
+        },
+    )
+    cross_validation = fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "the folds that chose the tree count and threshold: each fold's "
+            "window, rows and scores, their mean and spread"
+        },
+    )
     data = fields.Dict(
         allow_none=True, metadata={"description": "fingerprint of the training data"}
     )
@@ -255,9 +271,46 @@ class PredictRequestSchema(StrictSchema):
     )
 
 
+class PredictQuerySchema(StrictSchema):
+    explain = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "add each flight's explanation: the top 5 feature contributions in "
+            "log-odds (LightGBM models)"
+        },
+    )
+
+
+class ContributionSchema(Schema):
+    feature = fields.String(metadata={"example": "hour"})
+    value = fields.Raw(
+        metadata={
+            **SCALAR,
+            "description": "what the model saw: a category, a number, or null (missing or unseen)",
+            "example": 19,
+        }
+    )
+    contribution = fields.Float(metadata={"description": "in log-odds", "example": 0.31})
+
+
+class ExplanationSchema(Schema):
+    base_value = fields.Float(
+        metadata={"description": "log-odds before any feature is known", "example": -1.45}
+    )
+    log_odds = fields.Float(
+        metadata={"description": "base_value plus every contribution: the model's raw score"}
+    )
+    contributions = fields.List(
+        fields.Nested(ContributionSchema), metadata={"description": "the 5 largest, by size"}
+    )
+
+
 class PredictionSchema(Schema):
     delay_probability = fields.Float(metadata={"example": 0.27})
     delayed = fields.Boolean(metadata={"example": False})
+    explanation = fields.Nested(
+        ExplanationSchema, metadata={"description": "only with ?explain=true"}
+    )
 
 
 class PredictionWarningSchema(Schema):

@@ -18,7 +18,12 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from flight_delay.errors import FlightIssue, InvalidFlights, ModelArtifactError
+from flight_delay.errors import (
+    ExplanationUnavailable,
+    FlightIssue,
+    InvalidFlights,
+    ModelArtifactError,
+)
 from flight_delay.ml.features import FlightFeatures
 
 MODEL_FILE = "model.joblib"
@@ -44,6 +49,40 @@ def library_versions() -> dict[str, str]:
 FAST_PATH_MAX_FLIGHTS = 256
 
 FlightsInput: TypeAlias = pd.DataFrame | Sequence[Mapping[str, Any]]
+
+
+def _explanations(
+    contributions: np.ndarray, names: list[str], columns: list[list[Any]], top: int
+) -> list[dict[str, Any]]:
+    """Per row: base value, log-odds and the ``top`` largest contributions with their values."""
+    explanations = []
+    for row, values in enumerate(contributions):
+        order = np.argsort(-np.abs(values[:-1]), kind="stable")[:top]
+        explanations.append(
+            {
+                "base_value": float(values[-1]),
+                "log_odds": float(values.sum()),
+                "contributions": [
+                    {
+                        "feature": names[i],
+                        "value": columns[i][row],
+                        "contribution": float(values[i]),
+                    }
+                    for i in order
+                ],
+            }
+        )
+    return explanations
+
+
+def _plain(value: Any) -> str | float | None:
+    """A feature value as JSON: a category's text, a finite number, or None (missing/unseen)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    if isinstance(value, str):
+        return value
+    number = float(value)
+    return number if np.isfinite(number) else None
 
 
 @dataclass
@@ -117,6 +156,72 @@ class TrainedModel:
         if isinstance(flights, pd.DataFrame):
             flights = flights.reset_index(drop=True)
         return self.features.flight_warnings(flights)
+
+    def explain(self, flights: FlightsInput, top: int = 5) -> list[dict[str, Any]]:
+        """Why each flight got its probability: LightGBM's per-feature contributions (SHAP
+        values of the trees) in log-odds, in the user's terms.
+
+        Returns, per flight in input order, ``base_value`` (the log-odds before any feature is
+        known), ``log_odds`` (base value plus every contribution: the model's raw score) and the
+        ``top`` contributions by size, each ``{"feature", "value", "contribution"}``; ``value``
+        is what the model saw (a category, a number, or None for missing or unseen).
+
+        Raises:
+            InvalidFlights: as :meth:`predict_proba`.
+            ExplanationUnavailable: the model is not a LightGBM model.
+        """
+        booster = self._booster()
+        if booster is None:
+            raise ExplanationUnavailable(str(self.metadata.get("model_type")))
+        if isinstance(flights, pd.DataFrame):
+            flights = flights.reset_index(drop=True)
+        else:
+            _check_records(flights)
+        self.features.check_flights(flights)
+        names = list(self.features.feature_names_out_)
+        if not isinstance(flights, pd.DataFrame) and len(flights) <= FAST_PATH_MAX_FLIGHTS:
+            # the record path, as in predict_proba: categories as codes, no frames
+            matrix = self.features.records_matrix(flights)
+            contributions = np.asarray(
+                booster.predict(matrix, pred_contrib=True, num_threads=self.prediction_threads),
+                dtype=float,
+            )
+            categories = self.features.categories_
+            columns: list[list[Any]] = []
+            for j, name in enumerate(names):
+                if name in categories:
+                    known = categories[name]
+                    columns.append(
+                        [None if np.isnan(code) else known[int(code)] for code in matrix[:, j]]
+                    )
+                else:
+                    columns.append([_plain(value) for value in matrix[:, j]])
+            return _explanations(contributions, names, columns, top)
+        frame = (
+            flights
+            if isinstance(flights, pd.DataFrame)
+            else pd.DataFrame.from_records(list(flights))
+        )
+        transformed = self.features.transform(frame)
+        contributions = np.asarray(
+            self.pipeline.named_steps["model"].predict(
+                transformed, pred_contrib=True, num_threads=self.prediction_threads
+            ),
+            dtype=float,
+        )
+        columns = [[_plain(value) for value in transformed.iloc[:, j]] for j in range(len(names))]
+        return _explanations(contributions, names, columns, top)
+
+    def importances(self) -> dict[str, float]:
+        """Each feature's share of the total split gain (LightGBM), or {} for other families."""
+        booster = self._booster()
+        if booster is None:
+            return {}
+        gains = np.asarray(booster.feature_importance(importance_type="gain"), dtype=float)
+        total = gains.sum() or 1.0
+        names = list(self.features.feature_names_out_)
+        ranked = sorted(zip(names, gains / total, strict=True), key=lambda item: -item[1])
+        return {name: round(float(share), 6) for name, share in ranked}
 
     def _booster(self) -> Any:
         """The LightGBM booster when the estimator is one (the record path needs it), else None."""

@@ -207,8 +207,10 @@ def train(
         "data": {**flights.fingerprint.as_dict(), **flights.notes},
         "versions": library_versions(),
     }
+    model = TrainedModel(pipeline, metadata)
+    metadata["importances"] = model.importances()
     report("done", 100)
-    return TrainedModel(pipeline, metadata)
+    return model
 
 
 def evaluate(model: TrainedModel, data: FlightData | pd.DataFrame | str | Path) -> dict[str, Any]:

@@ -3,6 +3,7 @@ every status code the contract lists."""
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -493,3 +494,21 @@ def test_the_api_key_is_compared_not_logged(
 ) -> None:
     client.post("/models", json={"dataset": "flights.csv"}, headers=admin("guess-" + ADMIN))
     assert ADMIN not in caplog.text
+
+
+def test_predict_explains_on_request(client: FlaskClient, train: Train) -> None:
+    record = train()
+    assert client.put(f"/deploy?model-id={record['id']}", headers=admin()).status_code == 204
+    detail = client.get(f"/models/{record['id']}").get_json()
+    assert detail["importances"] and detail["cross_validation"]["folds"]
+    plain = client.post("/predict", json={"flights": [FLIGHT]}).get_json()
+    assert "explanation" not in plain["predictions"][0]
+    response = client.post("/predict?explain=true", json={"flights": [FLIGHT, FLIGHT]})
+    assert response.status_code == 200, response.get_json()
+    predictions = response.get_json()["predictions"]
+    assert predictions[0] == predictions[1]
+    explanation = predictions[0]["explanation"]
+    assert len(explanation["contributions"]) == 5
+    probability = 1 / (1 + math.exp(-explanation["log_odds"]))
+    assert probability == pytest.approx(predictions[0]["delay_probability"], abs=1e-6)
+    assert client.post("/predict?explain=maybe", json={"flights": [FLIGHT]}).status_code == 400
