@@ -124,6 +124,9 @@ def production_path(
         "trees": loaded.metadata["params"].get("n_estimators"),
         "mean_probability": float(np.mean(probability)),
         "cv": loaded.metadata.get("cross_validation"),
+        "calibration": loaded.metadata.get("calibration", {}).get("method"),
+        "reliability": metrics["reliability"],
+        "delay_rate": float(np.mean(labels[test_pos])),
     }
     return metrics, seconds, extra
 
@@ -217,6 +220,16 @@ def main() -> int:
                 f"{cv.get('roc_auc_mean', float('nan')):.4f} ± {cv.get('roc_auc_std', float('nan')):.4f}, "
                 f"PR AUC {cv.get('pr_auc_mean', float('nan')):.4f} ± {cv.get('pr_auc_std', float('nan')):.4f}"
             )
+            print(
+                f"    calibration chosen by the folds: {extra['calibration']}; reliability on "
+                f"the held-out flights (actual delay rate {extra['delay_rate']:.4f}):"
+            )
+            for cell in extra["reliability"]:
+                print(
+                    f"      p in [{cell['from']:.1f}, {cell['to']:.1f}): {cell['flights']:>6} "
+                    f"flights, mean predicted {cell['mean_predicted']:.3f}, delayed "
+                    f"{cell['delay_rate']:.3f}"
+                )
             for fold in cv.get("folds", []):
                 print(
                     f"    fold {fold.get('origin', '')[:10] or '(stratified)'}: ROC AUC "

@@ -9,6 +9,7 @@ import platform
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, BinaryIO, TypeAlias
@@ -24,6 +25,7 @@ from flight_delay.errors import (
     InvalidFlights,
     ModelArtifactError,
 )
+from flight_delay.ml.calibration import Calibration
 from flight_delay.ml.features import FlightFeatures
 
 MODEL_FILE = "model.joblib"
@@ -106,6 +108,12 @@ class TrainedModel:
     def metrics(self) -> dict[str, Any]:
         return dict(self.metadata["metrics"])
 
+    @cached_property
+    def calibration(self) -> Calibration:
+        """The map from the estimator's probability to the served one (model.json); read once,
+        as the metadata does not change once a model is trained."""
+        return Calibration.from_dict(self.metadata.get("calibration"))
+
     @property
     def features(self) -> FlightFeatures:
         step = self.pipeline.named_steps["features"]
@@ -139,15 +147,15 @@ class TrainedModel:
         ):
             # small batches from the API: no frames; the booster gets the same numbers
             matrix = self.features.records_matrix(flights)
-            return np.asarray(
-                booster.predict(matrix, num_threads=self.prediction_threads), dtype=float
+            return self.calibration.apply(
+                np.asarray(booster.predict(matrix, num_threads=self.prediction_threads))
             )
         frame = (
             flights
             if isinstance(flights, pd.DataFrame)
             else pd.DataFrame.from_records(list(flights))
         )
-        return np.asarray(self.pipeline.predict_proba(frame)[:, 1], dtype=float)
+        return self.calibration.apply(np.asarray(self.pipeline.predict_proba(frame)[:, 1]))
 
     def warnings(self, flights: FlightsInput) -> list[FlightIssue]:
         """Flights the model predicts although a field's value was never seen in training

@@ -5,7 +5,8 @@ The training part is cut at several monthly origins: each fold fits on every fli
 before its origin and is scored on the month that follows (ROC AUC, a ranking metric, so that
 the base-rate shift between seasons does not decide). The capacity step (for LightGBM, the tree
 count) with the best mean score over the folds is chosen, and the folds' out-of-fold
-predictions at that step choose the decision threshold. One validation slice from one season
+predictions at that step choose the calibration (:mod:`flight_delay.ml.calibration`) and then the
+decision threshold. One validation slice from one season
 decided every model's tree count before (18-29 trees on the real data); several origins do not
 let one season decide.
 """
@@ -21,6 +22,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
 from flight_delay.data import schema
+from flight_delay.ml.calibration import Calibration, choose_calibration
 from flight_delay.ml.evaluation import classification_metrics
 from flight_delay.ml.families.base import ModelFamily
 from flight_delay.ml.features import FlightFeatures
@@ -87,6 +89,7 @@ class CapacityChoice:
 
     step: int
     pinned_params: dict[str, Any]
+    calibration: Calibration
     threshold: float
     out_of_fold_metrics: dict[str, Any]
     report: dict[str, Any]
@@ -136,8 +139,12 @@ def choose_capacity(
     )
     mean = padded.mean(axis=0)
     step = int(np.argmax(mean)) + 1
-    oof_labels = np.concatenate([y for _, _, _, y in fitted])
-    oof_probability = np.concatenate([curve.predict(x, step) for _, curve, x, _ in fitted])
+    fold_labels = [y for _, _, _, y in fitted]
+    fold_probabilities = [curve.predict(x, step) for _, curve, x, _ in fitted]
+    calibration, calibration_report = choose_calibration(fold_labels, fold_probabilities)
+    oof_labels = np.concatenate(fold_labels)
+    # the threshold applies to served (calibrated) probabilities, so it is chosen on them
+    oof_probability = calibration.apply(np.concatenate(fold_probabilities))
     threshold = choose_threshold(oof_labels, oof_probability)
     per_fold = []
     for fold, curve, x, y in fitted:
@@ -179,10 +186,12 @@ def choose_capacity(
         "roc_auc_std": float(scores.std()),
         "pr_auc_mean": float(pr_scores.mean()),
         "pr_auc_std": float(pr_scores.std()),
+        "calibration": calibration_report,
     }
     return CapacityChoice(
         step=step,
         pinned_params=family.pin_capacity(step),
+        calibration=calibration,
         threshold=threshold,
         out_of_fold_metrics=classification_metrics(oof_labels, oof_probability, threshold),
         report=report,

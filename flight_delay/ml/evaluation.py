@@ -49,6 +49,29 @@ def expected_calibration_error(
     return float(total / len(labels))
 
 
+def reliability_table(
+    labels: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS
+) -> list[dict[str, Any]]:
+    """Per equal-width probability bin that holds flights: its range, how many flights, their
+    mean predicted probability and their actual delay rate (the reliability diagram's points)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(probabilities, edges[1:-1]), 0, bins - 1)
+    table = []
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            table.append(
+                {
+                    "from": float(edges[b]),
+                    "to": float(edges[b + 1]),
+                    "flights": int(inside.sum()),
+                    "mean_predicted": float(probabilities[inside].mean()),
+                    "delay_rate": float(labels[inside].mean()),
+                }
+            )
+    return table
+
+
 def classification_metrics(
     labels: np.ndarray, probabilities: np.ndarray, threshold: float
 ) -> dict[str, Any]:
@@ -79,6 +102,8 @@ def classification_metrics(
             log_loss(labels, np.clip(probabilities, 1e-15, 1 - 1e-15), labels=[0, 1])
         ),
         "ece": expected_calibration_error(labels, probabilities),
+        "mean_predicted": float(probabilities.mean()),
+        "reliability": reliability_table(labels, probabilities),
         "threshold": float(threshold),
         "classes": per_class,
         "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},

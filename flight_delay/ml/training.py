@@ -20,6 +20,7 @@ from sklearn.pipeline import Pipeline
 
 from flight_delay.data import FlightData, flights_from_frame, load_flights, schema
 from flight_delay.ml.artifacts import FORMAT_VERSION, TrainedModel, library_versions
+from flight_delay.ml.calibration import Calibration
 from flight_delay.ml.capacity import MIN_FOLDS, choose_capacity, cross_validation_folds
 from flight_delay.ml.config import TrainConfig
 from flight_delay.ml.evaluation import best_f1_threshold, classification_metrics
@@ -105,6 +106,7 @@ def train(
             checkpoint=checkpoint,
         )  # fmt: skip
         pinned = {**params, **choice.pinned_params}
+        calibration = choice.calibration
         threshold = choice.threshold
         validation_metrics = choice.out_of_fold_metrics
         capacity = choice.report
@@ -132,6 +134,7 @@ def train(
             checkpoint=checkpoint,
         )  # fmt: skip
         pinned = {**params, **first.pinned_params}
+        calibration = Calibration()  # one slice is too little to fit and check a calibration
         val_probability = first.estimator.predict_proba(x_val)[:, 1]
         threshold = choose_threshold(y_val.to_numpy(), val_probability)
         validation_metrics = classification_metrics(y_val.to_numpy(), val_probability, threshold)
@@ -147,7 +150,9 @@ def train(
     report("evaluating on the holdout", 65)
     test_part = frame.iloc[test_pos].reset_index(drop=True)
     y_test = labels.iloc[test_pos].to_numpy()
-    test_probability = evaluated.predict_proba(features.transform(test_part))[:, 1]
+    test_probability = calibration.apply(
+        evaluated.predict_proba(features.transform(test_part))[:, 1]
+    )
     holdout_metrics = classification_metrics(y_test, test_probability, threshold)
 
     if config.refit:
@@ -187,6 +192,7 @@ def train(
         },
         "metrics": {"holdout": holdout_metrics, "validation": validation_metrics},
         "cross_validation": capacity,
+        "calibration": calibration.as_dict(),
         "evaluation": {
             "protocol": config.split,
             "training_rows": len(train_pos),

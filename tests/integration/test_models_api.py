@@ -3,7 +3,6 @@ every status code the contract lists."""
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from collections.abc import Callable
@@ -509,6 +508,9 @@ def test_predict_explains_on_request(client: FlaskClient, train: Train) -> None:
     assert predictions[0] == predictions[1]
     explanation = predictions[0]["explanation"]
     assert len(explanation["contributions"]) == 5
-    probability = 1 / (1 + math.exp(-explanation["log_odds"]))
-    assert probability == pytest.approx(predictions[0]["delay_probability"], abs=1e-6)
+    sizes = [abs(c["contribution"]) for c in explanation["contributions"]]
+    assert sizes == sorted(sizes, reverse=True)
+    assert {c["feature"] for c in explanation["contributions"]} <= set(detail["importances"])
+    hour = [c for c in explanation["contributions"] if c["feature"] == "hour"]
+    assert all(c["value"] == 21.0 for c in hour)  # FLIGHT departs at 21:00
     assert client.post("/predict?explain=maybe", json={"flights": [FLIGHT]}).status_code == 400

@@ -41,8 +41,9 @@ def test_contributions_plus_the_base_value_are_the_raw_log_odds(
         )
         assert np.allclose(total, raw, atol=1e-6, rtol=0)
         assert np.allclose([e["log_odds"] for e in explained], raw, atol=1e-6, rtol=0)
-        # and the log-odds are the probabilities the model serves
-        assert np.allclose(1 / (1 + np.exp(-total)), probability, atol=1e-9)
+        # and the log-odds, calibrated, are the probabilities the model serves
+        served = model.calibration.apply(1 / (1 + np.exp(-total)))
+        assert np.allclose(served, probability, atol=1e-9)
 
 
 def test_the_record_path_and_the_frame_path_explain_alike(
