@@ -7,6 +7,7 @@ structured details (``errors``) so callers can point at the offending file, row 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +20,14 @@ def scrub_paths(text: str, roots: Mapping[str, str | os.PathLike[str]]) -> str:
     where files live on the server."""
     for name, root in roots.items():
         given = str(root)
-        for form in {str(Path(given).resolve()), str(Path(given).absolute()), given}:
-            if form and form not in (".", "/"):
+        for form in {str(Path(given).resolve()), str(Path(given).absolute())}:
+            if form not in (".", "/"):
                 text = text.replace(form, f"<{name}>")
+        if given and not Path(given).is_absolute() and given not in (".", "./"):
+            # a relative root ("models") only where it starts a path ("models/x"), never inside
+            # other words or URLs ("POST /models" stays as it is)
+            pattern = r"(?<![\w/.-])" + re.escape(given.rstrip("/")) + r"(?=/)"
+            text = re.sub(pattern, f"<{name}>", text)
     return text
 
 

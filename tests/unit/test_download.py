@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flight_delay.data.download import AllowList, check_url_syntax, download, is_public, redact
-from flight_delay.errors import InvalidDataset
+from flight_delay.errors import InvalidDataset, scrub_paths
 
 LOOPBACK = AllowList.parse("localhost")
 
@@ -170,3 +170,17 @@ def test_credentials_are_redacted() -> None:
 )  # fmt: skip
 def test_public_ranges(address: str, public: bool) -> None:
     assert is_public(ipaddress.ip_address(address)) is public
+
+
+def test_scrubbing_hides_roots_but_keeps_words_and_urls() -> None:
+    """A relative root ("models") is hidden where it starts a path, never inside a URL path
+    such as "POST /models" (which it once turned into "POST /<MODEL_DIR>")."""
+    roots = {"MODEL_DIR": "models", "DATA_ROOT": "/srv/fd/data"}
+    text = (
+        "train one with POST /models; file models/abc/model.joblib and "
+        f"{Path('models').resolve()}/x and /srv/fd/data/flights.csv"
+    )
+    assert scrub_paths(text, roots) == (
+        "train one with POST /models; file <MODEL_DIR>/abc/model.joblib and "
+        "<MODEL_DIR>/x and <DATA_ROOT>/flights.csv"
+    )
