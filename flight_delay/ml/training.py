@@ -1,9 +1,9 @@
 """``train``: split, fit, choose the threshold, evaluate on the holdout, refit, describe.
 
-The holdout is touched exactly once, to measure the model. The capacity (LightGBM's tree count)
-and the threshold come from rolling-origin cross-validation inside the training part
-(:mod:`flight_delay.ml.capacity`), or from one validation slice of it when the data spans too few
-months.
+The holdout is touched exactly once, to measure the model. The capacity (LightGBM's tree count),
+the calibration and the threshold come from cross-validation inside the training part (rolling-
+origin monthly folds by default, see :mod:`flight_delay.ml.capacity`), or from one validation
+slice of it when the data spans too few months.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def train(
         validation_rows = len(val_pos)
 
     # The evaluated model is the one the procedure produces: all of the training part, with the
-    # tree count early stopping chose. The holdout is seen here for the first and only time.
+    # tree count cross-validation (or early stopping on the slice) chose. The holdout is seen here for the first and only time.
     report(f"fitting {family.name} (training part)", 45)
     evaluated = family.fit(
         pinned, categorical, numeric, x_train, y_train, checkpoint=checkpoint
