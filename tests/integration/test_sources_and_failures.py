@@ -19,12 +19,9 @@ from tests.integration.conftest import admin, finished, wait_for
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def file_server(stack_settings: dict[str, Any]) -> Iterator[str]:
-    """Serves the data root over HTTP on 127.0.0.1."""
-    handler = functools.partial(
-        http.server.SimpleHTTPRequestHandler, directory=stack_settings["DATA_ROOT"]
-    )
+def serve(handler: Any) -> Iterator[str]:
+    """An HTTP server with ``handler`` on 127.0.0.1 for as long as the fixture lasts; its URL
+    names the host "localhost", which stack_settings allow to reach."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -33,6 +30,15 @@ def file_server(stack_settings: dict[str, Any]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def file_server(stack_settings: dict[str, Any]) -> Iterator[str]:
+    """Serves the data root over HTTP on 127.0.0.1."""
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=stack_settings["DATA_ROOT"]
+    )
+    yield from serve(handler)
 
 
 def test_a_dataset_given_by_url_is_downloaded_by_the_worker(
@@ -119,14 +125,7 @@ def redirect_server(stack_settings: dict[str, Any]) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://localhost:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield from serve(Handler)
 
 
 def test_internal_addresses_are_refused_at_once(client: FlaskClient, redirect_server: str) -> None:

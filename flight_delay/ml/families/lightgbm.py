@@ -68,10 +68,7 @@ class LightGBMFamily(ModelFamily):
     ) -> FitResult:
         estimator = self.build(params, categorical, numeric)
         rounds = int(params["early_stopping_rounds"])
-        callbacks: list[Any] = []
-        if checkpoint is not None:
-            # every boosting round: a cancelled job stops within one round, not at the end
-            callbacks.append(lambda env: checkpoint())
+        callbacks = _checkpoint_callbacks(checkpoint)
         if validation is None or rounds == 0:
             estimator.fit(features, labels, callbacks=callbacks)
             return FitResult(estimator, {})
@@ -101,9 +98,7 @@ class LightGBMFamily(ModelFamily):
         estimator = self.build(params, categorical, numeric).set_params(metric="auc")
         rounds = int(params["early_stopping_rounds"])
         scores: dict[str, Any] = {}
-        callbacks: list[Any] = [lgb.record_evaluation(scores)]
-        if checkpoint is not None:
-            callbacks.append(lambda env: checkpoint())
+        callbacks = [lgb.record_evaluation(scores), *_checkpoint_callbacks(checkpoint)]
         if rounds:
             callbacks.append(lgb.early_stopping(rounds, first_metric_only=True, verbose=False))
         estimator.fit(
@@ -123,3 +118,9 @@ class LightGBMFamily(ModelFamily):
 
     def pin_capacity(self, step: int) -> dict[str, Any]:
         return {"n_estimators": step, "early_stopping_rounds": 0}
+
+
+def _checkpoint_callbacks(checkpoint: Callable[[], None] | None) -> list[Any]:
+    """``checkpoint`` called every boosting round: a cancelled job stops within one round, not
+    at the end of the fit."""
+    return [] if checkpoint is None else [lambda env: checkpoint()]
