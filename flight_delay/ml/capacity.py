@@ -119,13 +119,14 @@ def choose_capacity(
     for done, fold in enumerate(folds):
         fit_rows = frame.iloc[fold.fit]
         val_rows = frame.iloc[fold.validation]
-        features = FlightFeatures(feature_set).fit(fit_rows)
+        y_fit = labels.iloc[fold.fit]
+        features = FlightFeatures(feature_set)
+        x_fit = features.fit_transform(fit_rows, y_fit)  # out-of-fold delay rates
         x_val = features.transform(val_rows)
         y_val = labels.iloc[fold.validation]
         curve = family.fit_curve(
-            params, categorical, numeric, features.transform(fit_rows),
-            labels.iloc[fold.fit], x_val, y_val, checkpoint=checkpoint,
-        )  # fmt: skip
+            params, categorical, numeric, x_fit, y_fit, x_val, y_val, checkpoint=checkpoint
+        )
         fitted.append((fold, curve, x_val, y_val.to_numpy()))
         if progress is not None:
             progress(done + 1)

@@ -3,8 +3,8 @@
 Only schedule-time columns are read (Fecha-I, Vlo-I, Des-I, Emp-I, OPERA, TIPOVUELO, and MES when
 Fecha-I is absent at prediction time). The operated columns (Fecha-O, Vlo-O, Ori-O, Des-O, Emp-O, DIA,
 MES, AÑO, DIANOM) are never read while training: the month comes from Fecha-I. Every feature is
-computable for a single flight: the "how busy is the schedule" features are lookups learned from the
-training rows, not counts over the rows being predicted.
+computable for a single flight: what is learned from training rows (categories, how busy the
+schedule is, delay rates) is a lookup, never a count over the rows being predicted.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from flight_delay.data import schema
 from flight_delay.errors import FlightIssue, InvalidConfig, InvalidFlights
+from flight_delay.ml import delay_rates
 from flight_delay.ml.flight_input import check_records, clean_text, parse_month, parse_scheduled
 
 
@@ -42,7 +43,20 @@ class FeatureSet:
     def columns(self) -> tuple[str, ...]:
         return self.categorical + self.numeric
 
+    @property
+    def uses_schedule(self) -> bool:
+        """Whether the features come from the full schedule row (Fecha-I, flight, route)."""
+        return schema.SCHEDULED_AT in self.required_fields
 
+
+_SCHEDULE_FIELDS = (
+    schema.SCHEDULED_AT,
+    schema.FLIGHT_NUMBER,
+    schema.DESTINATION,
+    schema.CARRIER_CODE,
+    schema.AIRLINE,
+    schema.FLIGHT_TYPE,
+)
 FEATURE_SETS: Mapping[str, FeatureSet] = {
     "minimal": FeatureSet(
         name="minimal",
@@ -56,7 +70,9 @@ FEATURE_SETS: Mapping[str, FeatureSet] = {
         name="schedule",
         description="everything known when the flight is scheduled",
         # The flight number is not a category here: as a LightGBM category (~700 levels) it lowered
-        # holdout ROC AUC under both protocols; its numeric value and learned weekly frequency carry it.
+        # holdout ROC AUC under both protocols; its numeric value and learned weekly frequency
+        # carry it. Each group stays only while leaving it out does not clearly raise the
+        # time-protocol cross-validated ROC AUC (benchmarks/model_quality.py, feature ablation).
         categorical=("airline", "destination", "carrier_code", "flight_type"),
         numeric=(
             "hour",
@@ -73,17 +89,39 @@ FEATURE_SETS: Mapping[str, FeatureSet] = {
             "airline_slot_flights_per_week",
             "flight_number_flights_per_week",
         ),
-        required_fields=(
-            schema.SCHEDULED_AT,
-            schema.FLIGHT_NUMBER,
-            schema.DESTINATION,
-            schema.CARRIER_CODE,
-            schema.AIRLINE,
-            schema.FLIGHT_TYPE,
-        ),
+        required_fields=_SCHEDULE_FIELDS,
         # closed: an unknown airline is a typo until proven otherwise; destinations, carrier
         # codes and flight numbers are open (schedules gain routes every season) and an unseen
         # one is predicted as never seen, with a warning
+        strict=("airline",),
+    ),
+    "schedule_delay_rates": FeatureSet(
+        name="schedule_delay_rates",
+        description=(
+            "schedule plus smoothed historical delay rates by flight, route and airline x hour "
+            "(out-of-fold while training); opt-in: on the SCL data they did not raise the "
+            "cross-validated ROC AUC under both protocols"
+        ),
+        categorical=("airline", "destination", "carrier_code", "flight_type"),
+        numeric=(
+            "hour",
+            "minute_of_day",
+            "day_of_week",
+            "day_of_month",
+            "month",
+            "high_season",
+            "days_to_holiday",
+            "days_since_holiday",
+            "flight_number_value",
+            "slot_flights_per_week",
+            "weekday_flights_per_week",
+            "airline_slot_flights_per_week",
+            "flight_number_flights_per_week",
+            "flight_delay_rate",
+            "route_delay_rate",
+            "airline_hour_delay_rate",
+        ),
+        required_fields=_SCHEDULE_FIELDS,
         strict=("airline",),
     ),
 }
@@ -95,6 +133,12 @@ _SOURCE = {
     "destination": schema.DESTINATION,
     "carrier_code": schema.CARRIER_CODE,
     "flight_type": schema.FLIGHT_TYPE,
+}
+#: delay-rate feature -> the raw fields whose values, joined, are its key (see delay_rates)
+DELAY_RATE_KEYS: Mapping[str, tuple[str, ...]] = {
+    "flight_delay_rate": ("flight_number",),
+    "route_delay_rate": ("airline", "destination"),
+    "airline_hour_delay_rate": ("airline", "hour"),
 }
 _MONTHS = [str(m) for m in range(1, 13)]
 _HOLIDAY_HORIZON_DAYS = 30.0  # beyond a month away a holiday no longer shapes traffic
@@ -185,6 +229,12 @@ def _month(frame: pd.DataFrame, scheduled_at: pd.Series) -> pd.Series:
     return month
 
 
+def _whole_numbers_as_text(values: pd.Series) -> pd.Series:
+    """3.0 -> "3"; missing stays missing (NaN), as object values."""
+    present = values.dropna()
+    return present.astype(int).astype(str).astype(object).reindex(values.index)
+
+
 class FlightFeatures(TransformerMixin, BaseEstimator):
     """Turn raw SCL rows into a model-ready frame.
 
@@ -200,6 +250,15 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, flights: pd.DataFrame, y: Any = None) -> FlightFeatures:
+        """Learn categories, schedule load and delay rates from the training rows.
+
+        Args:
+            flights: raw training rows.
+            y: their labels (1: delayed); the delay-rate features need them.
+
+        Raises:
+            ValueError: the feature set has delay rates and ``y`` is missing.
+        """
         spec = get_feature_set(self.feature_set)
         raw = self._raw_columns(flights)
         self.categories_: dict[str, list[str]] = {}
@@ -209,10 +268,49 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
             else:
                 seen = raw[name].dropna().unique()
                 self.categories_[name] = sorted(str(v) for v in seen)
-        if spec.name == "schedule":
+        if spec.uses_schedule:
             self._fit_schedule_load(flights, raw)
+        rates = self._rate_names()
+        if rates:
+            if y is None:
+                raise ValueError(f"the {spec.name!r} features learn delay rates: pass the labels")
+            self.delay_rate_prior_, self.delay_rates_ = delay_rates.fit_rates(
+                self._rate_keys(raw, rates), np.asarray(y, dtype=float)
+            )
         self.feature_names_out_ = list(spec.columns)
         return self
+
+    def fit_transform(self, flights: pd.DataFrame, y: Any = None, **fit_params: Any) -> Any:
+        """Fit, then transform the training rows with *out-of-fold* delay rates: each row's rate
+        is learned without its own label (what ``Pipeline.fit`` and ``train`` use). ``transform``
+        on the same rows would use rates that saw their labels: fine to predict, wrong to fit on.
+        """
+        self.fit(flights, y)
+        out = self.transform(flights)
+        rates = self._rate_names()
+        if rates:
+            raw = self._raw_columns(flights)
+            held_out = delay_rates.out_of_fold_rates(
+                self._rate_keys(raw, rates), np.asarray(y, dtype=float)
+            )
+            for name, values in held_out.items():
+                out[name] = values
+        return out
+
+    def _rate_names(self) -> list[str]:
+        return [n for n in get_feature_set(self.feature_set).numeric if n in DELAY_RATE_KEYS]
+
+    @staticmethod
+    def _rate_keys(raw: pd.DataFrame, names: Sequence[str]) -> dict[str, pd.Series]:
+        """Each rate feature's key per row: its fields' values joined by "|" (missing if any is)."""
+        keys = {}
+        for name in names:
+            fields = DELAY_RATE_KEYS[name]
+            key = raw[fields[0]].astype(object)
+            for field in fields[1:]:
+                key = key + "|" + raw[field].astype(object)
+            keys[name] = key
+        return keys
 
     def _fit_schedule_load(self, flights: pd.DataFrame, raw: pd.DataFrame) -> None:
         """Learn average flights per week in each (weekday, hour) slot, per weekday, per airline
@@ -241,8 +339,14 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
         out = pd.DataFrame(index=flights.index)
         for name in spec.categorical:
             out[name] = _categorical(raw[name], self.categories_[name])
-        if spec.name == "schedule":
+        if spec.uses_schedule:
             self._add_schedule_features(out, flights, raw)
+        rates = self._rate_names()
+        if rates:
+            for name, keys in self._rate_keys(raw, rates).items():
+                out[name] = delay_rates.lookup(
+                    keys, self.delay_rates_[name], self.delay_rate_prior_
+                )
         return out[list(spec.columns)]
 
     def _add_schedule_features(
@@ -282,8 +386,9 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
             raw[name] = _text(flights, column)
         raw["flight_number"] = _flight_key(flights)
         raw["flight_number_text"] = _text(flights, schema.FLIGHT_NUMBER).astype(object)
-        month = _month(flights, _scheduled_at(flights))
-        raw["month"] = month.map(lambda m: str(int(m)), na_action="ignore")
+        scheduled = _scheduled_at(flights)
+        raw["month"] = _whole_numbers_as_text(_month(flights, scheduled))
+        raw["hour"] = _whole_numbers_as_text(scheduled.dt.hour)
         return raw
 
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
@@ -332,7 +437,7 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
     ) -> list[FlightIssue]:
         """Open fields whose value the model never saw in training: each flight index and field
         (the flights are predicted anyway, with that value treated as unseen)."""
-        if get_feature_set(self.feature_set).name != "schedule":
+        if not get_feature_set(self.feature_set).uses_schedule:
             return []
         records = flights.to_dict("records") if isinstance(flights, pd.DataFrame) else flights
         destinations = self._category_codes()["destination"]
@@ -390,8 +495,9 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
                     values.append(float(month - 1) if month else np.nan)
                 else:
                     values.append(codes[name].get(clean_text(record.get(_SOURCE[name])), np.nan))
-            if spec.name == "schedule" and scheduled is not None:
-                values.extend(self._schedule_values(record, scheduled, values[0]))
+            if spec.uses_schedule and scheduled is not None:
+                numeric = self._schedule_values(record, scheduled, values[0])
+                values.extend(numeric[name] for name in spec.numeric)
             matrix[row, : len(values)] = values
         return matrix
 
@@ -407,33 +513,52 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
 
     def _schedule_values(
         self, record: Mapping[str, Any], scheduled: datetime, airline_code: float
-    ) -> list[float]:
+    ) -> dict[str, float]:
         hour, dow, month, day = scheduled.hour, scheduled.weekday(), scheduled.month, scheduled.day
         day_number = np.array([scheduled.toordinal() - _UNIX_EPOCH_ORDINAL])
         to_holiday, since_holiday = holiday_distances(day_number)
         number_text = clean_text(record.get(schema.FLIGHT_NUMBER))
         digits = _DIGITS.search(number_text) if number_text else None
         carrier = clean_text(record.get(schema.CARRIER_CODE))
-        key = (
+        flight = (
             f"{carrier}-{number_text}" if carrier is not None and number_text is not None else None
         )
-        airline_slot = (
-            np.nan
-            if np.isnan(airline_code)
-            else float(self.airline_slot_flights_per_week_[int(airline_code), dow, hour])
-        )
-        return [
-            float(hour),
-            float(hour * 60 + scheduled.minute),
-            float(dow),
-            float(day),
-            float(month),
-            float(is_high_season(month, day)),
-            float(to_holiday[0]),
-            float(since_holiday[0]),
-            float(digits.group(0)) if digits else np.nan,
-            float(self.slot_flights_per_week_[dow, hour]),
-            float(self.weekday_flights_per_week_[dow]),
-            airline_slot,
-            float(self.flight_number_flights_per_week_.get(key, 0.0)),
-        ]
+        values = {
+            "hour": float(hour),
+            "minute_of_day": float(hour * 60 + scheduled.minute),
+            "day_of_week": float(dow),
+            "day_of_month": float(day),
+            "month": float(month),
+            "high_season": float(is_high_season(month, day)),
+            "days_to_holiday": float(to_holiday[0]),
+            "days_since_holiday": float(since_holiday[0]),
+            "flight_number_value": float(digits.group(0)) if digits else np.nan,
+            "slot_flights_per_week": float(self.slot_flights_per_week_[dow, hour]),
+            "weekday_flights_per_week": float(self.weekday_flights_per_week_[dow]),
+            "airline_slot_flights_per_week": (
+                np.nan
+                if np.isnan(airline_code)
+                else float(self.airline_slot_flights_per_week_[int(airline_code), dow, hour])
+            ),
+            "flight_number_flights_per_week": float(
+                self.flight_number_flights_per_week_.get(flight, 0.0)
+            ),
+        }
+        rates = self._rate_names()
+        if rates:
+            # the same keys as _rate_keys builds from frames: fields joined by "|"
+            fields = {
+                "flight_number": flight,
+                "airline": clean_text(record.get(schema.AIRLINE)),
+                "destination": clean_text(record.get(schema.DESTINATION)),
+                "carrier_code": carrier,
+                "hour": str(hour),
+            }
+            for name in rates:
+                parts = [fields[field] for field in DELAY_RATE_KEYS[name]]
+                table = self.delay_rates_[name]
+                key = None if None in parts else "|".join(parts)  # type: ignore[arg-type]
+                values[name] = (
+                    table.get(key, self.delay_rate_prior_) if key else self.delay_rate_prior_
+                )
+        return values

@@ -115,8 +115,8 @@ def train(
             f"({validation_metrics['rows']} flights)"
         )
         report("building features", 45)
-        features = FlightFeatures(config.features).fit(train_part)
-        x_train = features.transform(train_part)
+        features = FlightFeatures(config.features)
+        x_train = features.fit_transform(train_part, y_train)  # out-of-fold delay rates
         validation_rows = int(validation_metrics["rows"])
     else:
         # too few months for the folds: one time-ordered (or stratified) validation slice
@@ -124,8 +124,8 @@ def train(
             train_part, config.split, config.validation_size, config.seed
         )
         report("building features", 15)
-        features = FlightFeatures(config.features).fit(train_part)
-        x_train = features.transform(train_part)
+        features = FlightFeatures(config.features)
+        x_train = features.fit_transform(train_part, y_train)  # out-of-fold delay rates
         x_fit, y_fit = x_train.iloc[fit_pos], y_train.iloc[fit_pos]
         x_val, y_val = x_train.iloc[val_pos], y_train.iloc[val_pos]
         report(f"fitting {family.name} (validation)", 25)
@@ -157,9 +157,9 @@ def train(
 
     if config.refit:
         report(f"refitting {family.name} on all rows", 75)
-        final_features = FlightFeatures(config.features).fit(frame)
+        final_features = FlightFeatures(config.features)
         final_estimator = family.fit(
-            pinned, categorical, numeric, final_features.transform(frame), labels,
+            pinned, categorical, numeric, final_features.fit_transform(frame, labels), labels,
             checkpoint=checkpoint,
         ).estimator  # fmt: skip
         pipeline = Pipeline([("features", final_features), ("model", final_estimator)])

@@ -8,6 +8,7 @@ import pytest
 
 from flight_delay.data import flights_from_frame, schema
 from flight_delay.errors import InvalidConfig, InvalidFlights
+from flight_delay.ml import delay_rates
 from flight_delay.ml.features import FEATURE_SETS, FlightFeatures, holiday_distances, is_high_season
 
 
@@ -20,6 +21,9 @@ def training_frame(synthetic_flights: pd.DataFrame) -> pd.DataFrame:
 def test_changing_any_operated_column_leaves_the_training_matrix_unchanged(
     synthetic_flights: pd.DataFrame, feature_set: str
 ) -> None:
+    """Every feature of every set: scrambling the operated columns changes the labels but no
+    feature value, while training (labels held fixed: the delay rates learn from labels, by
+    design) or predicting."""
     original = flights_from_frame(synthetic_flights).frame
     scrambled_raw = synthetic_flights.copy()
     rng = np.random.default_rng(1)
@@ -33,11 +37,37 @@ def test_changing_any_operated_column_leaves_the_training_matrix_unchanged(
         else:
             scrambled_raw[column] = rng.permutation(scrambled_raw[column].to_numpy())
     scrambled = flights_from_frame(scrambled_raw).frame
-    assert not scrambled[schema.LABEL].equals(original[schema.LABEL])
+    labels = original[schema.LABEL]
+    assert not scrambled[schema.LABEL].equals(labels)
 
-    before = FlightFeatures(feature_set).fit(original).transform(original)
-    after = FlightFeatures(feature_set).fit(scrambled).transform(scrambled)
+    fitted_before, fitted_after = FlightFeatures(feature_set), FlightFeatures(feature_set)
+    before = fitted_before.fit_transform(original, labels)
+    after = fitted_after.fit_transform(scrambled, labels)
     pd.testing.assert_frame_equal(before, after)
+    pd.testing.assert_frame_equal(
+        fitted_before.transform(original), fitted_after.transform(scrambled)
+    )
+
+
+def test_no_training_row_sees_its_own_label_in_its_delay_rates(
+    training_frame: pd.DataFrame,
+) -> None:
+    """Out-of-fold rates: flipping one row's label never moves that row's own rates (it moves
+    rows of the other folds, which do learn from it)."""
+    labels = training_frame[schema.LABEL].to_numpy().copy()
+    rates = ["flight_delay_rate", "route_delay_rate", "airline_hour_delay_rate"]
+    before = FlightFeatures("schedule_delay_rates").fit_transform(training_frame, labels)[rates]
+    for row in (0, 7, 311):
+        flipped = labels.copy()
+        flipped[row] = 1 - flipped[row]
+        after = FlightFeatures("schedule_delay_rates").fit_transform(training_frame, flipped)[rates]
+        pd.testing.assert_series_equal(after.iloc[row], before.iloc[row])
+        assert (after != before).any(axis=None)  # the label does reach other rows
+
+
+def test_delay_rates_need_labels(training_frame: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="pass the labels"):
+        FlightFeatures("schedule_delay_rates").fit(training_frame)
 
 
 def test_features_never_read_operated_columns(training_frame: pd.DataFrame) -> None:
@@ -52,7 +82,7 @@ def test_features_never_read_operated_columns(training_frame: pd.DataFrame) -> N
 def test_a_single_flight_gets_the_same_features_as_in_a_batch(
     training_frame: pd.DataFrame, feature_set: str
 ) -> None:
-    fitted = FlightFeatures(feature_set).fit(training_frame)
+    fitted = FlightFeatures(feature_set).fit(training_frame, training_frame[schema.LABEL])
     batch = fitted.transform(training_frame.iloc[:50])
     for i in (0, 17, 49):
         alone = fitted.transform(training_frame.iloc[[i]])
@@ -74,6 +104,29 @@ def test_busyness_is_a_lookup_learned_at_training_time(training_frame: pd.DataFr
     alone = fitted.transform(one)["slot_flights_per_week"].iloc[0]
     with_more = fitted.transform(pd.concat([one] * 20))["slot_flights_per_week"].iloc[0]
     assert alone == with_more > 0
+
+
+def test_delay_rates_are_smoothed_lookups_learned_at_training_time(
+    training_frame: pd.DataFrame,
+) -> None:
+    labels = training_frame[schema.LABEL]
+    fitted = FlightFeatures("schedule_delay_rates").fit(training_frame, labels)
+    one = training_frame.iloc[[0]]
+    alone = fitted.transform(one)["flight_delay_rate"].iloc[0]
+    with_more = fitted.transform(pd.concat([one] * 20))["flight_delay_rate"].iloc[0]
+    assert alone == with_more
+    # the flight's smoothed rate: its delayed share pulled toward the overall rate
+    key = f"{one[schema.CARRIER_CODE].iloc[0]}-{one[schema.FLIGHT_NUMBER].iloc[0]}"
+    same = training_frame[schema.CARRIER_CODE] + "-" + training_frame[schema.FLIGHT_NUMBER] == key
+    prior = labels.mean()
+    expected = (labels[same].sum() + delay_rates.SMOOTHING * prior) / (
+        same.sum() + delay_rates.SMOOTHING
+    )
+    assert alone == pytest.approx(expected)
+    # an unseen flight, route and hour key gets the overall rate
+    new = one.assign(**{schema.FLIGHT_NUMBER: "99999", schema.DESTINATION: "ZZZZ"})
+    assert fitted.transform(new)["flight_delay_rate"].iloc[0] == pytest.approx(prior)
+    assert fitted.transform(new)["route_delay_rate"].iloc[0] == pytest.approx(prior)
 
 
 def test_minimal_month_comes_from_the_scheduled_date_not_mes(training_frame: pd.DataFrame) -> None:
