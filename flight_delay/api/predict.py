@@ -65,18 +65,19 @@ class Predict(MethodView):
             )
         cache: DeployedModelCache = current_app.extensions["deployed_model"]
         served = cache.get()
-        probabilities = served.model.predict_proba(flights)
+        explanations: list[dict[str, Any]] = []
+        if explain:
+            probabilities, explanations = served.model.predict_explained(flights)
+        else:
+            probabilities = served.model.predict_proba(flights)
         warnings = served.model.warnings(flights)
         threshold = served.model.threshold
         predictions: list[dict[str, Any]] = [
             {"delay_probability": round(float(p), 6), "delayed": bool(p >= threshold)}
             for p in probabilities
         ]
-        if explain:
-            for prediction, explanation in zip(
-                predictions, served.model.explain(flights), strict=True
-            ):
-                prediction["explanation"] = explanation
+        for prediction, explanation in zip(predictions, explanations, strict=False):
+            prediction["explanation"] = explanation
         payload = {
             "model_id": served.model_id,
             "threshold": threshold,

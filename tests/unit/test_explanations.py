@@ -91,3 +91,14 @@ def test_other_families_say_explanations_are_unavailable(flights: pd.DataFrame) 
         {"field": "explain", "problem": "not available for logistic_regression models"}
     ]
     assert baseline.metadata["importances"] == {}
+
+
+def test_predict_explained_serves_the_probabilities_of_predict_proba(
+    model: TrainedModel, flights: pd.DataFrame
+) -> None:
+    """?explain=true predicts once, from the contributions: the same probabilities, in order."""
+    rows = flights.drop(columns=["Fecha-O"]).iloc[100:400]
+    for given in (rows.to_dict("records")[:50], rows.reset_index(drop=True)):
+        probability, explanations = model.predict_explained(given)
+        assert len(explanations) == len(probability) == len(given)
+        np.testing.assert_allclose(probability, model.predict_proba(given), atol=1e-9, rtol=0)
