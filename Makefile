@@ -4,9 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-DATASET ?= $(firstword $(wildcard datasets/dataset_SCL.csv ../shared/datasets/dataset_SCL.csv))
+# The one dataset setting of run, test, notebook and benchmark (see datasets/README.md)
+FLIGHT_DELAY_DATASET ?= $(firstword $(wildcard datasets/dataset_SCL.csv ../shared/datasets/dataset_SCL.csv))
+export FLIGHT_DELAY_DATASET
 
-.PHONY: install test lint format run benchmark notebook clean
+.PHONY: install test lint format run benchmark notebook clean dataset-present
 
 install: $(STAMP)
 
@@ -31,14 +33,19 @@ format: $(STAMP)
 
 # The whole stack on 127.0.0.1:$${PORT:-8000}: embedded Redis (unless FLIGHT_DELAY_REDIS_URL is
 # set), one Celery worker, gunicorn; trains and deploys a default model when none is deployed.
+# exec: Python is make's own child, so it learns when make is killed (see flight_delay/supervisor.py)
 run: $(STAMP)
-	$(BIN)/python -m flight_delay.devstack --dataset "$(DATASET)"
+	exec $(BIN)/python -m flight_delay.devstack
 
-benchmark: $(STAMP)
-	$(BIN)/python benchmarks/model_quality.py --data "$(DATASET)"
+benchmark: $(STAMP) dataset-present
+	$(BIN)/python benchmarks/model_quality.py --data "$(FLIGHT_DELAY_DATASET)"
 
-notebook: $(STAMP)
-	FLIGHT_DELAY_DATASET="$(abspath $(DATASET))" $(BIN)/python notebooks/execute.py notebooks/eda.ipynb
+notebook: $(STAMP) dataset-present
+	FLIGHT_DELAY_DATASET="$(abspath $(FLIGHT_DELAY_DATASET))" $(BIN)/python notebooks/execute.py notebooks/eda.ipynb
+
+# one clear line instead of a traceback when the real data is missing
+dataset-present:
+	@test -f "$(FLIGHT_DELAY_DATASET)" || { echo "the real SCL dataset is needed: put it at datasets/dataset_SCL.csv or set FLIGHT_DELAY_DATASET=/path/to/dataset_SCL.csv (see datasets/README.md)" >&2; exit 2; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import tempfile
 import time
@@ -33,6 +34,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from flight_delay.data import FlightData, load_flights, schema
+from flight_delay.devstack import DATASET_CANDIDATES
 from flight_delay.ml import load_model, train
 from flight_delay.ml.evaluation import classification_metrics
 from flight_delay.ml.features import FEATURE_SETS, FeatureSet
@@ -216,14 +218,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    default = next(
-        (p for p in (REPO / "datasets/dataset_SCL.csv", REPO.parent / "shared/datasets/dataset_SCL.csv") if p.is_file()),
-        None,
-    )  # fmt: skip
-    parser.add_argument("--data", default=str(default) if default else None)
+    default = os.environ.get("FLIGHT_DELAY_DATASET", "").strip() or next(
+        (str(REPO / c) for c in DATASET_CANDIDATES if (REPO / c).is_file()), None
+    )
+    parser.add_argument("--data", default=default, help="default: FLIGHT_DELAY_DATASET, ...")
     args = parser.parse_args()
     if not args.data or not Path(args.data).is_file():
-        print("the real SCL dataset is needed: pass --data PATH", file=sys.stderr)
+        print(
+            "the real SCL dataset is needed: put it at datasets/dataset_SCL.csv or set "
+            "FLIGHT_DELAY_DATASET=/path/to/dataset_SCL.csv (see datasets/README.md)",
+            file=sys.stderr,
+        )
         return 2
     data = load_flights(args.data)
     rows, details = [], []

@@ -31,7 +31,17 @@ from typing import Any
 from urllib.parse import urlparse
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "dataset_SCL.csv"
+
+
+def default_data() -> Path | None:
+    """FLIGHT_DELAY_DATASET, else datasets/dataset_SCL.csv, else ../shared/datasets/..."""
+    configured = os.environ.get("FLIGHT_DELAY_DATASET", "").strip()
+    if configured:
+        return Path(configured)
+    found = [REPO / c for c in ("datasets/dataset_SCL.csv", "../shared/datasets/dataset_SCL.csv")]
+    return next((path for path in found if path.is_file()), None)
+
+
 FLIGHT = {"Fecha-I": "2018-01-15 19:30:00", "Vlo-I": "1234", "Des-I": "SPJC", "Emp-I": "LAN",
           "OPERA": "Grupo LATAM", "TIPOVUELO": "I"}  # fmt: skip
 
@@ -175,9 +185,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--base-url", help="a running stack on loopback (default: start one)")
-    parser.add_argument(
-        "--data", type=Path, default=DEFAULT_DATA if DEFAULT_DATA.is_file() else None
-    )
+    parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--seconds", type=float, default=8.0, help="load time per endpoint")
     parser.add_argument("--clients", type=int, default=2, help="concurrent client processes")
     parser.add_argument(

@@ -138,7 +138,10 @@ LAUNCHER_VARIABLES: dict[str, str] = {
     "FLIGHT_DELAY_WEB_WORKERS": "gunicorn worker processes; default 2",
     "FLIGHT_DELAY_REDIS_PORT": "port of make run's embedded Redis; default 6380",
     "FLIGHT_DELAY_REDIS_SERVER": "another redis-server binary for make run and the tests",
-    "FLIGHT_DELAY_DATASET": "where the real-data tests find the SCL file",
+    "FLIGHT_DELAY_DATASET": "the real SCL file of make run, make test, make notebook and make "
+    "benchmark; default datasets/dataset_SCL.csv, then ../shared/datasets/dataset_SCL.csv",
+    "FLIGHT_DELAY_STATE_DIR": "make run's admin key, embedded Redis data and run state; "
+    "default .flight-delay",
     "FLIGHT_DELAY_TEST_REDIS_URL": "a Redis server for the integration tests (CI's service container)",
     "PORT": "the API port of make run; default 8000",
 }

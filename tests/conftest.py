@@ -9,16 +9,19 @@ import pandas as pd
 import pytest
 
 from flight_delay.data import make_synthetic_flights
+from flight_delay.devstack import DATASET_CANDIDATES
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def real_dataset_path() -> Path:
-    """FLIGHT_DELAY_DATASET, else ../shared/datasets/dataset_SCL.csv beside the repository."""
-    configured = os.environ.get("FLIGHT_DELAY_DATASET")
-    return (
-        Path(configured) if configured else REPO.parent / "shared" / "datasets" / "dataset_SCL.csv"
-    )
+    """FLIGHT_DELAY_DATASET, else datasets/dataset_SCL.csv, else ../shared/datasets/ beside the
+    repository: the order of make run, make notebook and make benchmark."""
+    configured = os.environ.get("FLIGHT_DELAY_DATASET", "").strip()
+    if configured:
+        return Path(configured)
+    candidates = [REPO / candidate for candidate in DATASET_CANDIDATES]
+    return next((path for path in candidates if path.is_file()), candidates[-1])
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +41,6 @@ def real_dataset() -> Path:
     path = real_dataset_path()
     if not path.is_file():
         pytest.skip(
-            f"real SCL dataset not found at {path} (set FLIGHT_DELAY_DATASET or put it in ../shared/datasets/)"
+            f"real SCL dataset not found at {path} (set FLIGHT_DELAY_DATASET or put it in datasets/; see datasets/README.md)"
         )
     return path

@@ -98,12 +98,16 @@ def _local_path(reference: str, data_root: str | Path) -> Path:
         raise InvalidDataset(
             "dataset", f"a path whose names have at most {MAX_NAME_LENGTH} characters"
         )
-    root = Path(data_root).resolve()
-    path = (root / reference).resolve()
-    if not path.is_relative_to(root):
+    # The caller's path must stay inside the root as written: relative, no "..". Symbolic links
+    # inside the root are followed: only the operator places files there, and a link is the
+    # usual way to point at a large file kept elsewhere.
+    given = Path(reference)
+    if given.is_absolute() or ".." in given.parts:
         raise InvalidDataset(
             reference, "the path is outside the data root (FLIGHT_DELAY_DATA_ROOT)"
         )
+    root = Path(data_root).resolve()
+    path = (root / given).resolve()
     try:
         exists = path.exists()
     except OSError:

@@ -215,3 +215,28 @@ def test_dataset_references_are_checked_before_anything_runs(tmp_path: Path) -> 
                         ("https://drive.google.com/drive/folders", "must name a file")]:  # fmt: skip
         with pytest.raises(InvalidDataset, match=reason):
             check_reference(bad, tmp_path)
+
+
+def test_symlinks_inside_the_data_root_are_followed_callers_cannot_leave_it(
+    tmp_path: Path,
+) -> None:
+    """Issue 9: `ln -s /big/dataset_SCL.csv datasets/` works; `..` and absolute paths do not,
+    not even through a link."""
+    from flight_delay.data.sources import check_reference
+    from flight_delay.errors import InvalidDataset
+
+    root, elsewhere = tmp_path / "datasets", tmp_path / "big-disk"
+    root.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "dataset_SCL.csv").write_text("x")
+    (elsewhere / "secret.txt").write_text("x")
+    (root / "dataset_SCL.csv").symlink_to(elsewhere / "dataset_SCL.csv")
+    (root / "disk").symlink_to(elsewhere, target_is_directory=True)
+    found = check_reference("dataset_SCL.csv", root)
+    assert found.kind == "local"
+    assert Path(found.location) == (elsewhere / "dataset_SCL.csv").resolve()
+    assert check_reference("disk/dataset_SCL.csv", root).kind == "local"
+    for bad in ("../big-disk/secret.txt", str(elsewhere / "secret.txt"), "disk/../../big-disk/secret.txt",
+                "disk/../dataset_SCL.csv"):  # fmt: skip
+        with pytest.raises(InvalidDataset, match="outside the data root"):
+            check_reference(bad, root)

@@ -1,0 +1,323 @@
+"""`make run` as a supervisor (issue 9): the stack ends whole on every signal, crashed parts come
+back while predictions keep answering, and the dataset setting, symlinks and busy ports behave.
+
+Every test runs the real `make run` (embedded redis-server, a Celery worker, gunicorn) on free
+loopback ports with its own state directory, and leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from flight_delay.data import make_synthetic_flights
+from flight_delay.devstack import free_port
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+KEY = "make-run-test-key"
+FLIGHT = {"Fecha-I": "2017-05-10 12:00:00", "Vlo-I": "100", "Des-I": "SCIE", "Emp-I": "SKU",
+          "OPERA": "Sky Airline", "TIPOVUELO": "N"}  # fmt: skip
+GONE_WITHIN_SECONDS = 10
+
+
+def request(
+    base: str, method: str, path: str, body: Any = None, timeout: float = 5
+) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    req.add_header("X-API-Key", KEY)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+
+
+class Stack:
+    """One `make run` in its own session (as a terminal would have it), on free ports."""
+
+    def __init__(self, tmp_path: Path, **env: str) -> None:
+        self.tmp = tmp_path
+        self.port, self.redis_port = free_port(), free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "PORT": str(self.port),
+            "FLIGHT_DELAY_REDIS_PORT": str(self.redis_port),
+            "FLIGHT_DELAY_STATE_DIR": str(tmp_path / "state"),
+            "FLIGHT_DELAY_MODEL_DIR": str(tmp_path / "models"),
+            "FLIGHT_DELAY_EXPORT_DIR": str(tmp_path / "exports"),
+            "FLIGHT_DELAY_DATA_ROOT": str(tmp_path / "data"),
+            "FLIGHT_DELAY_API_KEYS": f"{KEY}=admin",
+            "FLIGHT_DELAY_DATASET": str(tmp_path / "no-such-file.csv"),
+            "FLIGHT_DELAY_WEB_WORKERS": "1",
+            "FLIGHT_DELAY_RECOVERY_INTERVAL_SECONDS": "1",
+            **env,
+        }
+        (tmp_path / "data").mkdir(exist_ok=True)
+        self.log = tmp_path / f"make-run-{self.port}.log"
+        self.make: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True, timeout: float = 120) -> Stack:
+        with self.log.open("ab") as output:
+            self.make = subprocess.Popen(
+                ["make", "-s", "-C", str(REPO), "run"], env=self.env, stdout=output,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        if wait:
+            self.wait_for("Stop with Ctrl-C", timeout)
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            assert self.make is not None
+            if self.make.poll() is not None:
+                raise AssertionError(f"make run exited {self.make.returncode}:\n{self.output()}")
+            time.sleep(0.2)
+        raise AssertionError(f"no {text!r} within {timeout}s:\n{self.output()[-3000:]}")
+
+    def processes(self) -> list[psutil.Process]:
+        """make, the supervisor and everything under it."""
+        assert self.make is not None
+        root = psutil.Process(self.make.pid)
+        return [root, *root.children(recursive=True)]
+
+    def supervisor(self) -> psutil.Process:
+        return next(p for p in self.processes() if "flight_delay.devstack" in " ".join(p.cmdline()))
+
+    def child(self, name: str) -> int:
+        state = json.loads((self.tmp / "state" / "run.json").read_text())
+        return int(state["children"][name]["pid"])
+
+    def stop(self) -> None:
+        if self.make is not None and self.make.poll() is None:
+            processes = self.processes()
+            os.killpg(self.make.pid, signal.SIGINT)
+            assert_all_gone(processes)
+        self.reap()
+
+    def reap(self) -> None:
+        if self.make is not None:
+            self.make.wait(timeout=GONE_WITHIN_SECONDS)
+
+
+def assert_all_gone(processes: list[psutil.Process]) -> float:
+    """Wait until none of ``processes`` runs; the seconds it took."""
+    started = time.monotonic()
+    _, alive = psutil.wait_procs(processes, timeout=GONE_WITHIN_SECONDS)
+    left = [f"{p.pid} {' '.join(p.cmdline())[:80]}" for p in alive if p.is_running()]
+    for process in alive:  # never leave them behind, even when the test fails
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    assert not left, f"still running {GONE_WITHIN_SECONDS}s after the signal: {left}"
+    return time.monotonic() - started
+
+
+@pytest.fixture
+def stacks(tmp_path: Path) -> Iterator[list[Stack]]:
+    started: list[Stack] = []
+    yield started
+    for stack in started:
+        with contextlib.suppress(AssertionError, psutil.Error):
+            stack.stop()
+
+
+def deploy_small_model(stack: Stack) -> str:
+    status, created = request(
+        stack.base, "POST", "/models",
+        {"dataset": "synthetic:2000", "params": {"n_estimators": 40}, "cv_folds": 0},
+    )  # fmt: skip
+    assert status == 202, created
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        _, record = request(stack.base, "GET", f"/models/{created['id']}")
+        if record["status"] in ("completed", "failed"):
+            break
+        time.sleep(0.3)
+    assert record["status"] == "completed", record
+    assert request(stack.base, "PUT", f"/deploy?model-id={created['id']}")[0] == 204
+    deadline = time.monotonic() + 10
+    while request(stack.base, "POST", "/predict", {"flights": [FLIGHT]})[0] != 200:
+        assert time.monotonic() < deadline, "the deployed model was not served"
+        time.sleep(0.2)
+    return str(created["id"])
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["SIGTERM to make", "SIGHUP to the terminal's group", "SIGINT to the group",
+     "SIGKILL of the supervisor"],
+)  # fmt: skip
+def test_every_way_of_stopping_leaves_no_process_and_the_next_run_starts(
+    tmp_path: Path, stacks: list[Stack], how: str
+) -> None:
+    stack = Stack(tmp_path).start()
+    stacks.append(stack)
+    processes = stack.processes()
+    names = " ".join(" ".join(p.cmdline()) for p in processes)
+    assert "redis-server" in names and "celery" in names and "gunicorn" in names
+    assert stack.make is not None
+    if how == "SIGTERM to make":
+        os.kill(stack.make.pid, signal.SIGTERM)  # what timeout, IDEs and service managers send
+    elif how == "SIGHUP to the terminal's group":
+        os.killpg(stack.make.pid, signal.SIGHUP)  # the terminal closing
+    elif how == "SIGINT to the group":
+        os.killpg(stack.make.pid, signal.SIGINT)  # Ctrl-C
+    else:
+        stack.supervisor().kill()
+    seconds = assert_all_gone(processes)
+    stack.reap()
+    print(f"{how}: every process gone after {seconds:.1f}s")
+
+    again = Stack(tmp_path)  # same state directory, fresh ports
+    again.start()
+    stacks.append(again)
+    assert request(again.base, "GET", "/healthz")[0] == 200
+    if how == "SIGKILL of the supervisor":
+        assert "An earlier make run did not stop cleanly; its state is cleared." in again.output()
+
+
+def test_a_killed_worker_and_redis_come_back_while_predictions_keep_answering(
+    tmp_path: Path, stacks: list[Stack]
+) -> None:
+    stack = Stack(tmp_path).start()
+    stacks.append(stack)
+    deploy_small_model(stack)
+    outcomes: list[int] = []
+    done = threading.Event()
+
+    def load() -> None:  # bounded: until the test ends, at most 20,000 requests
+        while not done.is_set() and len(outcomes) < 20_000:
+            try:
+                outcomes.append(request(stack.base, "POST", "/predict", {"flights": [FLIGHT]})[0])
+            except OSError:
+                outcomes.append(0)
+            time.sleep(0.01)
+
+    client = threading.Thread(target=load, daemon=True)
+    client.start()
+    try:
+        for name in ("celery worker", "redis-server"):
+            before = stack.child(name)
+            os.kill(before, signal.SIGKILL)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    if stack.child(name) != before and psutil.pid_exists(stack.child(name)):
+                        break
+                except (OSError, KeyError, ValueError):
+                    pass
+                time.sleep(0.2)
+            else:
+                raise AssertionError(f"{name} was not restarted:\n{stack.output()[-2000:]}")
+            assert f"{name} exited with -9; restarting in" in stack.output()
+        # Redis is back: its data too (append-only file), so the deployment is still there
+        deadline = time.monotonic() + 20
+        while request(stack.base, "GET", "/deployment")[0] != 200:
+            assert time.monotonic() < deadline, "the API did not reach the restarted Redis"
+            time.sleep(0.3)
+        # and the restarted worker takes jobs
+        deploy_small_model(stack)
+    finally:
+        done.set()
+        client.join(timeout=10)
+    failures = [status for status in outcomes if status != 200]
+    print(f"{len(outcomes)} single-flight predictions during the kills, {len(failures)} failed")
+    assert len(outcomes) > 50
+    assert failures == []
+
+
+def test_a_busy_port_is_one_line_with_the_fix(tmp_path: Path, stacks: list[Stack]) -> None:
+    stack = Stack(tmp_path)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", stack.port))
+        squatter.listen()
+        stack.start(wait=False)
+        stacks.append(stack)
+        assert stack.make is not None
+        assert stack.make.wait(timeout=30) == 2
+    output = stack.output()
+    assert f"error: 127.0.0.1:{stack.port} (the API) is in use by pid {os.getpid()}" in output
+    assert f"PORT={stack.port + 1} make run" in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "state" / "redis").exists()  # nothing was started
+
+
+def test_flight_delay_dataset_trains_the_default_model_and_says_which(
+    tmp_path: Path, stacks: list[Stack]
+) -> None:
+    elsewhere = tmp_path / "elsewhere" / "my-flights.csv"
+    elsewhere.parent.mkdir()
+    make_synthetic_flights(3000, seed=11).to_csv(elsewhere, index=False)
+    stack = Stack(tmp_path, FLIGHT_DELAY_DATASET=str(elsewhere), FLIGHT_DELAY_API_KEYS="")
+    del stack.env["FLIGHT_DELAY_DATA_ROOT"]  # the file's folder becomes the data root
+    stack.start(timeout=300)
+    stacks.append(stack)
+    assert "trained on my-flights.csv" in stack.output()
+    key = (tmp_path / "state" / "admin-key").read_text().strip()
+    req = urllib.request.Request(stack.base + "/deployment", headers={"X-API-Key": key})
+    with urllib.request.urlopen(req, timeout=5) as response:
+        model_id = json.loads(response.read())["model_id"]
+    with urllib.request.urlopen(f"{stack.base}/models/{model_id}", timeout=5) as response:
+        record = json.loads(response.read())
+    assert record["dataset"] == "my-flights.csv"
+    assert record["metrics"]["holdout"]["rows"] == 600  # 20 % of the file's 3,000 flights
+
+
+def test_a_symlink_the_operator_put_in_the_data_root_is_followed(
+    tmp_path: Path, stacks: list[Stack]
+) -> None:
+    real = tmp_path / "big-disk" / "dataset_SCL.csv"
+    real.parent.mkdir()
+    make_synthetic_flights(3000, seed=12).to_csv(real, index=False)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset_SCL.csv").symlink_to(real)  # ln -s /big-disk/... datasets/
+    stack = Stack(
+        tmp_path,
+        FLIGHT_DELAY_DATASET=str(tmp_path / "data" / "dataset_SCL.csv"),
+        FLIGHT_DELAY_API_KEYS="",
+    )
+    stack.start(timeout=300)
+    stacks.append(stack)
+    assert "trained on dataset_SCL.csv" in stack.output()
+    assert "SYNTHETIC" not in stack.output()
+
+
+def test_make_run_honours_bind_and_web_workers(tmp_path: Path, stacks: list[Stack]) -> None:
+    """The README's FLIGHT_DELAY_BIND and FLIGHT_DELAY_WEB_WORKERS, not make run's defaults."""
+    bind_port = free_port()
+    stack = Stack(
+        tmp_path, FLIGHT_DELAY_BIND=f"127.0.0.1:{bind_port}", FLIGHT_DELAY_WEB_WORKERS="3"
+    )
+    stack.base = f"http://127.0.0.1:{bind_port}"
+    stack.start()
+    stacks.append(stack)
+    assert request(stack.base, "GET", "/healthz")[0] == 200
+    master = psutil.Process(stack.child("gunicorn"))
+    assert len(master.children()) == 3
+    with socket.socket() as probe:  # nothing on PORT: BIND won
+        assert probe.connect_ex(("127.0.0.1", stack.port)) != 0
