@@ -19,8 +19,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     # imported here: building an app is the only thing that needs Flask, Celery and Redis
     from flight_delay import jobs  # noqa: F401 - defines the shared Celery tasks
     from flight_delay.api import deploy, health, models, predict
-    from flight_delay.api.errors import Api, register_error_handlers
-    from flight_delay.auth import parse_api_keys
+    from flight_delay.api.docs import docs_assets_blueprint
+    from flight_delay.api.errors import SECURITY_SCHEME, Api, register_error_handlers
+    from flight_delay.auth import HEADER, parse_api_keys
     from flight_delay.extensions import deployed_model, init_celery, model_registry
 
     app = Flask("flight_delay")
@@ -33,9 +34,13 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     deployed_model.init_app(app)
     init_celery(app)
     api = Api(app)  # one per app: its OpenAPI document and error handlers are this app's
+    api.spec.components.security_scheme(
+        SECURITY_SCHEME, {"type": "apiKey", "in": "header", "name": HEADER}
+    )
     for module in (models, deploy, predict, health):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
+    app.register_blueprint(docs_assets_blueprint())
 
     served_by = f"{socket.gethostname()}:{os.getpid()}"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 ENV_PREFIX = "FLIGHT_DELAY_"
 
@@ -71,7 +71,10 @@ class DefaultConfig:
     OPENAPI_URL_PREFIX = "/"
     OPENAPI_JSON_PATH = "openapi.json"
     OPENAPI_SWAGGER_UI_PATH = "/docs"
-    OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+    # served by the app from the swagger-ui-bundle package (flight_delay/api/docs.py): no CDN
+    OPENAPI_SWAGGER_UI_URL = "/docs/assets/"
+    # no call to validator.swagger.io (Swagger UI's default): the page works offline
+    OPENAPI_SWAGGER_UI_CONFIG: ClassVar[dict[str, Any]] = {"validatorUrl": None}
     JSON_SORT_KEYS = False
 
 

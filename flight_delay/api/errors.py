@@ -238,12 +238,25 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(redis.RedisError, handle_redis_error)
 
 
-def guarded(blp: SmorestBlueprint, check: Callable[[], None], when: str) -> Any:
+#: the OpenAPI security scheme of the X-api-key header (registered by create_app)
+SECURITY_SCHEME = "ApiKeyAuth"
+
+
+def guarded(
+    blp: SmorestBlueprint, check: Callable[[], None], when: str, key_optional: bool = False
+) -> Any:
     """Run ``check`` (which raises Unauthorized/Forbidden) before anything else, argument parsing
-    included, and document the 401 and 403 answers. Put it above ``@blp.arguments``: a caller
-    without the right key learns nothing about what a valid request looks like."""
+    included, and document the 401 and 403 answers and the API-key security requirement (so the
+    docs page's "Authorize" sends the key). Put it above ``@blp.arguments``: a caller without the
+    right key learns nothing about what a valid request looks like.
+
+    Args:
+        key_optional: the operation is open unless the configuration asks for a scope.
+    """
 
     def decorate(view: Any) -> Any:
+        requirement: list[dict[str, list[str]]] = [{SECURITY_SCHEME: []}]
+        view = blp.doc(security=[{}, *requirement] if key_optional else requirement)(view)
         view = blp.alt_response(
             401, schema=ErrorSchema, description=f"missing or unknown X-api-key ({when})"
         )(view)
@@ -272,4 +285,5 @@ def requires_configured_scope(blp: SmorestBlueprint, setting: str) -> Any:
         blp,
         lambda: require_configured_scope(setting),
         f"only when FLIGHT_DELAY_{setting} names a scope",
+        key_optional=True,
     )

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from flight_delay.config import known_variables
+from flight_delay.config import documented_settings, known_variables
 from flight_delay.devstack import GUNICORN_COMMAND, WORKER_COMMAND
 from tests.conftest import REPO
 
@@ -197,3 +197,18 @@ def test_the_images_hold_the_packages_the_commands_import(tmp_path: Path) -> Non
         "flight_delay/api/__init__.py",
     ):
         assert module in names
+
+
+def test_the_readme_configuration_table_shows_the_defaults_of_default_config() -> None:
+    """The table's default column is DefaultConfig's value for every FLIGHT_DELAY_* setting."""
+    rows = {}
+    for line in (REPO / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("`FLIGHT_DELAY_"):
+            rows[cells[0].strip("`")] = cells[1]
+    wrong = {}
+    for name, value in documented_settings().items():
+        shown = "empty" if value in ("", None, [], ()) else f"`{value}`"
+        if rows.get(name) != shown:
+            wrong[name] = (rows.get(name), shown)
+    assert not wrong, f"README default != DefaultConfig (shown, expected): {wrong}"
