@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -35,12 +36,19 @@ BACKOFF_MAX_SECONDS = 30.0
 STABLE_SECONDS = 60.0
 
 
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up once in the parent: children only call it (after fork, before
+    exec, nothing should load libraries)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
 def set_parent_death_signal(signum: int = signal.SIGTERM) -> None:
     """Ask the kernel to send ``signum`` to this process when its parent dies (Linux only)."""
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
+    prctl = _prctl()
+    if prctl is not None and prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 
@@ -52,7 +60,8 @@ def die_with_parent(parent: int) -> None:
 
 
 def _child_setup() -> None:
-    """Runs in each child between fork and exec (kept to async-signal-safe calls)."""
+    """Runs in each child between fork and exec: one prctl call, prepared in the parent (the
+    supervisor is single-threaded, as preexec_fn requires)."""
     set_parent_death_signal(signal.SIGTERM)
 
 
@@ -86,6 +95,7 @@ class Supervisor:
         return child
 
     def _launch(self, child: Child) -> None:
+        _prctl()  # looked up here, in the parent, before any fork
         child.process = child.start(_child_setup)
         child.started_at = time.monotonic()
         child.restart_at = None
