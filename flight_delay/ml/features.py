@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -57,7 +57,13 @@ _SCHEDULE_FIELDS = (
     schema.AIRLINE,
     schema.FLIGHT_TYPE,
 )
-FEATURE_SETS: Mapping[str, FeatureSet] = {
+#: delay-rate feature -> the raw fields whose values, joined, are its key (see delay_rates)
+DELAY_RATE_KEYS: Mapping[str, tuple[str, ...]] = {
+    "flight_delay_rate": ("flight_number",),
+    "route_delay_rate": ("airline", "destination"),
+    "airline_hour_delay_rate": ("airline", "hour"),
+}
+_FEATURE_SETS: dict[str, FeatureSet] = {
     "minimal": FeatureSet(
         name="minimal",
         description="OPERA, TIPOVUELO and MES: the challenge contract for callers who know only these",
@@ -95,36 +101,18 @@ FEATURE_SETS: Mapping[str, FeatureSet] = {
         # one is predicted as never seen, with a warning
         strict=("airline",),
     ),
-    "schedule_delay_rates": FeatureSet(
-        name="schedule_delay_rates",
-        description=(
-            "schedule plus smoothed historical delay rates by flight, route and airline x hour "
-            "(out-of-fold while training); opt-in: on the SCL data they did not raise the "
-            "cross-validated ROC AUC under both protocols"
-        ),
-        categorical=("airline", "destination", "carrier_code", "flight_type"),
-        numeric=(
-            "hour",
-            "minute_of_day",
-            "day_of_week",
-            "day_of_month",
-            "month",
-            "high_season",
-            "days_to_holiday",
-            "days_since_holiday",
-            "flight_number_value",
-            "slot_flights_per_week",
-            "weekday_flights_per_week",
-            "airline_slot_flights_per_week",
-            "flight_number_flights_per_week",
-            "flight_delay_rate",
-            "route_delay_rate",
-            "airline_hour_delay_rate",
-        ),
-        required_fields=_SCHEDULE_FIELDS,
-        strict=("airline",),
-    ),
 }
+_FEATURE_SETS["schedule_delay_rates"] = replace(
+    _FEATURE_SETS["schedule"],
+    name="schedule_delay_rates",
+    description=(
+        "schedule plus smoothed historical delay rates by flight, route and airline x hour "
+        "(out-of-fold while training); opt-in: on the SCL data they did not raise the "
+        "cross-validated ROC AUC under both protocols"
+    ),
+    numeric=_FEATURE_SETS["schedule"].numeric + tuple(DELAY_RATE_KEYS),
+)
+FEATURE_SETS: Mapping[str, FeatureSet] = _FEATURE_SETS
 DEFAULT_FEATURE_SET = "schedule"
 
 # categorical feature -> raw column it comes from (flight_number and month are derived)
@@ -133,12 +121,6 @@ _SOURCE = {
     "destination": schema.DESTINATION,
     "carrier_code": schema.CARRIER_CODE,
     "flight_type": schema.FLIGHT_TYPE,
-}
-#: delay-rate feature -> the raw fields whose values, joined, are its key (see delay_rates)
-DELAY_RATE_KEYS: Mapping[str, tuple[str, ...]] = {
-    "flight_delay_rate": ("flight_number",),
-    "route_delay_rate": ("airline", "destination"),
-    "airline_hour_delay_rate": ("airline", "hour"),
 }
 _MONTHS = [str(m) for m in range(1, 13)]
 _HOLIDAY_HORIZON_DAYS = 30.0  # beyond a month away a holiday no longer shapes traffic
@@ -259,8 +241,10 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
         Raises:
             ValueError: the feature set has delay rates and ``y`` is missing.
         """
+        return self._fit(self._raw_columns(flights), y)
+
+    def _fit(self, raw: pd.DataFrame, y: Any) -> FlightFeatures:
         spec = get_feature_set(self.feature_set)
-        raw = self._raw_columns(flights)
         self.categories_: dict[str, list[str]] = {}
         for name in spec.categorical:
             if name == "month":
@@ -269,7 +253,7 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
                 seen = raw[name].dropna().unique()
                 self.categories_[name] = sorted(str(v) for v in seen)
         if spec.uses_schedule:
-            self._fit_schedule_load(flights, raw)
+            self._fit_schedule_load(raw)
         rates = self._rate_names()
         if rates:
             if y is None:
@@ -285,17 +269,15 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
         is learned without its own label (what ``Pipeline.fit`` and ``train`` use). ``transform``
         on the same rows would use rates that saw their labels: fine to predict, wrong to fit on.
         """
-        self.fit(flights, y)
-        out = self.transform(flights)
+        raw = self._raw_columns(flights)
+        self._fit(raw, y)
         rates = self._rate_names()
-        if rates:
-            raw = self._raw_columns(flights)
-            held_out = delay_rates.out_of_fold_rates(
-                self._rate_keys(raw, rates), np.asarray(y, dtype=float)
-            )
-            for name, values in held_out.items():
-                out[name] = values
-        return out
+        held_out = (
+            delay_rates.out_of_fold_rates(self._rate_keys(raw, rates), np.asarray(y, dtype=float))
+            if rates
+            else {}
+        )
+        return self._transform(raw, held_out)
 
     def _rate_names(self) -> list[str]:
         return [n for n in get_feature_set(self.feature_set).numeric if n in DELAY_RATE_KEYS]
@@ -312,10 +294,10 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
             keys[name] = key
         return keys
 
-    def _fit_schedule_load(self, flights: pd.DataFrame, raw: pd.DataFrame) -> None:
+    def _fit_schedule_load(self, raw: pd.DataFrame) -> None:
         """Learn average flights per week in each (weekday, hour) slot, per weekday, per airline
         slot and per flight number: how busy the schedule is, computable for a single flight."""
-        scheduled = _scheduled_at(flights)
+        scheduled = raw["scheduled_at"]
         weeks = max(scheduled.dt.normalize().nunique() / 7.0, 1.0)
         dow = scheduled.dt.day_of_week.to_numpy()
         hour = scheduled.dt.hour.to_numpy()
@@ -334,25 +316,31 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
 
     # -- transforming ------------------------------------------------------------------------
     def transform(self, flights: pd.DataFrame) -> pd.DataFrame:
+        return self._transform(self._raw_columns(flights))
+
+    def _transform(
+        self, raw: pd.DataFrame, rates: Mapping[str, np.ndarray] | None = None
+    ) -> pd.DataFrame:
+        """The feature frame from ``_raw_columns``; ``rates`` replaces the learned delay-rate
+        lookups (the out-of-fold rates of training rows)."""
         spec = get_feature_set(self.feature_set)
-        raw = self._raw_columns(flights)
-        out = pd.DataFrame(index=flights.index)
+        out = pd.DataFrame(index=raw.index)
         for name in spec.categorical:
             out[name] = _categorical(raw[name], self.categories_[name])
         if spec.uses_schedule:
-            self._add_schedule_features(out, flights, raw)
-        rates = self._rate_names()
+            self._add_schedule_features(out, raw)
         if rates:
-            for name, keys in self._rate_keys(raw, rates).items():
+            for name, values in rates.items():
+                out[name] = values
+        else:
+            for name, keys in self._rate_keys(raw, self._rate_names()).items():
                 out[name] = delay_rates.lookup(
                     keys, self.delay_rates_[name], self.delay_rate_prior_
                 )
         return out[list(spec.columns)]
 
-    def _add_schedule_features(
-        self, out: pd.DataFrame, flights: pd.DataFrame, raw: pd.DataFrame
-    ) -> None:
-        scheduled = _scheduled_at(flights)
+    def _add_schedule_features(self, out: pd.DataFrame, raw: pd.DataFrame) -> None:
+        scheduled = raw["scheduled_at"]
         dow = scheduled.dt.day_of_week.to_numpy()
         hour = scheduled.dt.hour.to_numpy()
         month = scheduled.dt.month.to_numpy()
@@ -386,7 +374,9 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
             raw[name] = _text(flights, column)
         raw["flight_number"] = _flight_key(flights)
         raw["flight_number_text"] = _text(flights, schema.FLIGHT_NUMBER).astype(object)
+        # parsed once here: transform, fit and the schedule features all read it from raw
         scheduled = _scheduled_at(flights)
+        raw["scheduled_at"] = scheduled
         raw["month"] = _whole_numbers_as_text(_month(flights, scheduled))
         raw["hour"] = _whole_numbers_as_text(scheduled.dt.hour)
         return raw
