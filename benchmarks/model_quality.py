@@ -34,7 +34,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from flight_delay.data import FlightData, load_flights, schema
-from flight_delay.devstack import DATASET_CANDIDATES
+from flight_delay.devstack import default_dataset
 from flight_delay.ml import load_model, train
 from flight_delay.ml.evaluation import classification_metrics
 from flight_delay.ml.features import FEATURE_SETS, FeatureSet
@@ -218,9 +218,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    default = os.environ.get("FLIGHT_DELAY_DATASET", "").strip() or next(
-        (str(REPO / c) for c in DATASET_CANDIDATES if (REPO / c).is_file()), None
-    )
+    default = default_dataset(os.environ, REPO) or None
     parser.add_argument("--data", default=default, help="default: FLIGHT_DELAY_DATASET, ...")
     args = parser.parse_args()
     if not args.data or not Path(args.data).is_file():

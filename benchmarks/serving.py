@@ -37,12 +37,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def default_data() -> Path | None:
-    """FLIGHT_DELAY_DATASET, else datasets/dataset_SCL.csv, else ../shared/datasets/..."""
-    configured = os.environ.get("FLIGHT_DELAY_DATASET", "").strip()
-    if configured:
-        return Path(configured)
-    found = [REPO / c for c in ("datasets/dataset_SCL.csv", "../shared/datasets/dataset_SCL.csv")]
-    return next((path for path in found if path.is_file()), None)
+    """The dataset setting of make run and the tests (flight_delay.devstack.default_dataset)."""
+    from flight_delay.devstack import default_dataset
+
+    found = default_dataset(os.environ, REPO)
+    return Path(found) if found else None
 
 
 FLIGHT = {"Fecha-I": "2018-01-15 19:30:00", "Vlo-I": "1234", "Des-I": "SPJC", "Emp-I": "LAN",

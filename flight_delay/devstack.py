@@ -272,15 +272,16 @@ def ensure_deployed(base: str, key: str, dataset: str, timeout: float = 600) -> 
     print(f"Deployed {model_id}, trained on {data} (holdout ROC AUC {roc:.3f}).")
 
 
-def default_dataset(env: Mapping[str, str]) -> str:
-    """FLIGHT_DELAY_DATASET, else datasets/dataset_SCL.csv, else ../shared/datasets/...; the
-    one dataset setting of make run, make test, make notebook and make benchmark."""
+def default_dataset(env: Mapping[str, str], base: Path = Path()) -> str:
+    """FLIGHT_DELAY_DATASET, else datasets/dataset_SCL.csv, else ../shared/datasets/... (under
+    ``base``, the repository); "" when none is there. The one dataset setting of make run, the
+    tests and the benchmarks."""
     configured = env.get("FLIGHT_DELAY_DATASET", "").strip()
     if configured:
         return configured
     for candidate in DATASET_CANDIDATES:
-        if Path(candidate).is_file():
-            return candidate
+        if (base / candidate).is_file():
+            return str(base / candidate)
     return ""
 
 

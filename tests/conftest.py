@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from flight_delay.data import make_synthetic_flights
-from flight_delay.devstack import DATASET_CANDIDATES
+from flight_delay.devstack import DATASET_CANDIDATES, default_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -17,11 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 def real_dataset_path() -> Path:
     """FLIGHT_DELAY_DATASET, else datasets/dataset_SCL.csv, else ../shared/datasets/ beside the
     repository: the order of make run, make notebook and make benchmark."""
-    configured = os.environ.get("FLIGHT_DELAY_DATASET", "").strip()
-    if configured:
-        return Path(configured)
-    candidates = [REPO / candidate for candidate in DATASET_CANDIDATES]
-    return next((path for path in candidates if path.is_file()), candidates[-1])
+    found = default_dataset(os.environ, REPO)
+    return Path(found) if found else REPO / DATASET_CANDIDATES[-1]
 
 
 @pytest.fixture(scope="session")
