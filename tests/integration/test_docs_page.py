@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -32,6 +33,21 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     running = Stack(tmp_path).start()
     yield running
     running.stop()
+
+
+def try_it_out(page: Any, method: str, path: str, fill: Callable[[Any], None]) -> tuple[str, str]:
+    """Open the operation, "Try it out", ``fill`` its inputs, "Execute"; the status shown and
+    the text of the live response. The operation is folded again after."""
+    block = page.locator(f".opblock-{method}", has=page.locator(f"[data-path='{path}']"))
+    block.locator(".opblock-summary").first.click()
+    block.locator(".try-out__btn").click()
+    fill(block)
+    block.locator(".execute").click()
+    status = block.locator(".live-responses-table tr.response .response-col_status").first
+    status.wait_for()
+    shown = status.inner_text().strip(), block.locator(".live-responses-table").inner_text()
+    block.locator(".opblock-summary").first.click()
+    return shown
 
 
 def test_the_docs_page_authorizes_predicts_and_deploys_from_loopback_only(
@@ -59,39 +75,20 @@ def test_the_docs_page_authorizes_predicts_and_deploys_from_loopback_only(
             page.click(".swagger-ui .modal-ux .auth-btn-wrapper .authorize")
             page.click(".swagger-ui .modal-ux .btn-done")
 
-            # POST /predict from the page
-            predict = page.locator(".opblock-post", has=page.locator("[data-path='/predict']"))
-            predict.locator(".opblock-summary").first.click()
-            predict.locator(".try-out__btn").click()
-            predict.locator("textarea.body-param__text").fill(json.dumps({"flights": [FLIGHT]}))
-            predict.locator(".execute").click()
-            predict.locator(
-                ".live-responses-table tr.response .response-col_status"
-            ).first.wait_for()
-            assert (
-                predict.locator(".live-responses-table tr.response .response-col_status")
-                .first.inner_text()
-                .strip()
-                == "200"
-            )
-            assert "delay_probability" in predict.locator(".live-responses-table").inner_text()
-            predict.locator(".opblock-summary").first.click()  # fold it again
-
-            # PUT /deploy with the key
-            deploy = page.locator(".opblock-put", has=page.locator("[data-path='/deploy']"))
-            deploy.locator(".opblock-summary").first.click()
-            deploy.locator(".try-out__btn").click()
-            deploy.locator("input[placeholder='model-id']").fill(first)
-            deploy.locator(".execute").click()
-            deploy.locator(
-                ".live-responses-table tr.response .response-col_status"
-            ).first.wait_for()
-            assert (
-                deploy.locator(".live-responses-table tr.response .response-col_status")
-                .first.inner_text()
-                .strip()
-                == "204"
-            )
+            # POST /predict, then a keyed PUT /deploy, from the page
+            status, answer = try_it_out(
+                page, "post", "/predict",
+                lambda block: block.locator("textarea.body-param__text").fill(
+                    json.dumps({"flights": [FLIGHT]})
+                ),
+            )  # fmt: skip
+            assert status == "200"
+            assert "delay_probability" in answer
+            status, _ = try_it_out(
+                page, "put", "/deploy",
+                lambda block: block.locator("input[placeholder='model-id']").fill(first),
+            )  # fmt: skip
+            assert status == "204"
 
             target = Path(SCREENSHOT_DIR) if SCREENSHOT_DIR else tmp_path
             target.mkdir(parents=True, exist_ok=True)

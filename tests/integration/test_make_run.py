@@ -278,12 +278,9 @@ def test_flight_delay_dataset_trains_the_default_model_and_says_which(
     stack.start(timeout=300)
     stacks.append(stack)
     assert "trained on my-flights.csv" in stack.output()
-    key = (tmp_path / "state" / "admin-key").read_text().strip()
-    req = urllib.request.Request(stack.base + "/deployment", headers={"X-API-Key": key})
-    with urllib.request.urlopen(req, timeout=5) as response:
-        model_id = json.loads(response.read())["model_id"]
-    with urllib.request.urlopen(f"{stack.base}/models/{model_id}", timeout=5) as response:
-        record = json.loads(response.read())
+    deployment = request(stack.base, "GET", "/deployment")[1]  # reads need no key
+    status, record = request(stack.base, "GET", f"/models/{deployment['model_id']}")
+    assert status == 200
     assert record["dataset"] == "my-flights.csv"
     assert record["metrics"]["holdout"]["rows"] == 600  # 20 % of the file's 3,000 flights
 
