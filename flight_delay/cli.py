@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
         "--no-refit", dest="refit", action="store_false", default=None,
         help="keep the evaluated model, no refit",
     )  # fmt: skip
+    train.add_argument(
+        "--no-compiled-trees", dest="compiled_trees", action="store_false",
+        help="save without compiling the LightGBM trees (lleaves; compiling takes ~10 s per "
+        "300 trees and makes large batches ~5x faster)",
+    )  # fmt: skip
     train.add_argument("--params", help="hyperparameters as JSON, e.g. '{\"num_leaves\": 63}'")
     train.add_argument("--out", help="model directory (default: models/<model>-<features>-<time>)")
     train.add_argument("--json", action="store_true", help="print the model metadata as JSON")
@@ -127,7 +132,7 @@ def _train(args: argparse.Namespace) -> int:
     started = time.monotonic()
     model = train(args.data, settings, progress=TerminalProgress(sys.stderr))
     out = Path(args.out) if args.out else _default_out(model.metadata)
-    model.save(out)
+    model.save(out, compile_trees=args.compiled_trees)
     elapsed = time.monotonic() - started
     if args.json:
         print(

@@ -53,6 +53,12 @@ class DefaultConfig:
     JOB_MAX_ATTEMPTS = 2
     #: a job running longer is stopped and marked failed
     JOB_TIME_LIMIT_SECONDS = 1800
+    #: compile each trained LightGBM forest to machine code (lleaves) for fast batch
+    #: predictions; a compilation that fails or takes longer than COMPILE_TIMEOUT_SECONDS is
+    #: recorded in model.json and LightGBM predicts instead. API processes use a compiled forest
+    #: only when this is true
+    COMPILED_TREES = True
+    COMPILE_TIMEOUT_SECONDS = 300.0
     #: how often API processes and workers look for jobs to recover, in seconds
     RECOVERY_INTERVAL_SECONDS = 10.0
     #: a job still pending after this long has its message sent again (a lost message is not
@@ -139,6 +145,8 @@ def documented_settings() -> dict[str, Any]:
 LAUNCHER_VARIABLES: dict[str, str] = {
     "FLIGHT_DELAY_BIND": "gunicorn's listen address; default 127.0.0.1:$PORT (containers: 0.0.0.0:8000)",
     "FLIGHT_DELAY_WEB_WORKERS": "gunicorn worker processes; default 2",
+    "FLIGHT_DELAY_WEB_THREADS": "threads per gunicorn worker; default 1 (sync workers), more "
+    "selects gthread workers",
     "FLIGHT_DELAY_REDIS_PORT": "port of make run's embedded Redis; default 6380",
     "FLIGHT_DELAY_REDIS_SERVER": "another redis-server binary for make run and the tests",
     "FLIGHT_DELAY_DATASET": "the real SCL file of make run, make test, make notebook and make "

@@ -170,13 +170,17 @@ def start_gunicorn(
     log: Path | None = None,
     preexec: Callable[[], None] | None = None,
     host: str = "127.0.0.1",
+    threads: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """gunicorn on host:port with ``workers`` processes."""
+    """gunicorn on host:port with ``workers`` processes of ``threads`` threads each (default:
+    FLIGHT_DELAY_WEB_THREADS of ``env``, else 1)."""
     env = {
         **env,
         "FLIGHT_DELAY_BIND": f"{host}:{port}",
         "FLIGHT_DELAY_WEB_WORKERS": str(workers),
     }
+    if threads is not None:
+        env["FLIGHT_DELAY_WEB_THREADS"] = str(threads)
     return _start(GUNICORN_COMMAND, env, log, preexec)
 
 

@@ -11,7 +11,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # loopback by default; containers set FLIGHT_DELAY_BIND=0.0.0.0:8000
 bind = os.environ.get("FLIGHT_DELAY_BIND") or f"127.0.0.1:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("FLIGHT_DELAY_WEB_WORKERS", "2"))
-worker_class = "sync"
+# sync workers, one per core: measured against threads and more processes in
+# benchmarks/serving.py --worker-models (README, "Serving speed"); threads > 1 selects gthread
+threads = int(os.environ.get("FLIGHT_DELAY_WEB_THREADS", "1"))
+worker_class = "gthread" if threads > 1 else "sync"
 timeout = 60
 graceful_timeout = 20
 keepalive = 5

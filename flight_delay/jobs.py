@@ -170,7 +170,12 @@ def run_job(app: Flask, model_id: str) -> str:
                 data, record["settings"], progress=attempt.progress, checkpoint=attempt.checkpoint
             )
             model.metadata["model_id"] = model_id
-            model.save(scratch / "model")
+            attempt.progress("compiling trees", 95)
+            model.save(
+                scratch / "model",
+                compile_trees=bool(config["COMPILED_TREES"]),
+                compile_timeout_seconds=float(config["COMPILE_TIMEOUT_SECONDS"]),
+            )
             attempt.progress("saving", 98)  # still ours: only the lease holder moves files
             shutil.rmtree(final, ignore_errors=True)
             os.replace(scratch / "model", final)  # the model appears whole or not at all

@@ -58,6 +58,7 @@ class DeployedModelCache:
         self._registry: ModelRegistry | None = None
         self._model_dir = Path("models")
         self._poll_seconds = 0.25
+        self._compiled_trees = True
         self._lock = threading.Lock()  # guards the fields below; held for assignments only
         self._loading = threading.Lock()  # one load at a time
         self._current: LoadedModel | None = None
@@ -76,6 +77,7 @@ class DeployedModelCache:
         cache._registry = app.extensions["model_registry"]
         cache._model_dir = Path(app.config["MODEL_DIR"])
         cache._poll_seconds = float(app.config["DEPLOYMENT_POLL_SECONDS"])
+        cache._compiled_trees = bool(app.config["COMPILED_TREES"])
         app.extensions["deployed_model"] = cache
 
     @property
@@ -139,7 +141,7 @@ class DeployedModelCache:
 
     def _load(self, model_id: str, version: int) -> None:
         try:
-            model = load_model(self._model_dir / model_id)
+            model = load_model(self._model_dir / model_id, compiled_trees=self._compiled_trees)
             model.limit_threads(1)
         except (FlightDelayError, OSError) as exc:
             # keep serving the previous model; try this one again later, backing off
@@ -157,7 +159,9 @@ class DeployedModelCache:
             self._current = LoadedModel(model_id, version, model)
             self._failed = None
             self.load_error = None
-        log.info("serving model %s (deployment %d)", model_id, version)
+        log.info(
+            "serving model %s (deployment %d); trees: %s", model_id, version, model.forest_status
+        )
 
     def files_present(self) -> bool:
         """Whether the served model's files are still in the model directory."""

@@ -41,7 +41,7 @@ class Deploy(MethodView):
             raise ModelNotReady(record["id"], record["status"], "deploying")
         model_dir = current_app.config["MODEL_DIR"]
         try:  # never point every process at files that do not load
-            load_model(Path(model_dir) / record["id"])
+            load_model(Path(model_dir) / record["id"], compiled_trees=False)
         except ModelArtifactError as exc:
             registry().get(record["id"])  # deleted meanwhile (records go before files): 404
             reason = scrub_paths(str(exc), {"MODEL_DIR": model_dir})

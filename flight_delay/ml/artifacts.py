@@ -25,7 +25,9 @@ from flight_delay.errors import (
     InvalidFlights,
     ModelArtifactError,
 )
+from flight_delay.ml import compiled
 from flight_delay.ml.calibration import Calibration
+from flight_delay.ml.compiled import CompiledForest
 from flight_delay.ml.features import FlightFeatures
 
 MODEL_FILE = "model.joblib"
@@ -97,8 +99,12 @@ class TrainedModel:
 
     pipeline: Pipeline
     metadata: dict[str, Any]
-    #: threads the record path gives LightGBM (0: LightGBM's default); see limit_threads
+    #: threads LightGBM or the compiled forest predict with (0: all cores); see limit_threads
     prediction_threads: int = 0
+    #: the compiled forest when one was saved and loads here (see flight_delay.ml.compiled)
+    forest: CompiledForest | None = None
+    #: "compiled", or why LightGBM predicts (logged when a server loads the model)
+    forest_status: str = "not loaded"
 
     @property
     def threshold(self) -> float:
@@ -116,9 +122,17 @@ class TrainedModel:
 
     @property
     def features(self) -> FlightFeatures:
-        step = self.pipeline.named_steps["features"]
+        step = self._step("features")
         assert isinstance(step, FlightFeatures)
         return step
+
+    def _step(self, name: str) -> Any:
+        # not pipeline.named_steps: it builds a new Bunch on every call (~2 µs, several times per
+        # single-flight request)
+        for step_name, step in self.pipeline.steps:
+            if step_name == name:
+                return step
+        raise KeyError(name)
 
     @property
     def input_schema(self) -> dict[str, Any]:
@@ -139,23 +153,34 @@ class TrainedModel:
         else:
             _check_records(flights)
         self.features.check_flights(flights)
-        booster = self._booster()
-        if (
-            booster is not None
-            and not isinstance(flights, pd.DataFrame)
-            and len(flights) <= FAST_PATH_MAX_FLIGHTS
-        ):
-            # small batches from the API: no frames; the booster gets the same numbers
-            matrix = self.features.records_matrix(flights)
-            return self.calibration.apply(
-                np.asarray(booster.predict(matrix, num_threads=self.prediction_threads))
+        if self._booster() is None:
+            frame = (
+                flights
+                if isinstance(flights, pd.DataFrame)
+                else pd.DataFrame.from_records(list(flights))
             )
-        frame = (
-            flights
-            if isinstance(flights, pd.DataFrame)
-            else pd.DataFrame.from_records(list(flights))
-        )
-        return self.calibration.apply(np.asarray(self.pipeline.predict_proba(frame)[:, 1]))
+            return self.calibration.apply(np.asarray(self.pipeline.predict_proba(frame)[:, 1]))
+        return self.calibration.apply(self._predict_matrix(self._matrix(flights)))
+
+    def _matrix(self, flights: FlightsInput) -> np.ndarray:
+        """The booster's input for checked flights: categories as codes, unseen as NaN.
+
+        Frames go through ``transform``; records (the API) one by one in small batches
+        (``records_matrix``) and column by column in large ones (``columns_matrix``). Tests hold
+        the three equal.
+        """
+        if isinstance(flights, pd.DataFrame):
+            return self.features.codes_matrix(self.features.transform(flights))
+        if len(flights) <= FAST_PATH_MAX_FLIGHTS:
+            return self.features.records_matrix(flights)
+        return self.features.columns_matrix(flights)
+
+    def _predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """LightGBM's probabilities (before calibration): from the compiled forest when loaded."""
+        if self.forest is not None:
+            return self.forest.predict(matrix, self.prediction_threads)
+        booster = self._booster()
+        return np.asarray(booster.predict(matrix, num_threads=self.prediction_threads))
 
     def warnings(self, flights: FlightsInput) -> list[FlightIssue]:
         """Flights the model predicts although a field's value was never seen in training
@@ -248,7 +273,7 @@ class TrainedModel:
 
     def _booster(self) -> Any:
         """The LightGBM booster when the estimator is one (the record path needs it), else None."""
-        return getattr(self.pipeline.named_steps["model"], "booster_", None)
+        return getattr(self._step("model"), "booster_", None)
 
     def predict(self, flights: FlightsInput) -> np.ndarray:
         """Whether each flight is predicted delayed (probability at or above the threshold)."""
@@ -263,24 +288,50 @@ class TrainedModel:
                 step.set_params(n_jobs=threads)
 
     # -- saving --------------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write ``model.joblib`` then ``model.json`` into ``directory``, each atomically.
+    def save(
+        self,
+        directory: str | Path,
+        compile_trees: bool = True,
+        compile_timeout_seconds: float = 300.0,
+    ) -> Path:
+        """Write ``model.joblib``, the compiled forest, then ``model.json``, each atomically.
 
-        The metadata goes last and records the model file's sha256, so a reader that finds
+        The metadata goes last and records each file's sha256, so a reader that finds
         ``model.json`` finds the complete model it describes.
+
+        Args:
+            directory: the model's folder (created if needed).
+            compile_trees: compile a LightGBM forest with lleaves (flight_delay.ml.compiled)
+                for fast batch predictions; a failed compilation is recorded, never raised.
+            compile_timeout_seconds: the compiler is stopped after this long.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         model_path = directory / MODEL_FILE
         _atomic_write(model_path, lambda handle: joblib.dump(self.pipeline, handle, compress=3))
         self.metadata["artifact"] = {"file": MODEL_FILE, "sha256": _sha256(model_path)}
+        booster = self._booster()
+        (directory / compiled.COMPILED_FILE).unlink(missing_ok=True)  # an earlier save's
+        if booster is None:
+            self.metadata.pop("compiled_trees", None)
+        elif compile_trees:
+            self.metadata["compiled_trees"] = compiled.compile_forest(
+                booster, directory, compile_timeout_seconds
+            )
+        else:
+            self.metadata["compiled_trees"] = {"compiled": False, "reason": "not requested"}
         text = json.dumps(self.metadata, indent=2, sort_keys=False, default=_json_default)
         _atomic_write(directory / METADATA_FILE, lambda handle: handle.write(text.encode()))
         return directory
 
 
-def load_model(directory: str | Path) -> TrainedModel:
+def load_model(directory: str | Path, compiled_trees: bool = True) -> TrainedModel:
     """Load a model saved by :meth:`TrainedModel.save`.
+
+    Args:
+        directory: the model's folder.
+        compiled_trees: also load the compiled forest, when one was saved and can run here
+            (``forest_status`` says why not otherwise; LightGBM predicts then).
 
     Raises:
         ModelArtifactError: a file is missing or corrupt, the metadata is of another format, or the
@@ -316,7 +367,13 @@ def load_model(directory: str | Path) -> TrainedModel:
         ) from exc
     if not isinstance(pipeline, Pipeline) or "features" not in pipeline.named_steps:
         raise ModelArtifactError(f"{model_path}: not a flight-delay pipeline")
-    return TrainedModel(pipeline, meta)
+    model = TrainedModel(pipeline, meta)
+    booster = model._booster()
+    if booster is not None and compiled_trees:
+        model.forest, model.forest_status = compiled.load_forest(
+            directory, meta.get("compiled_trees"), booster
+        )
+    return model
 
 
 def _check_versions(meta_path: Path, saved: Mapping[str, str]) -> None:
@@ -361,6 +418,8 @@ def _json_default(value: Any) -> Any:
 
 
 def _check_records(flights: Any) -> None:
+    if type(flights) is list and all(type(flight) is dict for flight in flights):
+        return  # what the API sends: the checks below cost more than predicting one flight
     if (
         isinstance(flights, Mapping)
         or not isinstance(flights, Sequence)

@@ -24,7 +24,13 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from flight_delay.data import schema
 from flight_delay.errors import FlightIssue, InvalidConfig, InvalidFlights
 from flight_delay.ml import delay_rates
-from flight_delay.ml.flight_input import check_records, clean_text, parse_month, parse_scheduled
+from flight_delay.ml.flight_input import (
+    check_records,
+    clean_text,
+    parse_canonical_times,
+    parse_month,
+    parse_scheduled,
+)
 
 
 @dataclass(frozen=True)
@@ -171,6 +177,14 @@ def holiday_distances(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
+@lru_cache(maxsize=8192)
+def _holiday_distances_of_day(day: int) -> tuple[float, float]:
+    """``holiday_distances`` of one day number, remembered: the single-flight path asks for the
+    same few days again and again, and numpy costs ~20 µs a call."""
+    to_next, since_last = holiday_distances(np.array([day]))
+    return float(to_next[0]), float(since_last[0])
+
+
 def _text(frame: pd.DataFrame, column: str) -> pd.Series:
     """A column as clean text (see ``clean_text``); missing values are NaN."""
     if column not in frame.columns:
@@ -200,7 +214,8 @@ def _scheduled_at(frame: pd.DataFrame) -> pd.Series:
     values = frame[schema.SCHEDULED_AT]
     if pd.api.types.is_datetime64_any_dtype(values):
         return values
-    return pd.to_datetime(values.map(parse_scheduled))
+    times = scheduled_times(values.tolist())
+    return pd.Series(times.astype("datetime64[ns]"), index=frame.index)
 
 
 def _month(frame: pd.DataFrame, scheduled_at: pd.Series) -> pd.Series:
@@ -215,6 +230,24 @@ def _whole_numbers_as_text(values: pd.Series) -> pd.Series:
     """3.0 -> "3"; missing stays missing (NaN), as object values."""
     present = values.dropna()
     return present.astype(int).astype(str).astype(object).reindex(values.index)
+
+
+def _first_number(text: str | None) -> float:
+    """The first run of ASCII digits of a flight number as a number (``"989P"`` -> 989)."""
+    found = _DIGITS.search(text) if text else None
+    return float(found.group(0)) if found else np.nan
+
+
+def scheduled_times(values: Sequence[Any]) -> np.ndarray:
+    """Scheduled departures as ``datetime64[us]`` (NaT where missing or unparsable), read as
+    ``parse_scheduled`` reads them: canonical text as one array, anything else one by one."""
+    parsed, done = parse_canonical_times(values)
+    times = parsed.astype("datetime64[us]")
+    for i in np.flatnonzero(~done):
+        scheduled = parse_scheduled(values[i])
+        if scheduled is not None:
+            times[i] = np.datetime64(scheduled, "us")
+    return times
 
 
 class FlightFeatures(TransformerMixin, BaseEstimator):
@@ -475,8 +508,9 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
         """
         spec = get_feature_set(self.feature_set)
         codes = self._category_codes()
-        matrix = np.full((len(records), len(spec.columns)), np.nan)
-        for row, record in enumerate(records):
+        width = len(spec.columns)
+        rows: list[list[float]] = []
+        for record in records:
             scheduled = parse_scheduled(record.get(schema.SCHEDULED_AT))
             values: list[float] = []
             for name in spec.categorical:
@@ -488,7 +522,136 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
             if spec.uses_schedule and scheduled is not None:
                 numeric = self._schedule_values(record, scheduled, values[0])
                 values.extend(numeric[name] for name in spec.numeric)
-            matrix[row, : len(values)] = values
+            values.extend([np.nan] * (width - len(values)))
+            rows.append(values)
+        return np.array(rows, dtype=np.float64).reshape(len(rows), width)
+
+    def columns_matrix(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """``records_matrix`` for large batches: the same numbers, computed column by column.
+
+        Each field is read once into a list, then every feature is a numpy operation or one
+        dictionary lookup per flight: a 10,000-flight batch in a few milliseconds, against ~35 ms
+        through a DataFrame and ``transform``. Tests hold it equal to ``records_matrix`` and to
+        ``transform``.
+        """
+        spec = get_feature_set(self.feature_set)
+        codes = self._category_codes()
+        count = len(records)
+        times = scheduled_times([r.get(schema.SCHEDULED_AT) for r in records])
+        stamps = pd.DatetimeIndex(times)
+        known_time = ~np.isnat(times)
+        columns: dict[str, np.ndarray] = {}
+        text: dict[str, list[str | None]] = {}
+
+        def clean(field: str) -> list[str | None]:
+            if field not in text:
+                text[field] = [clean_text(r.get(field)) for r in records]
+            return text[field]
+
+        for name in spec.categorical:
+            if name == "month":
+                month = np.array(stamps.month, dtype=float)
+                if not known_time.all():
+                    given = [
+                        parse_month(records[i].get(schema.MONTH))
+                        for i in np.flatnonzero(~known_time)
+                    ]
+                    month[~known_time] = [np.nan if m is None else m for m in given]
+                columns[name] = month - 1.0
+            else:
+                lookup = codes[name]
+                columns[name] = np.fromiter(
+                    (lookup.get(v, np.nan) for v in clean(_SOURCE[name])), float, count
+                )
+        if spec.uses_schedule:
+            hour = np.array(stamps.hour, dtype=float)
+            dow = np.array(stamps.day_of_week, dtype=float)
+            month = np.array(stamps.month, dtype=float)
+            day = np.array(stamps.day, dtype=float)
+            minute = np.array(stamps.minute, dtype=float)
+            columns["hour"] = hour
+            columns["minute_of_day"] = hour * 60 + minute
+            columns["day_of_week"] = dow
+            columns["day_of_month"] = day
+            columns["month"] = month
+            columns["high_season"] = is_high_season(month, day).astype(float)
+            days = times.astype("datetime64[D]").astype(np.int64)
+            to_holiday = np.full(count, np.nan)
+            since_holiday = np.full(count, np.nan)
+            if known_time.any():
+                to_holiday[known_time], since_holiday[known_time] = holiday_distances(
+                    days[known_time]
+                )
+            columns["days_to_holiday"] = to_holiday
+            columns["days_since_holiday"] = since_holiday
+            numbers = clean(schema.FLIGHT_NUMBER)
+            columns["flight_number_value"] = np.fromiter(
+                (_first_number(n) for n in numbers), float, count
+            )
+            hour_i = np.where(known_time, hour, 0).astype(np.intp)
+            dow_i = np.where(known_time, dow, 0).astype(np.intp)
+            columns["slot_flights_per_week"] = np.where(
+                known_time, self.slot_flights_per_week_[dow_i, hour_i], np.nan
+            )
+            columns["weekday_flights_per_week"] = np.where(
+                known_time, self.weekday_flights_per_week_[dow_i], np.nan
+            )
+            airline = columns["airline"]
+            has_airline = ~np.isnan(airline) & known_time
+            airline_slot = np.full(count, np.nan)
+            airline_slot[has_airline] = self.airline_slot_flights_per_week_[
+                airline[has_airline].astype(np.intp), dow_i[has_airline], hour_i[has_airline]
+            ]
+            columns["airline_slot_flights_per_week"] = airline_slot
+            carriers = clean(schema.CARRIER_CODE)
+            flights = [
+                None if c is None or n is None else f"{c}-{n}"
+                for c, n in zip(carriers, numbers, strict=True)
+            ]
+            per_week = self.flight_number_flights_per_week_
+            columns["flight_number_flights_per_week"] = np.fromiter(
+                (per_week.get(f, 0.0) for f in flights), float, count
+            )
+            rates = self._rate_names()
+            if rates:
+                fields = {
+                    "flight_number": flights,
+                    "airline": clean(schema.AIRLINE),
+                    "destination": clean(schema.DESTINATION),
+                    "carrier_code": carriers,
+                    "hour": [None if np.isnan(h) else str(int(h)) for h in hour],
+                }
+                prior = self.delay_rate_prior_
+                for name in rates:
+                    parts = zip(*(fields[f] for f in DELAY_RATE_KEYS[name]), strict=True)
+                    table = self.delay_rates_[name]
+                    columns[name] = np.fromiter(
+                        (
+                            prior if None in key else table.get("|".join(key), prior)  # type: ignore[arg-type]
+                            for key in parts
+                        ),
+                        float,
+                        count,
+                    )
+            for name in spec.numeric:  # a flight without a time has no schedule features
+                columns[name] = np.where(known_time, columns[name], np.nan)
+        matrix = np.empty((count, len(spec.columns)))
+        for j, name in enumerate(spec.columns):
+            matrix[:, j] = columns[name]
+        return matrix
+
+    @staticmethod
+    def codes_matrix(transformed: pd.DataFrame) -> np.ndarray:
+        """``transform``'s frame as the float matrix a LightGBM booster takes: categories as their
+        codes, unseen or missing as NaN (what LightGBM does with a pandas frame itself)."""
+        matrix = np.empty(transformed.shape, dtype=np.float64)
+        for j, (_, column) in enumerate(transformed.items()):
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                codes = column.cat.codes.to_numpy().astype(np.float64)
+                codes[codes < 0] = np.nan
+                matrix[:, j] = codes
+            else:
+                matrix[:, j] = column.to_numpy(dtype=np.float64, na_value=np.nan)
         return matrix
 
     def _category_codes(self) -> dict[str, dict[str | None, float]]:
@@ -505,8 +668,9 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
         self, record: Mapping[str, Any], scheduled: datetime, airline_code: float
     ) -> dict[str, float]:
         hour, dow, month, day = scheduled.hour, scheduled.weekday(), scheduled.month, scheduled.day
-        day_number = np.array([scheduled.toordinal() - _UNIX_EPOCH_ORDINAL])
-        to_holiday, since_holiday = holiday_distances(day_number)
+        to_holiday, since_holiday = _holiday_distances_of_day(
+            scheduled.toordinal() - _UNIX_EPOCH_ORDINAL
+        )
         number_text = clean_text(record.get(schema.FLIGHT_NUMBER))
         digits = _DIGITS.search(number_text) if number_text else None
         carrier = clean_text(record.get(schema.CARRIER_CODE))
@@ -520,14 +684,14 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
             "day_of_month": float(day),
             "month": float(month),
             "high_season": float(is_high_season(month, day)),
-            "days_to_holiday": float(to_holiday[0]),
-            "days_since_holiday": float(since_holiday[0]),
+            "days_to_holiday": to_holiday,
+            "days_since_holiday": since_holiday,
             "flight_number_value": float(digits.group(0)) if digits else np.nan,
             "slot_flights_per_week": float(self.slot_flights_per_week_[dow, hour]),
             "weekday_flights_per_week": float(self.weekday_flights_per_week_[dow]),
             "airline_slot_flights_per_week": (
                 np.nan
-                if np.isnan(airline_code)
+                if airline_code != airline_code  # NaN: an unseen airline
                 else float(self.airline_slot_flights_per_week_[int(airline_code), dow, hour])
             ),
             "flight_number_flights_per_week": float(

@@ -12,6 +12,7 @@ import pytest
 from flight_delay.errors import InvalidFlights, ModelArtifactError
 from flight_delay.ml import TrainedModel, load_model, train
 from flight_delay.ml.artifacts import METADATA_FILE, MODEL_FILE
+from flight_delay.ml.compiled import COMPILED_FILE
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,9 @@ def test_metadata_describes_the_model(saved: Path, synthetic_flights: pd.DataFra
 
 
 def test_save_leaves_no_temporary_files(saved: Path) -> None:
-    assert sorted(p.name for p in saved.iterdir()) == [MODEL_FILE, METADATA_FILE]
+    assert sorted(p.name for p in saved.iterdir()) == sorted(
+        [MODEL_FILE, METADATA_FILE, COMPILED_FILE]
+    )
 
 
 def test_predicting_with_one_thread(saved: Path, synthetic_flights: pd.DataFrame) -> None:

@@ -2,7 +2,9 @@
 same refusals for every input it refuses (issue 7, finding 7): a Hypothesis property test.
 
 Path A is a small batch (the record path, no pandas); path B is the same flights inside a batch
-larger than FAST_PATH_MAX_FLIGHTS (the frame path), exactly as POST /predict calls them.
+larger than FAST_PATH_MAX_FLIGHTS (the columnar path: the batch screened and its features built
+column by column, issue 10), exactly as POST /predict calls them. The frame path (``transform``,
+what training uses) is held equal to both, feature by feature.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from flight_delay.errors import InvalidFlights
 from flight_delay.ml import TrainedModel, train
 from flight_delay.ml.artifacts import FAST_PATH_MAX_FLIGHTS
 from flight_delay.ml.features import FEATURE_SETS
+from flight_delay.ml.flight_input import COLUMNAR_MIN_FLIGHTS, _check_record, check_records
 from tests.unit.test_record_path import frame_codes
 
 VALID = {"Fecha-I": "2017-07-31 23:59:00", "Vlo-I": "989", "Des-I": "SCIE", "Emp-I": "SKU",
@@ -63,6 +66,22 @@ dates = st.one_of(
             "",
             " ",
             "٢٠١٧-٠١-٠١",
+            # the canonical form with impossible or out-of-range parts: the columnar screen
+            # must send each of these to the per-flight checks
+            "2017-02-30 10:00:00",
+            "2016-02-29 10:00:00",
+            "2100-02-29 10:00:00",
+            "2017-13-01 00:00:00",
+            "2017-00-10 00:00:00",
+            "2017-01-00 00:00:00",
+            "2017-01-01 24:00:00",
+            "2017-01-01 23:60:00",
+            "2017-01-01 23:59:60",
+            "1949-12-31 23:59:59",
+            "1950-01-01 00:00:00",
+            "2100-12-31 23:59:59",
+            "2101-01-01 00:00:00",
+            " 2017-01-01 10:00:00",
         ]
     ),
     st.none(),
@@ -111,3 +130,35 @@ def test_small_and_large_batches_agree(model: TrainedModel, batch: list[dict[str
         np.testing.assert_array_equal(
             model.features.records_matrix(batch), frame_codes(model, batch)
         )
+        np.testing.assert_array_equal(
+            model.features.columns_matrix(batch), frame_codes(model, batch)
+        )
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    odd=st.lists(flights.map(lambda f: {**VALID, **f}), min_size=1, max_size=6),
+    positions=st.lists(st.integers(0, COLUMNAR_MIN_FLIGHTS + 9), min_size=6, max_size=6),
+)
+def test_the_columnar_screen_reports_exactly_the_per_flight_problems(
+    model: TrainedModel, odd: list[dict[str, Any]], positions: list[int]
+) -> None:
+    """Issue 10: a batch large enough for the column-by-column screen gets the same problems,
+    for the same flights, in the same words and order, as checking every flight one by one."""
+    batch: list[dict[str, Any]] = [dict(VALID) for _ in range(COLUMNAR_MIN_FLIGHTS + 10)]
+    for flight, position in zip(odd, positions, strict=False):
+        batch[position] = flight
+    features = model.features
+    spec = FEATURE_SETS[features.feature_set]
+    codes = features._category_codes()
+    allowed = {"OPERA": ("airline", codes["airline"])}
+    minimal = spec.name == "minimal"
+    screened = check_records(batch, spec.required_fields, allowed, minimal)
+    one_by_one = [
+        issue
+        for index, flight in enumerate(batch)
+        for issue in _check_record(index, flight, spec.required_fields, allowed, minimal)
+    ]
+    assert screened == one_by_one

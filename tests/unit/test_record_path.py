@@ -66,9 +66,13 @@ def test_probabilities_are_equal(model: TrainedModel, synthetic_flights: pd.Data
     assert one[0] == pytest.approx(frame_path[0], abs=1e-12)
 
 
-def test_large_batches_take_the_frame_path_with_the_same_answers(
+def test_large_batches_take_the_columnar_path_with_the_same_answers(
     model: TrainedModel, synthetic_flights: pd.DataFrame
 ) -> None:
     records = as_requests(synthetic_flights.head(FAST_PATH_MAX_FLIGHTS + 10))
     both = model.predict_proba(records)
     np.testing.assert_allclose(both[:5], model.predict_proba(records[:5]), atol=1e-12)
+    # and the three ways of building the features agree number for number
+    columnar = model.features.columns_matrix(records)
+    np.testing.assert_array_equal(columnar, model.features.records_matrix(records))
+    np.testing.assert_array_equal(columnar, frame_codes(model, records))
