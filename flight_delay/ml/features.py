@@ -243,7 +243,7 @@ def scheduled_times(values: Sequence[Any]) -> np.ndarray:
     ``parse_scheduled`` reads them: canonical text as one array, anything else one by one."""
     parsed, done = parse_canonical_times(values)
     times = parsed.astype("datetime64[us]")
-    for i in np.flatnonzero(~done):
+    for i in np.flatnonzero(~done).tolist():
         scheduled = parse_scheduled(values[i])
         if scheduled is not None:
             times[i] = np.datetime64(scheduled, "us")
@@ -554,7 +554,7 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
                 if not known_time.all():
                     given = [
                         parse_month(records[i].get(schema.MONTH))
-                        for i in np.flatnonzero(~known_time)
+                        for i in np.flatnonzero(~known_time).tolist()
                     ]
                     month[~known_time] = [np.nan if m is None else m for m in given]
                 columns[name] = month - 1.0
@@ -627,7 +627,7 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
                     table = self.delay_rates_[name]
                     columns[name] = np.fromiter(
                         (
-                            prior if None in key else table.get("|".join(key), prior)  # type: ignore[arg-type]
+                            prior if None in key else table.get("|".join(key), prior)
                             for key in parts
                         ),
                         float,

@@ -208,7 +208,7 @@ def _screen(
             # MES missing: Fecha-I must stand in for it
             fine &= has_time | np.fromiter((v is not None for v in values), bool, count)
         else:
-            vocabulary: Collection[str] | None = None
+            vocabulary: Collection[str | None] | None = None
             if field in allowed:
                 vocabulary = allowed[field][1]
             elif field == schema.FLIGHT_TYPE:

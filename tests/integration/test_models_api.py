@@ -514,3 +514,36 @@ def test_predict_explains_on_request(client: FlaskClient, train: Train) -> None:
     hour = [c for c in explanation["contributions"] if c["feature"] == "hour"]
     assert all(c["value"] == 21.0 for c in hour)  # FLIGHT departs at 21:00
     assert client.post("/predict?explain=maybe", json={"flights": [FLIGHT]}).status_code == 400
+
+
+def test_served_probabilities_are_the_pipelines_own(
+    client: FlaskClient, train: Train, model_dir: Path, stack_settings: dict[str, Any]
+) -> None:
+    """Issue 10: the worker compiles the forest, and what /predict serves (compiled trees, the
+    columnar and record paths, orjson) is the trained pipeline's probability, rounded: the
+    numbers served before, for one flight, a small batch and a large one."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from flight_delay.ml import load_model
+
+    record = train()
+    meta = json.loads((model_dir / record["id"] / "model.json").read_text())
+    assert meta["compiled_trees"]["compiled"] is True, meta["compiled_trees"]
+    assert (model_dir / record["id"] / "forest.o").is_file()
+    assert client.put(f"/deploy?model-id={record['id']}", headers=admin()).status_code == 204
+    reference = load_model(model_dir / record["id"], compiled_trees=False)
+    flights = pd.read_csv(Path(stack_settings["DATA_ROOT"]) / "flights.csv", dtype=str).head(2000)
+    sent = flights[["Fecha-I", "Vlo-I", "Des-I", "Emp-I", "OPERA", "TIPOVUELO"]]
+    expected = reference.calibration.apply(reference.pipeline.predict_proba(sent)[:, 1])
+    for size in (1, 200, 2000):
+        response = client.post("/predict", json={"flights": sent.head(size).to_dict("records")})
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        assert body["model_id"] == record["id"]
+        served = np.array([p["delay_probability"] for p in body["predictions"]])
+        np.testing.assert_allclose(served, np.round(expected[:size], 6), rtol=0, atol=1e-9)
+        delayed = [p["delayed"] for p in body["predictions"]]
+        assert delayed == list(expected[:size] >= body["threshold"])
