@@ -164,22 +164,24 @@ def load_forest(
     path = directory / COMPILED_FILE
     if not path.is_file():
         return None, f"{COMPILED_FILE} is missing"
-    with tempfile.TemporaryDirectory(prefix="fd-forest-") as scratch:
-        # lleaves reads the object code from its cache path: a private copy, checked, so the
-        # bytes that run are the bytes whose checksum matched
-        copy = Path(scratch) / COMPILED_FILE
-        copy.write_bytes(path.read_bytes())
-        if _sha256(copy) != record.get("sha256"):
-            return None, f"{COMPILED_FILE} is corrupt (sha256 differs from model.json)"
-        model_text = Path(scratch) / "model.txt"
-        booster.save_model(str(model_text))
-        try:
+    try:
+        with tempfile.TemporaryDirectory(prefix="fd-forest-") as scratch:
+            # lleaves reads the object code from its cache path: a private copy, checked, so
+            # the bytes that run are the bytes whose checksum matched
+            copy = Path(scratch) / COMPILED_FILE
+            copy.write_bytes(path.read_bytes())
+            if _sha256(copy) != record.get("sha256"):
+                return None, f"{COMPILED_FILE} is corrupt (sha256 differs from model.json)"
+            model_text = Path(scratch) / "model.txt"
+            booster.save_model(str(model_text))
             import lleaves
 
             model = lleaves.Model(model_file=str(model_text))
             model.compile(cache=str(copy), target_cpu=TARGET_CPU, target_cpu_features="")
-        except Exception as exc:  # a bad object file: serve with LightGBM instead
-            return None, f"the compiled forest failed to load ({type(exc).__name__}: {exc})"
+    except OSError as exc:  # no room for the scratch copies, say: LightGBM serves
+        return None, f"the compiled forest could not be read ({exc.strerror or exc})"
+    except Exception as exc:  # a bad object file: LightGBM serves
+        return None, f"the compiled forest failed to load ({type(exc).__name__}: {exc})"
     return CompiledForest(model), "compiled"
 
 

@@ -183,3 +183,16 @@ def test_logistic_regression_has_no_forest(tmp_path: Path) -> None:
     model.save(tmp_path)
     assert "compiled_trees" not in json.loads((tmp_path / METADATA_FILE).read_text())
     assert load_model(tmp_path).forest is None
+
+
+def test_no_room_for_the_scratch_copy_falls_back(
+    model: TrainedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model.save(tmp_path)
+
+    def full_disk(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(compiled_module.tempfile, "TemporaryDirectory", full_disk)
+    served_alike(tmp_path, model)
+    assert "No space left on device" in load_model(tmp_path).forest_status
