@@ -1,0 +1,233 @@
+"""Writing logged requests into SQL, idempotently, and reading them back newest first."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, create_engine, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from flight_delay.prediction_log.tables import PredictedFlight, PredictionRequest
+
+#: longest text kept in the matching columns and the caller name (the flight itself is kept whole)
+_KEY_TEXT = 40
+_CALLER_TEXT = 200
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor this store did not hand out."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """Requests newest first, and the cursor of the next page (None on the last)."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``)."""
+    if url.startswith("sqlite"):
+        # the writer and API readers are separate processes: wait for a lock, do not fail
+        return create_engine(url, connect_args={"timeout": 30})
+    return create_engine(url, pool_pre_ping=True)
+
+
+class PredictionStore:
+    """The prediction log's database.
+
+    Entries are the JSON-safe dicts the API puts on the log stream: ``request_id``,
+    ``received_at`` (ISO 8601 with offset), ``model_id``, ``deployment_version``, ``caller``,
+    ``latency_ms``, ``flights`` (as sent), ``predictions`` (``delay_probability``, ``delayed``)
+    and ``warnings`` (``index``, ``field``, ``problem``).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> PredictionStore:
+        return cls(make_engine(url))
+
+    # -- writing -----------------------------------------------------------------------------
+    def write(self, entries: Sequence[Mapping[str, Any]]) -> int:
+        """Write ``entries`` in one transaction; an entry already written is skipped (the
+        request id decides), so writing the same entries again is harmless. Returns how many
+        requests were new."""
+        if not entries:
+            return 0
+        requests = [_request_row(entry) for entry in entries]
+        flights = [row for entry in entries for row in _flight_rows(entry)]
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        with Session(self.engine) as session, session.begin():
+            known = set(
+                session.scalars(
+                    select(PredictionRequest.request_id).where(
+                        PredictionRequest.request_id.in_([r["request_id"] for r in requests])
+                    )
+                )
+            )
+            session.execute(
+                insert(PredictionRequest).on_conflict_do_nothing(index_elements=["request_id"]),
+                requests,
+            )
+            if flights:
+                session.execute(
+                    insert(PredictedFlight).on_conflict_do_nothing(
+                        index_elements=["request_id", "position"]
+                    ),
+                    flights,
+                )
+        return len({r["request_id"] for r in requests} - known)
+
+    # -- reading -----------------------------------------------------------------------------
+    def get(self, request_id: str) -> dict[str, Any] | None:
+        """One logged request with its flights, or None."""
+        with Session(self.engine) as session:
+            request = session.get(PredictionRequest, request_id)
+            if request is None:
+                return None
+            flights = session.scalars(
+                select(PredictedFlight)
+                .where(PredictedFlight.request_id == request_id)
+                .order_by(PredictedFlight.position)
+            ).all()
+            return {**_request_dict(request), "flights": [_flight_dict(f) for f in flights]}
+
+    def list(
+        self,
+        model_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Logged requests newest first (``since`` <= received_at < ``until``), ``limit`` per
+        page; pass the returned ``next_cursor`` for the next page.
+
+        Raises:
+            InvalidCursor: ``cursor`` was not handed out by this store.
+        """
+        query = select(PredictionRequest)
+        if model_id is not None:
+            query = query.where(PredictionRequest.model_id == model_id)
+        if since is not None:
+            query = query.where(PredictionRequest.received_at >= _utc(since))
+        if until is not None:
+            query = query.where(PredictionRequest.received_at < _utc(until))
+        if cursor is not None:
+            at, last_id = _decode_cursor(cursor)
+            query = query.where(
+                or_(
+                    PredictionRequest.received_at < at,
+                    and_(
+                        PredictionRequest.received_at == at, PredictionRequest.request_id < last_id
+                    ),
+                )
+            )
+        query = query.order_by(
+            PredictionRequest.received_at.desc(), PredictionRequest.request_id.desc()
+        ).limit(limit + 1)
+        with Session(self.engine) as session:
+            rows = session.scalars(query).all()
+        page = rows[:limit]
+        next_cursor = (
+            _encode_cursor(page[-1].received_at, page[-1].request_id) if len(rows) > limit else None
+        )
+        return Page([_request_dict(r) for r in page], next_cursor)
+
+
+def _utc(moment: datetime) -> datetime:
+    """Aware UTC; a naive time is taken as UTC. Stored as naive UTC, which SQLite and
+    PostgreSQL compare alike."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _text(value: Any, limit: int) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text.strip()[:limit] or None
+
+
+def _request_row(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "request_id": str(entry["request_id"]),
+        "received_at": _utc(datetime.fromisoformat(str(entry["received_at"]))),
+        "model_id": str(entry["model_id"]),
+        "deployment_version": int(entry["deployment_version"]),
+        "caller": _text(entry.get("caller"), _CALLER_TEXT) or "",
+        "latency_ms": float(entry["latency_ms"]),
+        "flight_count": len(entry["flights"]),
+    }
+
+
+def _flight_rows(entry: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
+    warnings: dict[int, list[dict[str, Any]]] = {}
+    for warning in entry.get("warnings", []):
+        warnings.setdefault(int(warning["index"]), []).append(
+            {"field": warning["field"], "problem": warning["problem"]}
+        )
+    for position, (flight, prediction) in enumerate(
+        zip(entry["flights"], entry["predictions"], strict=True)
+    ):
+        yield {
+            "request_id": str(entry["request_id"]),
+            "position": position,
+            "flight": flight,
+            "delay_probability": float(prediction["delay_probability"]),
+            "delayed": bool(prediction["delayed"]),
+            "warnings": warnings.get(position, []),
+            "scheduled_at": _text(flight.get("Fecha-I"), _KEY_TEXT),
+            "flight_number": _text(flight.get("Vlo-I"), _KEY_TEXT),
+            "destination": _text(flight.get("Des-I"), _KEY_TEXT),
+        }
+
+
+def _request_dict(request: PredictionRequest) -> dict[str, Any]:
+    return {
+        "request_id": request.request_id,
+        "received_at": _aware(request.received_at).isoformat(),
+        "model_id": request.model_id,
+        "deployment_version": request.deployment_version,
+        "caller": request.caller,
+        "latency_ms": request.latency_ms,
+        "flight_count": request.flight_count,
+    }
+
+
+def _flight_dict(flight: PredictedFlight) -> dict[str, Any]:
+    return {
+        "index": flight.position,
+        "flight": flight.flight,
+        "delay_probability": flight.delay_probability,
+        "delayed": flight.delayed,
+        "warnings": flight.warnings,
+    }
+
+
+def _encode_cursor(at: datetime, request_id: str) -> str:
+    text = f"{_utc(at).isoformat()}|{request_id}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        at, request_id = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
+        return _utc(datetime.fromisoformat(at)), request_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor("not a cursor of this listing; start again without one") from None

@@ -1,0 +1,162 @@
+"""The prediction log's database (issue 11), on SQLite and on a real PostgreSQL server: Alembic
+migrations up from empty and one step down, idempotent writes, newest-first pages."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+
+from flight_delay.prediction_log import migrate
+from flight_delay.prediction_log.store import InvalidCursor, PredictionStore, make_engine
+from flight_delay.prediction_log.tables import Base
+from tests.integration.postgres import postgres_server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'predictions.db'}"
+        return
+    server = request.getfixturevalue("postgres")
+    name = f"log_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def store(empty_database: str) -> Iterator[PredictionStore]:
+    migrate.upgrade(empty_database)
+    store = PredictionStore.from_url(empty_database)
+    yield store
+    store.engine.dispose()
+
+
+def entry(
+    at: datetime, model_id: str = "model-a", flights: int = 2, **changes: Any
+) -> dict[str, Any]:
+    flight = {"Fecha-I": "2017-11-02 07:00:00", "Vlo-I": "11", "Des-I": "SCIE", "Emp-I": "LAN",
+              "OPERA": "Grupo LATAM", "TIPOVUELO": "N"}  # fmt: skip
+    return {
+        "request_id": uuid.uuid4().hex,
+        "received_at": at.isoformat(),
+        "model_id": model_id,
+        "deployment_version": 3,
+        "caller": "key predict #1a2b3c4d",
+        "latency_ms": 1.25,
+        "flights": [dict(flight, **{"Vlo-I": str(i)}) for i in range(flights)],
+        "predictions": [
+            {"delay_probability": 0.1 * (i + 1), "delayed": i > 0} for i in range(flights)
+        ],
+        "warnings": [{"index": 1, "field": "Vlo-I", "problem": "flight LAN-1 never seen"}],
+        **changes,
+    }
+
+
+def test_migrations_create_the_tables_from_empty_and_step_down(empty_database: str) -> None:
+    engine = make_engine(empty_database)
+    try:
+        assert migrate.current(engine) is None
+        migrate.upgrade(empty_database)
+        assert migrate.current(engine) == "0001"
+        assert {"prediction_requests", "predicted_flights"} <= set(
+            inspect(engine).get_table_names()
+        )
+        with engine.connect() as connection:  # the migration builds exactly the declared tables
+            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        assert differences == []
+        migrate.downgrade(empty_database)
+        assert migrate.current(engine) is None
+        assert not {"prediction_requests", "predicted_flights"} & set(
+            inspect(engine).get_table_names()
+        )
+        migrate.upgrade(empty_database)  # and up again
+        assert migrate.current(engine) == "0001"
+    finally:
+        engine.dispose()
+
+
+def test_writing_twice_keeps_one_copy(store: PredictionStore) -> None:
+    logged = entry(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
+    assert store.write([logged, logged]) == 1
+    assert store.write([logged]) == 0  # a batch redelivered after a crash before its ack
+    read = store.get(logged["request_id"])
+    assert read is not None
+    assert read["received_at"] == "2026-11-25T12:00:00+00:00"
+    assert read["caller"] == "key predict #1a2b3c4d"
+    assert read["flight_count"] == 2
+    assert [f["flight"]["Vlo-I"] for f in read["flights"]] == ["0", "1"]
+    assert [f["delay_probability"] for f in read["flights"]] == [0.1, 0.2]
+    assert read["flights"][1]["warnings"] == [
+        {"field": "Vlo-I", "problem": "flight LAN-1 never seen"}
+    ]
+    assert read["flights"][0]["warnings"] == []
+    assert store.get(uuid.uuid4().hex) is None
+
+
+def test_pages_are_newest_first_without_gaps_or_repeats(store: PredictionStore) -> None:
+    start = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+    # 25 requests, some in the same microsecond: the request id breaks the tie
+    logged = [
+        entry(start + timedelta(seconds=i // 2), model_id=f"model-{i % 2}") for i in range(25)
+    ]
+    store.write(logged)
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page = store.list(limit=10, cursor=cursor)
+        seen.extend(item["request_id"] for item in page.items)
+        pages += 1
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert pages == 3 and len(seen) == 25 == len(set(seen))
+    expected = sorted(logged, key=lambda e: (e["received_at"], e["request_id"]), reverse=True)
+    assert seen == [e["request_id"] for e in expected]
+    only_b = store.list(model_id="model-1", limit=100).items
+    assert {i["model_id"] for i in only_b} == {"model-1"} and len(only_b) == 12
+    window = store.list(
+        since=start + timedelta(seconds=3), until=start + timedelta(seconds=5), limit=100
+    ).items
+    assert len(window) == 4  # seconds 3 and 4, two requests each
+    # a time with another offset is the same instant
+    local = datetime(2026, 11, 25, 8, 0, 3, tzinfo=UTC).astimezone(timezone(timedelta(hours=-3)))
+    assert len(store.list(since=local, until=start + timedelta(seconds=5), limit=100).items) == 4
+    with pytest.raises(InvalidCursor):
+        store.list(cursor="not-a-cursor")
+
+
+def test_long_and_odd_values_are_kept_whole_in_the_flight(store: PredictionStore) -> None:
+    odd = entry(datetime(2026, 11, 25, tzinfo=UTC), flights=1, caller="x" * 500)
+    odd["flights"][0]["Vlo-I"] = "9" * 1000
+    odd["flights"][0]["Des-I"] = "São Paulo 🛫"
+    store.write([odd])
+    read = store.get(odd["request_id"])
+    assert read is not None
+    assert read["flights"][0]["flight"]["Vlo-I"] == "9" * 1000
+    assert read["flights"][0]["flight"]["Des-I"] == "São Paulo 🛫"
+    assert read["caller"] == "x" * 200
