@@ -59,6 +59,9 @@ class DefaultConfig:
     #: only when this is true
     COMPILED_TREES = True
     COMPILE_TIMEOUT_SECONDS = 300.0
+    #: the prediction log's database (SQLAlchemy URL): SQLite by default (make run keeps it in
+    #: its state directory), PostgreSQL in docker-compose
+    PREDICTION_LOG_URL = "sqlite:///predictions.db"
     #: how often API processes and workers look for jobs to recover, in seconds
     RECOVERY_INTERVAL_SECONDS = 10.0
     #: a job still pending after this long has its message sent again (a lost message is not

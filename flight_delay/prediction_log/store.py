@@ -57,6 +57,14 @@ class PredictionStore:
         return cls(make_engine(url))
 
     # -- writing -----------------------------------------------------------------------------
+    @staticmethod
+    def check(entry: Mapping[str, Any]) -> None:
+        """Raise ValueError (or KeyError/TypeError) when ``entry`` cannot become rows: what the
+        writer sets aside instead of retrying forever."""
+        _request_row(entry)
+        for _ in _flight_rows(entry):
+            pass
+
     def write(self, entries: Sequence[Mapping[str, Any]]) -> int:
         """Write ``entries`` in one transaction; an entry already written is skipped (the
         request id decides), so writing the same entries again is harmless. Returns how many

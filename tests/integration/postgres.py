@@ -22,33 +22,47 @@ def server_binaries() -> Path | None:
     return found[-1].parent if found else None
 
 
+class PostgresServer:
+    """One initialised cluster; ``stop`` and ``start`` it to test an outage."""
+
+    def __init__(self, bindir: Path, root: Path) -> None:
+        self.bindir, self.root = bindir, root
+        self.data, self.port = root / "data", free_port()
+        self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *command: str | Path, check: bool = True) -> None:
+        subprocess.run(
+            [*self.as_postgres, *map(str, command)], check=check, capture_output=True, timeout=120
+        )
+
+    def initialise(self) -> None:
+        self._run(self.bindir / "initdb", "-D", self.data, "-A", "trust", "-U", "postgres",
+                  "--no-sync")  # fmt: skip
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(self.bindir / "pg_ctl", "-D", self.data, "-o", options,
+                  "-l", self.root / "server.log", "-w", "start")  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(self.bindir / "pg_ctl", "-D", self.data, "-m", mode, "-w", "stop", check=False)
+
+
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """Yield the URL of a fresh server's ``postgres`` database (trust auth, loopback only)."""
+def postgres_server() -> Iterator[PostgresServer]:
+    """A fresh, started server (trust auth, loopback only), stopped and removed afterwards."""
     bindir = server_binaries()
     if bindir is None:
         pytest.skip("PostgreSQL server not installed (apt-get install postgresql; .ci/run does)")
     root = Path(tempfile.mkdtemp(prefix="fd-pg-"))
-    as_postgres: list[str] = []
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", free_port()
-
-    def run(*command: str | Path) -> None:
-        subprocess.run(
-            [*as_postgres, *map(str, command)], check=True, capture_output=True, timeout=120
-        )
-
-    run(bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync")
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    run(bindir / "pg_ctl", "-D", data, "-o", options, "-l", root / "server.log", "-w", "start")
+    server = PostgresServer(bindir, root)
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        server.initialise()
+        server.start()
+        yield server
     finally:
-        subprocess.run(
-            [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-            timeout=60,
-        )
+        server.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,223 @@
+"""The log writer: moves logged requests from the Redis stream into SQL, in batches.
+
+Entries are read through a consumer group and acknowledged (and deleted from the stream) only
+after the transaction that wrote them committed, so nothing is lost when the database is down or
+the writer dies: a writer reads its own unacknowledged entries again first, and takes over those
+a dead writer left behind once they have been idle for ``claim_idle_seconds``. Writing is
+idempotent by request id, so an entry written twice (a crash between commit and ack) is kept
+once. An entry that cannot become rows is moved to ``<stream>:dead`` with the reason rather than
+retried forever.
+
+Run it with ``python -m flight_delay.prediction_log.writer`` (settings from ``FLIGHT_DELAY_*``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+
+from flight_delay.prediction_log.store import PredictionStore
+
+log = logging.getLogger(__name__)
+
+GROUP = "sql-writer"
+FIELD = "entry"
+BACKOFF_FIRST_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 30.0
+
+
+def stream_key(prefix: str) -> str:
+    """The Redis stream of logged requests for a deployment's key prefix."""
+    return f"{prefix}:prediction-log"
+
+
+def append(client: redis.Redis, stream: str, entry: dict[str, Any]) -> None:
+    """Put one logged request on the stream (what the API does)."""
+    client.xadd(stream, {FIELD: json.dumps(entry)})
+
+
+class LogWriter:
+    """One writer process's loop (several may run: the consumer group shares the entries)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        store: PredictionStore,
+        stream: str,
+        consumer: str | None = None,
+        batch: int = 500,
+        claim_idle_seconds: float = 60.0,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.stream = stream
+        self.dead_letters = f"{stream}:dead"
+        self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}"
+        self.batch = batch
+        self.claim_idle_ms = int(claim_idle_seconds * 1000)
+
+    def ensure_group(self) -> None:
+        try:
+            self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    # -- one batch ---------------------------------------------------------------------------
+    def run_once(self, block_ms: int = 1000) -> int:
+        """Write one batch and acknowledge it; the number of entries settled (written or set
+        aside). Raises on a database or Redis failure, with nothing acknowledged."""
+        entries = self._mine() or self._abandoned() or self._new(block_ms)
+        if not entries:
+            return 0
+        good: list[dict[str, Any]] = []
+        dead: list[tuple[str, str, str]] = []
+        gone: list[str] = []
+        for entry_id, fields in entries:
+            if fields is None:  # deleted after its write, before its ack
+                gone.append(entry_id)
+                continue
+            raw = fields.get(FIELD, "")
+            try:
+                entry = json.loads(raw)
+                PredictionStore.check(entry)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                dead.append((entry_id, raw, f"{type(exc).__name__}: {exc}"))
+                continue
+            good.append({**entry, "_id": entry_id})
+        if good:
+            try:
+                self.store.write(good)
+            except (OperationalError, DBAPIError) as exc:
+                if not _is_data_error(exc):
+                    raise  # the database is away: retry the batch later, nothing acked
+                good, more_dead = self._one_by_one(good)
+                dead.extend(more_dead)
+        if dead:
+            pipeline = self.client.pipeline()
+            for entry_id, raw, reason in dead:
+                pipeline.xadd(self.dead_letters, {FIELD: raw, "id": entry_id, "reason": reason})
+            pipeline.execute()
+            log.error(
+                "%d log entries could not be written; kept in %s", len(dead), self.dead_letters
+            )
+        settled = [e["_id"] for e in good] + [d[0] for d in dead] + gone
+        pipeline = self.client.pipeline()
+        pipeline.xack(self.stream, GROUP, *settled)
+        pipeline.xdel(self.stream, *settled)
+        pipeline.execute()
+        return len(settled)
+
+    def _one_by_one(
+        self, entries: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
+        """A batch the database refused for its data: write each entry alone, setting aside the
+        ones it refuses."""
+        written, dead = [], []
+        for entry in entries:
+            try:
+                self.store.write([entry])
+                written.append(entry)
+            except (OperationalError, DBAPIError) as exc:
+                if not _is_data_error(exc):
+                    raise
+                raw = json.dumps({k: v for k, v in entry.items() if k != "_id"})
+                dead.append((entry["_id"], raw, f"{type(exc.orig).__name__}: {exc.orig}"))
+        return written, dead
+
+    def _mine(self) -> list[tuple[str, dict[str, str] | None]]:
+        """This consumer's entries read before but not acknowledged (a write that failed)."""
+        return self._read("0", block_ms=None)
+
+    def _abandoned(self) -> list[tuple[str, dict[str, str] | None]]:
+        """Entries another writer read and never acknowledged, idle long enough: it died."""
+        answer: Any = self.client.xautoclaim(
+            self.stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.batch
+        )
+        claimed = answer[1]
+        deleted = answer[2] if len(answer) > 2 else []  # Redis 7 lists deleted entries apart
+        return [(i, f or None) for i, f in claimed] + [(i, None) for i in deleted]
+
+    def _new(self, block_ms: int) -> list[tuple[str, dict[str, str] | None]]:
+        return self._read(">", block_ms=block_ms)
+
+    def _read(self, start: str, block_ms: int | None) -> list[tuple[str, dict[str, str] | None]]:
+        answer: Any = self.client.xreadgroup(
+            GROUP, self.consumer, {self.stream: start}, count=self.batch, block=block_ms
+        )
+        if not answer:
+            return []
+        return [(i, f or None) for i, f in answer[0][1]]
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self, stop: threading.Event, sleep: Callable[[float], bool] | None = None) -> None:
+        """Write batches until ``stop`` is set; a failure waits 1 s, doubling to 30 s."""
+        wait = sleep or stop.wait
+        delay = BACKOFF_FIRST_SECONDS
+        self.ensure_group()
+        while not stop.is_set():
+            try:
+                self.run_once()
+                delay = BACKOFF_FIRST_SECONDS
+            except (SQLAlchemyError, redis.RedisError, OSError) as exc:
+                log.warning("prediction log: %s; trying again in %.0f s", _short(exc), delay)
+                wait(delay)
+                delay = min(delay * 2, BACKOFF_MAX_SECONDS)
+                with contextlib.suppress(redis.RedisError):
+                    self.ensure_group()  # a Redis that lost its data lost the group too
+
+
+def _is_data_error(exc: DBAPIError) -> bool:
+    """Whether the database refused the data (not: could not be reached)."""
+    return not isinstance(exc, OperationalError) and not exc.connection_invalidated
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def main() -> int:
+    """Run a writer with the FLIGHT_DELAY_* settings until SIGTERM or SIGINT."""
+    from flight_delay.config import load_config
+    from flight_delay.prediction_log import migrate
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = load_config()
+    url = str(config["PREDICTION_LOG_URL"])
+    migrate.upgrade(url)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    writer = LogWriter(
+        redis.Redis.from_url(str(config["REDIS_URL"]), decode_responses=True),
+        PredictionStore.from_url(url),
+        stream_key(str(config["KEY_PREFIX"])),
+    )
+    log.info("prediction log writer: %s -> %s", writer.stream, _display(url))
+    writer.run(stop)
+    return 0
+
+
+def _display(url: str) -> str:
+    """The database URL without its password, for the log."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""The log writer (issue 11) against a real Redis and real databases: every entry reaches SQL
+exactly once, through a database outage, a writer that died between commit and ack, and entries
+that cannot be written."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from flight_delay.prediction_log import migrate
+from flight_delay.prediction_log.store import PredictionStore
+from flight_delay.prediction_log.tables import PredictedFlight, PredictionRequest
+from flight_delay.prediction_log.writer import GROUP, LogWriter, append
+from tests.integration.postgres import PostgresServer, postgres_server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url, decode_responses=True)
+
+
+@pytest.fixture
+def stream(client: redis.Redis) -> Iterator[str]:
+    key = f"fdtest{uuid.uuid4().hex[:8]}:prediction-log"
+    yield key
+    client.delete(key, f"{key}:dead")
+
+
+@pytest.fixture
+def server() -> Iterator[PostgresServer]:
+    with postgres_server() as started:
+        yield started
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PredictionStore]:
+    url = (
+        f"sqlite:///{tmp_path / 'log.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("server").url
+    )
+    migrate.upgrade(url)
+    store = PredictionStore.from_url(url)
+    yield store
+    store.engine.dispose()
+
+
+def entry(number: int) -> dict[str, Any]:
+    return {
+        "request_id": uuid.uuid4().hex,
+        "received_at": datetime.now(UTC).isoformat(),
+        "model_id": "model-a",
+        "deployment_version": 1,
+        "caller": "127.0.0.1",
+        "latency_ms": 1.0,
+        "flights": [{"Fecha-I": "2017-11-02 07:00:00", "Vlo-I": str(number), "Des-I": "SCIE"}],
+        "predictions": [{"delay_probability": 0.25, "delayed": True}],
+        "warnings": [],
+    }
+
+
+def counts(store: PredictionStore) -> tuple[int, int]:
+    with store.engine.connect() as connection:
+        requests = connection.execute(select(func.count()).select_from(PredictionRequest)).scalar()
+        flights = connection.execute(select(func.count()).select_from(PredictedFlight)).scalar()
+    return int(requests or 0), int(flights or 0)
+
+
+def drain(writer: LogWriter, deadline_seconds: float = 30) -> None:
+    deadline = time.monotonic() + deadline_seconds
+    while writer.client.xlen(writer.stream) and time.monotonic() < deadline:
+        writer.run_once(block_ms=100)
+
+
+def test_every_entry_is_written_once_and_leaves_the_stream(
+    client: redis.Redis, stream: str, store: PredictionStore
+) -> None:
+    writer = LogWriter(client, store, stream, consumer="w1", batch=200)
+    writer.ensure_group()
+    sent = [entry(i) for i in range(1000)]
+    for logged in sent:
+        append(client, stream, logged)
+    drain(writer)
+    assert counts(store) == (1000, 1000)
+    assert client.xlen(stream) == 0
+    assert client.xpending(stream, GROUP)["pending"] == 0
+    assert store.get(sent[500]["request_id"])["flights"][0]["flight"]["Vlo-I"] == "500"  # type: ignore[index]
+
+
+def test_a_database_outage_loses_nothing(
+    client: redis.Redis, stream: str, server: PostgresServer
+) -> None:
+    """The database stops for 5 s while entries keep arriving and the writer keeps trying; once
+    it is back every entry is there exactly once. (The 60 s outage under API load of the issue is
+    measured by the benchmark; this is the same path, shorter.)"""
+    migrate.upgrade(server.url)
+    store = PredictionStore.from_url(server.url)
+    writer = LogWriter(client, store, stream, consumer="w1", batch=100)
+    stop = threading.Event()
+    failures: list[float] = []
+
+    def sleep(seconds: float) -> bool:
+        failures.append(seconds)
+        return stop.wait(min(seconds, 0.2))  # the test's clock: retry fast
+
+    thread = threading.Thread(target=writer.run, args=(stop, sleep), daemon=True)
+    thread.start()
+    sent = 0
+    for _ in range(100):
+        append(client, stream, entry(sent))
+        sent += 1
+    server.stop()
+    outage_ends = time.monotonic() + 5
+    while time.monotonic() < outage_ends:
+        append(client, stream, entry(sent))
+        sent += 1
+        time.sleep(0.005)
+    server.start()
+    deadline = time.monotonic() + 60
+    while (client.xlen(stream) or counts(store)[0] < sent) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop.set()
+    thread.join(timeout=10)
+    store.engine.dispose()
+    assert failures, "the writer never saw the database down"
+    assert counts(store) == (sent, sent)
+    assert client.xlen(stream) == 0
+
+
+def test_a_writer_that_died_before_its_ack_is_taken_over_without_duplicates(
+    client: redis.Redis, stream: str, store: PredictionStore
+) -> None:
+    first = LogWriter(client, store, stream, consumer="dead-writer", batch=50)
+    first.ensure_group()
+    for i in range(50):
+        append(client, stream, entry(i))
+    # what the first writer did before it died: read the batch, commit it, no ack
+    read = first._new(block_ms=100)
+    store.write([as_entry(fields) for _, fields in read])
+    assert counts(store) == (50, 50)
+    second = LogWriter(client, store, stream, consumer="w2", claim_idle_seconds=0)
+    assert second.run_once(block_ms=100) == 50  # claimed from the dead writer, written again
+    assert counts(store) == (50, 50)
+    assert client.xpending(stream, GROUP)["pending"] == 0 and client.xlen(stream) == 0
+
+
+def as_entry(fields: dict[str, str] | None) -> dict[str, Any]:
+    import json
+
+    assert fields is not None
+    return dict(json.loads(fields["entry"]))
+
+
+def test_entries_that_cannot_be_written_are_set_aside_with_the_reason(
+    client: redis.Redis, stream: str, store: PredictionStore
+) -> None:
+    writer = LogWriter(client, store, stream, consumer="w1")
+    writer.ensure_group()
+    append(client, stream, entry(1))
+    client.xadd(stream, {"entry": "{not json"})
+    broken = entry(2)
+    del broken["model_id"]
+    append(client, stream, broken)
+    huge = entry(3)
+    huge["deployment_version"] = 2**40  # the database refuses it (PostgreSQL: integer range)
+    append(client, stream, huge)
+    append(client, stream, entry(4))
+    drain(writer)
+    written = counts(store)[0]
+    dead = client.xrange(f"{stream}:dead")
+    reasons = [fields["reason"] for _, fields in dead]
+    assert any(r.startswith("JSONDecodeError") for r in reasons)
+    assert any(r.startswith("KeyError") for r in reasons)
+    if store.engine.dialect.name == "postgresql":
+        assert written == 2 and len(dead) == 3  # the out-of-range version set aside
+    else:
+        assert written == 3 and len(dead) == 2  # SQLite stores a 64-bit integer
+    assert client.xlen(stream) == 0
