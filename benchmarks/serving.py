@@ -12,6 +12,10 @@ workers) on the same deployed pipeline file and measures it the same way, and it
 10,000-flight request into its stages in process. Every request goes to 127.0.0.1; every loop
 is bounded in time. The client runs on the same 2 cores as the servers.
 
+The stack runs the prediction log's writer, as make run does; a second gunicorn with
+FLIGHT_DELAY_PREDICTION_LOG=true (off by default) is measured against the stack's, single
+flights in alternating rounds, for the cost of logging.
+
 With --worker-models it also starts gunicorn with other worker models (more processes, gthread
 threads) on the same stack and measures healthz, single flights and 10,000-flight batches on each.
 
@@ -161,6 +165,7 @@ def own_stack(data: Path | None) -> Iterator[tuple[str, str, dict[str, Any], dic
         call,
         free_port,
         start_gunicorn,
+        start_log_writer,
         start_redis,
         start_worker,
         stop_processes,
@@ -172,13 +177,16 @@ def own_stack(data: Path | None) -> Iterator[tuple[str, str, dict[str, Any], dic
     key = "benchmark-admin"
     env = dict(os.environ, OMP_NUM_THREADS="1", FLIGHT_DELAY_API_KEYS=f"{key}=admin",
                FLIGHT_DELAY_MODEL_DIR=str(workdir / "models"), FLIGHT_DELAY_DATA_ROOT=str(data_root),
-               FLIGHT_DELAY_EXPORT_DIR=str(workdir))  # fmt: skip
+               FLIGHT_DELAY_EXPORT_DIR=str(workdir),
+               FLIGHT_DELAY_PREDICTION_LOG_URL=f"sqlite:///{workdir / 'predictions.db'}")  # fmt: skip
     processes: list[subprocess.Popen[Any]] = []
     try:
         redis_port = free_port()
         processes.append(start_redis(redis_port, None))
         env["FLIGHT_DELAY_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
         processes.append(start_worker(env, log=workdir / "worker.log"))
+        # the prediction log's writer, as make run runs it
+        processes.append(start_log_writer(env, log=workdir / "log-writer.log"))
         web_port = free_port()
         # the production gunicorn settings, access log included, written to a file
         processes.append(start_gunicorn(env, web_port, workers=2, log=workdir / "gunicorn.log"))
@@ -217,12 +225,15 @@ def own_stack(data: Path | None) -> Iterator[tuple[str, str, dict[str, Any], dic
 
 
 @contextmanager
-def another_server(env: dict[str, str], workers: int, threads: int) -> Iterator[str]:
-    """One more gunicorn of the API (production settings, ``workers`` x ``threads``) beside the
-    stack, on the same Redis and deployed model."""
+def another_server(
+    env: dict[str, str], workers: int = 2, threads: int = 1, **settings: str
+) -> Iterator[str]:
+    """One more gunicorn of the API (production settings, ``workers`` x ``threads``, plus
+    ``settings`` as FLIGHT_DELAY_* variables) beside the stack, on the same Redis and model."""
     from flight_delay.devstack import free_port, start_gunicorn, stop_processes, wait_until_healthy
 
     port = free_port()
+    env = {**env, **{f"FLIGHT_DELAY_{name}": value for name, value in settings.items()}}
     process = start_gunicorn(env, port, workers=workers, threads=threads, log=Path(os.devnull))
     try:
         base = f"http://127.0.0.1:{port}"
@@ -372,6 +383,17 @@ def main() -> int:
             ),
         }
 
+    def alternate_predict(logged: str, unlogged: str, body: bytes, args: Any) -> list[float]:
+        """Single-flight throughput of the stack (prediction log on) over a second server with
+        it off, in alternating rounds: the rounds' ratios."""
+        ratios = []
+        for _ in range(args.rounds):
+            on = measure(logged, "POST", "/predict", body, args.seconds / 2, args.clients, 10**9)
+            off = measure(unlogged, "POST", "/predict", body, args.seconds / 2, args.clients, 10**9)
+            ratios.append(on["rps"] / off["rps"])
+        return ratios
+
+    logging_ratios: list[float] = []
     batch_1k = batch_body(args.data, 1_000)
     training = None
     stages: dict[str, float] = {}
@@ -384,6 +406,8 @@ def main() -> int:
             with naive_server(training["model_dir"]) as naive_base:
                 results.update(run_naive(naive_base))
             stages = stage_split(training["model_dir"], batch)
+            with another_server(env, PREDICTION_LOG="true") as logged:
+                logging_ratios[:] = alternate_predict(logged, base, single, args)
             if args.worker_models:
                 for workers, threads in WORKER_MODELS:
                     with another_server(env, workers, threads) as other:
@@ -404,6 +428,13 @@ def main() -> int:
         f"{len(ratios)} alternating rounds ({', '.join(f'{r:.2f}' for r in ratios)}; "
         "target >= 0.8x)"
     )
+    if logging_ratios:
+        print(
+            f"single-flight throughput, prediction log on / off: "
+            f"{statistics.median(logging_ratios):.2f}x, median of {len(logging_ratios)} "
+            f"alternating rounds ({', '.join(f'{r:.2f}' for r in logging_ratios)}; "
+            "target >= 0.9x)"
+        )
     explained = results["POST /predict?explain=true, 1"]["p50_ms"]
     plain = results["POST /predict, 1 flight"]["p50_ms"]
     print(f"single-flight explain=true median / without: {explained / plain:.2f}x (target <= 2x)")

@@ -22,7 +22,12 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     from flight_delay.api.docs import docs_assets_blueprint
     from flight_delay.api.errors import SECURITY_SCHEME, Api, register_error_handlers
     from flight_delay.auth import HEADER, parse_api_keys
-    from flight_delay.extensions import deployed_model, init_celery, model_registry
+    from flight_delay.extensions import (
+        deployed_model,
+        init_celery,
+        model_registry,
+        prediction_log,
+    )
 
     app = Flask("flight_delay")
     base = TestingConfig if (overrides or {}).get("TESTING") else DefaultConfig
@@ -32,6 +37,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     model_registry.init_app(app)
     deployed_model.init_app(app)
+    prediction_log.init_app(app)
     init_celery(app)
     api = Api(app)  # one per app: its OpenAPI document and error handlers are this app's
     api.spec.components.security_scheme(

@@ -163,6 +163,17 @@ def start_worker(
     return _start(WORKER_COMMAND, env, log, preexec)
 
 
+#: the prediction log's writer (flight_delay/prediction_log/writer.py)
+LOG_WRITER_COMMAND = ("flight_delay.prediction_log.writer",)
+
+
+def start_log_writer(
+    env: dict[str, str], log: Path | None = None, preexec: Callable[[], None] | None = None
+) -> subprocess.Popen[bytes]:
+    """The process that moves logged predictions from Redis into the log's database."""
+    return _start(LOG_WRITER_COMMAND, env, log, preexec)
+
+
 def start_gunicorn(
     env: dict[str, str],
     port: int,
@@ -502,7 +513,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             env["FLIGHT_DELAY_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
             print(f"Embedded Redis on 127.0.0.1:{redis_port} (data in {state_dir / 'redis'})")
+        # the prediction log: SQLite in the state directory unless the environment names one
+        env.setdefault(
+            "FLIGHT_DELAY_PREDICTION_LOG_URL",
+            f"sqlite:///{(state_dir / 'predictions.db').resolve()}",
+        )
         supervisor.add("celery worker", lambda preexec: start_worker(env, None, preexec))
+        supervisor.add("log writer", lambda preexec: start_log_writer(env, None, preexec))
         supervisor.add(
             "gunicorn",
             lambda preexec: start_gunicorn(env, port, args.web_workers, None, preexec, host),

@@ -9,6 +9,7 @@ from typing import Any
 from celery import Celery, Task
 from flask import Flask
 
+from flight_delay.prediction_log.service import PredictionLog
 from flight_delay.registry import ModelRegistry
 from flight_delay.serving import DeployedModelCache
 
@@ -18,6 +19,7 @@ TRAIN_TASK = "flight_delay.train_model"
 
 model_registry = ModelRegistry()
 deployed_model = DeployedModelCache()
+prediction_log = PredictionLog()
 
 
 def init_celery(app: Flask) -> Celery:

@@ -35,3 +35,10 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
     except Exception as exc:  # Redis not up yet: the background thread tries again
         worker.log.warning("could not load the deployed model at start: %s", exc)
     cache.start_background_refresh()
+
+
+def worker_exit(server, worker):  # type: ignore[no-untyped-def]
+    """A worker stopping gracefully sends its queued prediction-log entries first."""
+    log = worker.wsgi.extensions.get("prediction_log") if hasattr(worker, "wsgi") else None
+    if log is not None and log.buffer is not None:
+        log.buffer.close(timeout=5.0)

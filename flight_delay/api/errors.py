@@ -60,9 +60,33 @@ class BatchTooLarge(FlightDelayError):
     pass
 
 
+class LoggedRequestNotFound(FlightDelayError):
+    """A request id the prediction log does not hold (yet: the writer adds entries within about
+    a second of the answer while it runs)."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(
+            f"request {request_id} is not in the prediction log (an answer reaches it within "
+            "about a second while the log writer runs)",
+            [{"field": "request_id", "problem": "not in the log"}],
+        )
+
+
+class PredictionLogUnavailable(FlightDelayError):
+    """The prediction log's database cannot be read."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the prediction log's database is unavailable ({reason}); retry later",
+            [{"field": "prediction_log", "problem": reason}],
+        )
+
+
 # most specific first
 STATUS_OF: tuple[tuple[type[FlightDelayError], HTTPStatus], ...] = (
     (ModelNotFound, HTTPStatus.NOT_FOUND),
+    (LoggedRequestNotFound, HTTPStatus.NOT_FOUND),
+    (PredictionLogUnavailable, HTTPStatus.SERVICE_UNAVAILABLE),
     (ModelNotReady, HTTPStatus.CONFLICT),
     (ModelDeployed, HTTPStatus.CONFLICT),
     (ExportConflict, HTTPStatus.CONFLICT),

@@ -3,25 +3,43 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from flask import Response, current_app
 from flask.views import MethodView
+from sqlalchemy.exc import SQLAlchemyError
 
-from flight_delay.api.errors import BatchTooLarge, Blueprint, requires_configured_scope
+from flight_delay.api.errors import (
+    BatchTooLarge,
+    Blueprint,
+    LoggedRequestNotFound,
+    PredictionLogUnavailable,
+    requires_configured_scope,
+)
 from flight_delay.api.schemas import (
     EXAMPLE_FLIGHT,
     EXAMPLE_MINIMAL_FLIGHT,
+    LoggedRequestDetailSchema,
+    PredictionLogPageSchema,
+    PredictionLogQuerySchema,
     PredictQuerySchema,
     PredictRequestSchema,
     PredictResponseSchema,
 )
+from flight_delay.auth import caller_name
+from flight_delay.errors import FlightDelayError
+from flight_delay.prediction_log.service import PredictionLog
+from flight_delay.prediction_log.store import InvalidCursor
 from flight_delay.serving import DeployedModelCache
 
 blp = Blueprint("predictions", __name__, description="Predict delays with the deployed model.")
 
 EXAMPLE_RESPONSE = {
+    "request_id": "9b2f0c4e1d7a4f6b8c3e5a7d9f1b2c4d",
     "model_id": "3f1c2a9e-8d7b-4c55-9a61-2b7e0f4d8c10",
     "threshold": 0.19,
     "predictions": [{"delay_probability": 0.27, "delayed": True}],
@@ -57,8 +75,10 @@ class Predict(MethodView):
         airline code (Emp-I) or flight number the model never saw is predicted as unseen and
         listed in `warnings`; an unknown airline (OPERA), TIPOVUELO or MES is a 400.
         With `explain=true` each prediction carries its explanation (LightGBM models; 400 for
-        others).
+        others). Every answer is kept in the prediction log under its `request_id` (also the
+        X-Request-Id header), without waiting for it.
         """
+        started = time.perf_counter()
         flights = body["flights"]
         limit = current_app.config["MAX_BATCH"]
         if not flights or len(flights) > limit:
@@ -79,17 +99,40 @@ class Predict(MethodView):
             {"delay_probability": round(p, 6), "delayed": p >= threshold}
             for p in probabilities.tolist()
         ]
-        for prediction, explanation in zip(predictions, explanations, strict=False):
-            prediction["explanation"] = explanation
+        warning_list = [warning.as_dict() for warning in warnings]
+        request_id = uuid.uuid4().hex
+        log: PredictionLog = current_app.extensions["prediction_log"]
+        if log.buffer is not None:
+            log.buffer.add(
+                {
+                    "request_id": request_id,
+                    "received_at": datetime.now(UTC).isoformat(),
+                    "model_id": served.model_id,
+                    "deployment_version": served.version,
+                    "caller": caller_name(),
+                    "latency_ms": (time.perf_counter() - started) * 1000,
+                    "flights": flights,
+                    "predictions": predictions,  # copied before explanations join them
+                    "warnings": warning_list,
+                }
+            )
+        if explanations:
+            predictions = [
+                {**prediction, "explanation": explanation}
+                for prediction, explanation in zip(predictions, explanations, strict=True)
+            ]
         payload = {
+            "request_id": request_id,
             "model_id": served.model_id,
             "threshold": threshold,
             "predictions": predictions,
-            "warnings": [warning.as_dict() for warning in warnings],
+            "warnings": warning_list,
         }
         # serialised directly: the schema above documents this shape, and dumping 10,000 rows
         # through marshmallow would cost more than the prediction itself
-        return Response(dump_json(payload), mimetype="application/json")
+        response = Response(dump_json(payload), mimetype="application/json")
+        response.headers["X-Request-Id"] = request_id
+        return response
 
 
 def dump_json(payload: dict[str, Any]) -> bytes:
@@ -104,6 +147,50 @@ def dump_json(payload: dict[str, Any]) -> bytes:
 blp.route("/predict")(Predict)
 
 
+def _store_call(call: Any) -> Any:
+    """A read of the prediction log's database; its failures are a 503, a bad cursor a 400."""
+    try:
+        return call()
+    except InvalidCursor as exc:
+        raise FlightDelayError(str(exc), [{"field": "cursor", "problem": str(exc)}]) from exc
+    except SQLAlchemyError as exc:
+        raise PredictionLogUnavailable(type(exc).__name__) from exc
+
+
 @blp.route("/predictions")
 class Predictions(Predict):
-    """Alias of /predict."""
+    """POST: alias of /predict. GET: the prediction log."""
+
+    @requires_configured_scope(blp, "READ_SCOPE")
+    @blp.arguments(PredictionLogQuerySchema, location="query")
+    @blp.response(200, PredictionLogPageSchema)
+    @blp.alt_response(503, description="the prediction log's database is unavailable")
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """List logged predictions
+
+        Newest first, `limit` per page (default 50); pass `next_cursor` as `cursor` for the next
+        page. Each item is one request; `GET /predictions/{request_id}` has its flights and
+        answers. An answer reaches the log within about a second while the log writer runs.
+        """
+        log: PredictionLog = current_app.extensions["prediction_log"]
+        page = _store_call(lambda: log.store.list(**query))
+        return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+@blp.route("/predictions/<string:request_id>")
+class LoggedPrediction(MethodView):
+    @requires_configured_scope(blp, "READ_SCOPE")
+    @blp.response(200, LoggedRequestDetailSchema)
+    @blp.alt_response(404, description="no such request in the log (yet)")
+    @blp.alt_response(503, description="the prediction log's database is unavailable")
+    def get(self, request_id: str) -> dict[str, Any]:
+        """Read one logged prediction
+
+        The request (time, model, deployment version, caller name, latency) with every flight as
+        sent, its probability, decision and warnings.
+        """
+        log: PredictionLog = current_app.extensions["prediction_log"]
+        found = _store_call(lambda: log.store.get(request_id[:64]))
+        if found is None:
+            raise LoggedRequestNotFound(request_id[:64])
+        return dict(found)

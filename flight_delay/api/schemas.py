@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
@@ -350,6 +351,13 @@ class PredictionWarningSchema(Schema):
 
 
 class PredictResponseSchema(Schema):
+    request_id = fields.String(
+        metadata={
+            "description": "this request in the prediction log (also the X-Request-Id header): "
+            "GET /predictions/{request_id}",
+            "example": "9b2f0c4e1d7a4f6b8c3e5a7d9f1b2c4d",
+        }
+    )
     model_id = fields.String(metadata={"example": EXAMPLE_ID})
     threshold = fields.Float(metadata={"example": 0.19})
     predictions = fields.List(
@@ -361,6 +369,68 @@ class PredictResponseSchema(Schema):
             "description": "flights predicted although an open field (Des-I, Emp-I, the flight "
             "number) holds a value the model never saw; empty when there is none"
         },
+    )
+
+
+class PredictionLogQuerySchema(StrictSchema):
+    model_id = fields.String(
+        validate=validate.Length(1, 64), metadata={"description": "only this model's requests"}
+    )
+    since = fields.AwareDateTime(
+        default_timezone=UTC,
+        metadata={"description": "received at or after this time (ISO 8601; no offset: UTC)"},
+    )
+    until = fields.AwareDateTime(
+        default_timezone=UTC,
+        metadata={"description": "received before this time (ISO 8601; no offset: UTC)"},
+    )
+    limit = fields.Integer(
+        load_default=50,
+        validate=validate.Range(1, 500),
+        metadata={"description": "requests per page, 1-500"},
+    )
+    cursor = fields.String(
+        validate=validate.Length(1, 200),
+        metadata={"description": "next_cursor of the previous page"},
+    )
+
+
+class LoggedRequestSchema(Schema):
+    request_id = fields.String(metadata={"example": "9b2f0c4e1d7a4f6b8c3e5a7d9f1b2c4d"})
+    received_at = fields.String(metadata={"example": "2026-11-25T13:00:00.123456+00:00"})
+    model_id = fields.String(metadata={"example": EXAMPLE_ID})
+    deployment_version = fields.Integer(metadata={"example": 3})
+    caller = fields.String(
+        metadata={
+            "description": "the key's scopes and a fingerprint of it (never the key), or the "
+            "caller's address when no key was sent",
+            "example": "key predict #1a2b3c4d",
+        }
+    )
+    latency_ms = fields.Float(
+        metadata={"description": "time in the API process from the checked request to the answer"}
+    )
+    flight_count = fields.Integer()
+
+
+class LoggedFlightSchema(Schema):
+    index = fields.Integer(metadata={"description": "position in the request"})
+    flight = fields.Dict(metadata={"description": "the flight as sent"})
+    delay_probability = fields.Float()
+    delayed = fields.Boolean()
+    warnings = fields.List(fields.Dict())
+
+
+class LoggedRequestDetailSchema(LoggedRequestSchema):
+    flights = fields.List(fields.Nested(LoggedFlightSchema))
+
+
+class PredictionLogPageSchema(Schema):
+    items = fields.List(
+        fields.Nested(LoggedRequestSchema), metadata={"description": "newest first"}
+    )
+    next_cursor = fields.String(
+        allow_none=True, metadata={"description": "pass as cursor for the next page; null: last"}
     )
 
 

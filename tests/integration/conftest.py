@@ -23,6 +23,7 @@ from flask.testing import FlaskClient
 from flight_delay import create_app
 from flight_delay.data import make_synthetic_flights
 from flight_delay.devstack import WORKER_COMMAND, free_port, start_redis, stop_processes
+from flight_delay.prediction_log import migrate
 from tests.conftest import REPO
 
 ADMIN = "admin-key-for-tests"
@@ -59,6 +60,8 @@ def stack_settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     make_synthetic_flights(4000, seed=3).to_csv(data_root / "flights.csv", index=False)
     (data_root / "empty.csv").write_text("")
     (root / "outside.csv").write_text("not inside the data root")
+    # what the log writer does when it starts: the reads find their tables
+    migrate.upgrade(f"sqlite:///{root / 'predictions.db'}")
     return {
         "REDIS_URL": redis_url,
         "KEY_PREFIX": f"fdtest{uuid.uuid4().hex[:8]}",
@@ -71,6 +74,9 @@ def stack_settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
         # the tests' loopback file server is reached by this name; 127.0.0.1 stays refused
         "DOWNLOAD_ALLOW_HOSTS": "localhost",
         "DOWNLOAD_TIMEOUT_SECONDS": 20,
+        # the prediction log, on for the tests' apps; its database is the tests' own file
+        "PREDICTION_LOG": True,
+        "PREDICTION_LOG_URL": f"sqlite:///{root / 'predictions.db'}",
     }
 
 

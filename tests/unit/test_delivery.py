@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from flight_delay.config import documented_settings, known_variables
-from flight_delay.devstack import GUNICORN_COMMAND, WORKER_COMMAND
+from flight_delay.devstack import GUNICORN_COMMAND, LOG_WRITER_COMMAND, WORKER_COMMAND
 from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent
@@ -98,8 +98,15 @@ def delivery_problems(
     """Every way the delivery files disagree with the code; empty when they agree."""
     problems = []
     services = compose.get("services", {})
-    if set(services) != {"redis", "api", "worker"}:
-        problems.append(f"services are {sorted(services)}, expected api, redis, worker")
+    expected = {"redis", "api", "worker", "postgres", "log-writer"}
+    if set(services) != expected:
+        problems.append(f"services are {sorted(services)}, expected {', '.join(sorted(expected))}")
+    writer = services.get("log-writer", {})
+    if writer.get("command") != ["python", "-m", *LOG_WRITER_COMMAND]:
+        problems.append(f"log-writer: compose command {writer.get('command')} is not the writer's")
+    for name in writer.get("environment", {}):
+        if name not in known_variables():
+            problems.append(f"log-writer: unknown variable {name}")
     known = known_variables()
     for component, command in COMPONENTS.items():
         service = services.get(component, {})
@@ -195,6 +202,10 @@ def test_the_images_hold_the_packages_the_commands_import(tmp_path: Path) -> Non
         "flight_delay/gunicorn_conf.py",
         "worker/celery_app.py",
         "flight_delay/api/__init__.py",
+        # the prediction log's Alembic scripts are package data, not modules
+        "flight_delay/prediction_log/migrations/env.py",
+        "flight_delay/prediction_log/migrations/script.py.mako",
+        "flight_delay/prediction_log/migrations/versions/0001_prediction_log.py",
     ):
         assert module in names
 

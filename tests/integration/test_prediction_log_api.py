@@ -1,0 +1,118 @@
+"""The prediction log through the API (issue 11): every /predict answer is kept under the
+request id it returns, and GET /predictions reads it back; a real Redis, a real worker, the log
+writer run in process against the tests' SQLite log."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from flight_delay import create_app
+from flight_delay.prediction_log.store import PredictionStore
+from flight_delay.prediction_log.writer import LogWriter, stream_key
+from tests.integration.conftest import READER, TRAINER, admin
+
+pytestmark = pytest.mark.integration
+
+FLIGHT = {"Fecha-I": "2017-12-20 21:00:00", "Vlo-I": "100", "Des-I": "SCIE", "Emp-I": "JMR",
+          "OPERA": "Latin American Wings", "TIPOVUELO": "N"}  # fmt: skip
+UNSEEN = {**FLIGHT, "Des-I": "ZZZZ"}
+
+
+@pytest.fixture
+def deployed(client: FlaskClient, train: Callable[..., dict[str, Any]]) -> str:
+    record = train()
+    assert client.put(f"/deploy?model-id={record['id']}", headers=admin()).status_code == 204
+    return str(record["id"])
+
+
+def write_log(app: Flask, stack_settings: dict[str, Any]) -> None:
+    """What the buffer's thread and the writer process do, now: stream, then SQL."""
+    app.extensions["prediction_log"].buffer.flush()
+    client = redis.Redis.from_url(stack_settings["REDIS_URL"], decode_responses=True)
+    store = PredictionStore.from_url(stack_settings["PREDICTION_LOG_URL"])
+    writer = LogWriter(client, store, stream_key(stack_settings["KEY_PREFIX"]), consumer="test")
+    writer.ensure_group()
+    while client.xlen(writer.stream):
+        writer.run_once(block_ms=100)
+    store.engine.dispose()
+
+
+def test_every_answer_is_logged_under_its_request_id(
+    app: Flask, client: FlaskClient, deployed: str, stack_settings: dict[str, Any]
+) -> None:
+    response = client.post("/predict", json={"flights": [FLIGHT, UNSEEN]}, headers=admin(READER))
+    assert response.status_code == 200
+    body = response.get_json()
+    request_id = body["request_id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+    assert response.headers["X-Request-Id"] == request_id
+    explained = client.post("/predict?explain=true", json={"flights": [FLIGHT]}).get_json()
+    write_log(app, stack_settings)
+
+    logged = client.get(f"/predictions/{request_id}")
+    assert logged.status_code == 200, logged.get_json()
+    entry = logged.get_json()
+    assert entry["model_id"] == deployed == body["model_id"]
+    assert entry["deployment_version"] >= 1
+    assert entry["caller"].startswith("key predict+read #")  # the key's name, never the key
+    assert READER not in str(entry)
+    assert entry["latency_ms"] > 0 and entry["flight_count"] == 2
+    assert [f["flight"] for f in entry["flights"]] == [FLIGHT, UNSEEN]
+    assert [f["delay_probability"] for f in entry["flights"]] == [
+        p["delay_probability"] for p in body["predictions"]
+    ]
+    assert [f["delayed"] for f in entry["flights"]] == [p["delayed"] for p in body["predictions"]]
+    # each flight keeps the warnings the answer gave it
+    for index, flight in enumerate(entry["flights"]):
+        answered = [
+            {"field": w["field"], "problem": w["problem"]}
+            for w in body["warnings"]
+            if w["index"] == index
+        ]
+        assert flight["warnings"] == answered
+    assert "Des-I" in [w["field"] for w in entry["flights"][1]["warnings"]]
+
+    other = client.get(f"/predictions/{explained['request_id']}").get_json()
+    assert "explanation" not in other["flights"][0]  # answers are logged, explanations are not
+
+    listed = client.get(f"/predictions?model_id={deployed}&limit=1").get_json()
+    assert [i["request_id"] for i in listed["items"]] == [explained["request_id"]]  # newest
+    following = client.get(
+        f"/predictions?model_id={deployed}&limit=1&cursor={listed['next_cursor']}"
+    )
+    assert [i["request_id"] for i in following.get_json()["items"]] == [request_id]
+
+
+def test_bad_reads_of_the_log_are_400_and_unknown_ids_404(client: FlaskClient) -> None:
+    assert client.get("/predictions?cursor=garbage").status_code == 400
+    assert client.get("/predictions?limit=0").status_code == 400
+    assert client.get("/predictions?limit=501").status_code == 400
+    assert client.get("/predictions?since=yesterday").status_code == 400
+    assert client.get("/predictions?colour=red").status_code == 400
+    missing = client.get("/predictions/" + "0" * 32)
+    assert missing.status_code == 404
+    assert missing.get_json()["errors"][0]["field"] == "request_id"
+
+
+def test_reading_the_log_follows_the_read_scope(stack_settings: dict[str, Any]) -> None:
+    closed = create_app({"TESTING": True, **stack_settings, "READ_SCOPE": "read"}).test_client()
+    assert closed.get("/predictions").status_code == 401
+    assert closed.get("/predictions", headers=admin(TRAINER)).status_code == 403
+    assert closed.get("/predictions", headers=admin(READER)).status_code == 200
+    assert closed.get("/predictions/" + "0" * 32).status_code == 401
+
+
+def test_logging_can_be_turned_off(
+    stack_settings: dict[str, Any], deployed: str, client: FlaskClient
+) -> None:
+    quiet = create_app({"TESTING": True, **stack_settings, "PREDICTION_LOG": False})
+    assert quiet.extensions["prediction_log"].buffer is None
+    response = quiet.test_client().post("/predict", json={"flights": [FLIGHT]})
+    assert response.status_code == 200 and response.headers["X-Request-Id"]
