@@ -61,8 +61,8 @@ class DefaultConfig:
     COMPILE_TIMEOUT_SECONDS = 300.0
     #: keep every POST /predict request and answer in the prediction log (sent through Redis to
     #: the writer process, python -m flight_delay.prediction_log.writer). Off by default until
-    #: its cost meets issue 11's bar: measured, single-flight throughput with it on is 0.77x of
-    #: off on a 2-core machine that also runs the writer (README, "Prediction log")
+    #: its cost meets issue 11's bar of 0.9x the single-flight throughput without it (README,
+    #: "Prediction log": 0.80x measured)
     PREDICTION_LOG = False
     #: the prediction log's database (SQLAlchemy URL): SQLite by default (make run keeps it in
     #: its state directory), PostgreSQL in docker-compose
