@@ -75,8 +75,9 @@ class Predict(MethodView):
         airline code (Emp-I) or flight number the model never saw is predicted as unseen and
         listed in `warnings`; an unknown airline (OPERA), TIPOVUELO or MES is a 400.
         With `explain=true` each prediction carries its explanation (LightGBM models; 400 for
-        others). Every answer is kept in the prediction log under its `request_id` (also the
-        X-Request-Id header), without waiting for it.
+        others). Every answer has a `request_id` (also the X-Request-Id header); with
+        FLIGHT_DELAY_PREDICTION_LOG=true the answer is kept in the prediction log under it,
+        without waiting for it (GET /predictions/{request_id}).
         """
         started = time.perf_counter()
         flights = body["flights"]
@@ -112,7 +113,7 @@ class Predict(MethodView):
                     "caller": caller_name(),
                     "latency_ms": (time.perf_counter() - started) * 1000,
                     "flights": flights,
-                    "predictions": predictions,  # copied before explanations join them
+                    "predictions": predictions,  # without explanations: they join copies below
                     "warnings": warning_list,
                 }
             )

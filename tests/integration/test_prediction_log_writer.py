@@ -4,6 +4,8 @@ that cannot be written."""
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 import uuid
@@ -187,3 +189,28 @@ def test_entries_that_cannot_be_written_are_set_aside_with_the_reason(
     else:
         assert written == 3 and len(dead) == 2  # SQLite stores a 64-bit integer
     assert client.xlen(stream) == 0
+
+
+def test_the_api_buffer_keeps_entries_while_redis_is_away(
+    client: redis.Redis, stream: str, redis_url: str
+) -> None:
+    """An API process's queue: a Redis that cannot be reached keeps the entries queued, in
+    order, and they go out once it answers; past its bound the oldest are dropped and counted."""
+    from flight_delay.devstack import free_port
+    from flight_delay.prediction_log.buffer import LogBuffer
+
+    away = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
+    buffer = LogBuffer(away, stream, flush_seconds=3600, max_entries=5)
+    buffer._pid = os.getpid()  # no background thread: the test flushes
+    for i in range(7):
+        buffer.add(entry(i))
+    assert len(buffer) == 5 and buffer.dropped == 2
+    with pytest.raises(redis.ConnectionError):
+        buffer.flush()
+    assert len(buffer) == 5  # nothing lost by the failed flush
+    buffer.client = client  # Redis is back
+    assert buffer.flush() == 5
+    sent = [
+        json.loads(fields["entry"])["flights"][0]["Vlo-I"] for _, fields in client.xrange(stream)
+    ]
+    assert sent == ["2", "3", "4", "5", "6"]
