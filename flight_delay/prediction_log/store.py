@@ -25,6 +25,14 @@ class InvalidCursor(ValueError):
 
 
 @dataclass(frozen=True)
+class LoggedRows:
+    """One logged request as rows of the two tables."""
+
+    request: dict[str, Any]
+    flights: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class Page:
     """Requests newest first, and the cursor of the next page (None on the last)."""
 
@@ -58,21 +66,23 @@ class PredictionStore:
 
     # -- writing -----------------------------------------------------------------------------
     @staticmethod
-    def check(entry: Mapping[str, Any]) -> None:
-        """Raise ValueError (or KeyError/TypeError) when ``entry`` cannot become rows: what the
-        writer sets aside instead of retrying forever."""
-        _request_row(entry)
-        for _ in _flight_rows(entry):
-            pass
+    def rows(entry: Mapping[str, Any]) -> LoggedRows:
+        """``entry`` as table rows. Raises ValueError (or KeyError/TypeError/AttributeError)
+        when it cannot become rows: what the writer sets aside instead of retrying forever."""
+        return LoggedRows(_request_row(entry), list(_flight_rows(entry)))
 
     def write(self, entries: Sequence[Mapping[str, Any]]) -> int:
-        """Write ``entries`` in one transaction; an entry already written is skipped (the
-        request id decides), so writing the same entries again is harmless. Returns how many
+        """Write ``entries`` in one transaction (see ``write_rows``)."""
+        return self.write_rows([self.rows(entry) for entry in entries])
+
+    def write_rows(self, logged: Sequence[LoggedRows]) -> int:
+        """Write requests' rows in one transaction; a request already written is skipped (the
+        request id decides), so writing the same ones again is harmless. Returns how many
         requests were new."""
-        if not entries:
+        if not logged:
             return 0
-        requests = [_request_row(entry) for entry in entries]
-        flights = [row for entry in entries for row in _flight_rows(entry)]
+        requests = [rows.request for rows in logged]
+        flights = [row for rows in logged for row in rows.flights]
         insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         with Session(self.engine) as session, session.begin():
             known = set(

@@ -27,7 +27,7 @@ from typing import Any
 import redis
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
-from flight_delay.prediction_log.store import PredictionStore
+from flight_delay.prediction_log.store import LoggedRows, PredictionStore
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class LogWriter:
         entries = self._mine() or self._abandoned() or self._new(block_ms)
         if not entries:
             return 0
-        good: list[dict[str, Any]] = []
+        good: list[tuple[str, str, LoggedRows]] = []
         dead: list[tuple[str, str, str]] = []
         gone: list[str] = []
         for entry_id, fields in entries:
@@ -90,15 +90,14 @@ class LogWriter:
                 continue
             raw = fields.get(FIELD, "")
             try:
-                entry = json.loads(raw)
-                PredictionStore.check(entry)
+                rows = PredictionStore.rows(json.loads(raw))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 dead.append((entry_id, raw, f"{type(exc).__name__}: {exc}"))
                 continue
-            good.append({**entry, "_id": entry_id})
+            good.append((entry_id, raw, rows))
         if good:
             try:
-                self.store.write(good)
+                self.store.write_rows([rows for _, _, rows in good])
             except (OperationalError, DBAPIError) as exc:
                 if not _is_data_error(exc):
                     raise  # the database is away: retry the batch later, nothing acked
@@ -112,7 +111,7 @@ class LogWriter:
             log.error(
                 "%d log entries could not be written; kept in %s", len(dead), self.dead_letters
             )
-        settled = [e["_id"] for e in good] + [d[0] for d in dead] + gone
+        settled = [entry_id for entry_id, _, _ in good] + [d[0] for d in dead] + gone
         pipeline = self.client.pipeline()
         pipeline.xack(self.stream, GROUP, *settled)
         pipeline.xdel(self.stream, *settled)
@@ -120,20 +119,19 @@ class LogWriter:
         return len(settled)
 
     def _one_by_one(
-        self, entries: list[dict[str, Any]]
-    ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
+        self, entries: list[tuple[str, str, LoggedRows]]
+    ) -> tuple[list[tuple[str, str, LoggedRows]], list[tuple[str, str, str]]]:
         """A batch the database refused for its data: write each entry alone, setting aside the
-        ones it refuses."""
+        ones it refuses (with the bytes they came as)."""
         written, dead = [], []
-        for entry in entries:
+        for entry_id, raw, rows in entries:
             try:
-                self.store.write([entry])
-                written.append(entry)
+                self.store.write_rows([rows])
+                written.append((entry_id, raw, rows))
             except (OperationalError, DBAPIError) as exc:
                 if not _is_data_error(exc):
                     raise
-                raw = json.dumps({k: v for k, v in entry.items() if k != "_id"})
-                dead.append((entry["_id"], raw, f"{type(exc.orig).__name__}: {exc.orig}"))
+                dead.append((entry_id, raw, f"{type(exc.orig).__name__}: {exc.orig}"))
         return written, dead
 
     def _mine(self) -> list[tuple[str, dict[str, str] | None]]:
