@@ -168,10 +168,11 @@ def load_forest(
         with tempfile.TemporaryDirectory(prefix="fd-forest-") as scratch:
             # lleaves reads the object code from its cache path: a private copy, checked, so
             # the bytes that run are the bytes whose checksum matched
-            copy = Path(scratch) / COMPILED_FILE
-            copy.write_bytes(path.read_bytes())
-            if _sha256(copy) != record.get("sha256"):
+            code = path.read_bytes()
+            if hashlib.sha256(code).hexdigest() != record.get("sha256"):
                 return None, f"{COMPILED_FILE} is corrupt (sha256 differs from model.json)"
+            copy = Path(scratch) / COMPILED_FILE
+            copy.write_bytes(code)
             model_text = Path(scratch) / "model.txt"
             booster.save_model(str(model_text))
             import lleaves
