@@ -108,32 +108,35 @@ def measure(
     }
 
 
+Target = tuple[str, str, str, bytes | None]  # base URL, method, path, body
+
+
 def measure_alternating(
-    base: str, single: bytes, rounds: int, seconds: float, clients: int
+    reference: Target, other: Target, rounds: int, seconds: float, clients: int
 ) -> tuple[dict[str, Any], dict[str, Any], list[float]]:
-    """GET /healthz and single-flight POST /predict in alternating short rounds: on a noisy
-    2-core machine one long run of each drifts apart (seen here: 0.69x to 0.83x for the same
-    code), so the ratio is the median of the rounds' ratios. Returns the pooled figures of
-    each and every round's ratio."""
-    pooled: dict[str, list[dict[str, Any]]] = {"healthz": [], "predict": []}
+    """``reference`` and ``other`` loaded in alternating short rounds: on a noisy 2-core machine
+    one long run of each drifts apart (seen here: 0.69x to 0.83x for the same code), so a ratio
+    is the median of the rounds' ratios. Returns the pooled figures of each and every round's
+    throughput ratio, ``other`` over ``reference``."""
+    runs: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
     ratios = []
     for _ in range(rounds):
-        healthz = measure(base, "GET", "/healthz", None, seconds, clients, 10**9)
-        predict = measure(base, "POST", "/predict", single, seconds, clients, 10**9)
-        pooled["healthz"].append(healthz)
-        pooled["predict"].append(predict)
-        ratios.append(predict["rps"] / healthz["rps"])
+        first = measure(*reference, seconds, clients, 10**9)
+        second = measure(*other, seconds, clients, 10**9)
+        runs[0].append(first)
+        runs[1].append(second)
+        ratios.append(second["rps"] / first["rps"])
 
-    def pool(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    def pool(measured: list[dict[str, Any]]) -> dict[str, Any]:
         return {
-            "requests": sum(r["requests"] for r in runs),
-            "errors": sum(r["errors"] for r in runs),
-            "rps": statistics.median(r["rps"] for r in runs),
-            "p50_ms": statistics.median(r["p50_ms"] for r in runs),
-            "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+            "requests": sum(r["requests"] for r in measured),
+            "errors": sum(r["errors"] for r in measured),
+            "rps": statistics.median(r["rps"] for r in measured),
+            "p50_ms": statistics.median(r["p50_ms"] for r in measured),
+            "p99_ms": statistics.median(r["p99_ms"] for r in measured),
         }
 
-    return pool(pooled["healthz"]), pool(pooled["predict"]), ratios
+    return pool(runs[0]), pool(runs[1]), ratios
 
 
 def workers_missing(base: str) -> bool:
@@ -342,7 +345,11 @@ def main() -> int:
 
     def run(base: str) -> dict[str, dict[str, Any]]:
         healthz, predict, ratios[:] = measure_alternating(
-            base, single, args.rounds, args.seconds / 2, args.clients
+            (base, "GET", "/healthz", None),
+            (base, "POST", "/predict", single),
+            args.rounds,
+            args.seconds / 2,
+            args.clients,
         )
         return {
             "GET /healthz": healthz,
@@ -383,16 +390,6 @@ def main() -> int:
             ),
         }
 
-    def alternate_predict(logged: str, unlogged: str, body: bytes, args: Any) -> list[float]:
-        """Single-flight throughput of the stack (prediction log on) over a second server with
-        it off, in alternating rounds: the rounds' ratios."""
-        ratios = []
-        for _ in range(args.rounds):
-            on = measure(logged, "POST", "/predict", body, args.seconds / 2, args.clients, 10**9)
-            off = measure(unlogged, "POST", "/predict", body, args.seconds / 2, args.clients, 10**9)
-            ratios.append(on["rps"] / off["rps"])
-        return ratios
-
     logging_ratios: list[float] = []
     batch_1k = batch_body(args.data, 1_000)
     training = None
@@ -407,7 +404,14 @@ def main() -> int:
                 results.update(run_naive(naive_base))
             stages = stage_split(training["model_dir"], batch)
             with another_server(env, PREDICTION_LOG="true") as logged:
-                logging_ratios[:] = alternate_predict(logged, base, single, args)
+                # single flights, the stack's gunicorn (log off) against this one (log on)
+                logging_ratios[:] = measure_alternating(
+                    (base, "POST", "/predict", single),
+                    (logged, "POST", "/predict", single),
+                    args.rounds,
+                    args.seconds / 2,
+                    args.clients,
+                )[2]
             if args.worker_models:
                 for workers, threads in WORKER_MODELS:
                     with another_server(env, workers, threads) as other:
