@@ -12,9 +12,9 @@ workers) on the same deployed pipeline file and measures it the same way, and it
 10,000-flight request into its stages in process. Every request goes to 127.0.0.1; every loop
 is bounded in time. The client runs on the same 2 cores as the servers.
 
-The stack runs the prediction log's writer, as make run does; a second gunicorn with
-FLIGHT_DELAY_PREDICTION_LOG=true (off by default) is measured against the stack's, single
-flights in alternating rounds, for the cost of logging.
+The stack logs every prediction and runs the prediction log's writer, as make run does (the
+defaults); a second gunicorn with FLIGHT_DELAY_PREDICTION_LOG=false is measured against the
+stack's, single flights in alternating rounds, for the cost of logging.
 
 With --worker-models it also starts gunicorn with other worker models (more processes, gthread
 threads) on the same stack and measures healthz, single flights and 10,000-flight batches on each.
@@ -161,9 +161,12 @@ def batch_body(data: Path | None, size: int) -> bytes:
 
 
 @contextmanager
-def own_stack(data: Path | None) -> Iterator[tuple[str, str, dict[str, Any], dict[str, str]]]:
-    """redis-server, a worker and gunicorn (2 workers) on free loopback ports; a trained,
-    deployed model. Yields (base URL, admin key, training figures, the stack's environment)."""
+def own_stack(
+    data: Path | None, **settings: str
+) -> Iterator[tuple[str, str, dict[str, Any], dict[str, str]]]:
+    """redis-server, a worker, the log writer and gunicorn (2 workers) on free loopback ports;
+    a trained, deployed model. ``settings`` are more FLIGHT_DELAY_* variables for every process.
+    Yields (base URL, admin key, training figures, the stack's environment)."""
     from flight_delay.devstack import (
         call,
         free_port,
@@ -182,6 +185,7 @@ def own_stack(data: Path | None) -> Iterator[tuple[str, str, dict[str, Any], dic
                FLIGHT_DELAY_MODEL_DIR=str(workdir / "models"), FLIGHT_DELAY_DATA_ROOT=str(data_root),
                FLIGHT_DELAY_EXPORT_DIR=str(workdir),
                FLIGHT_DELAY_PREDICTION_LOG_URL=f"sqlite:///{workdir / 'predictions.db'}")  # fmt: skip
+    env.update({f"FLIGHT_DELAY_{name}": value for name, value in settings.items()})
     processes: list[subprocess.Popen[Any]] = []
     try:
         redis_port = free_port()
@@ -403,11 +407,11 @@ def main() -> int:
             with naive_server(training["model_dir"]) as naive_base:
                 results.update(run_naive(naive_base))
             stages = stage_split(training["model_dir"], batch)
-            with another_server(env, PREDICTION_LOG="true") as logged:
-                # single flights, the stack's gunicorn (log off) against this one (log on)
+            with another_server(env, PREDICTION_LOG="false") as unlogged:
+                # single flights, this gunicorn (log off) against the stack's (the default: on)
                 logging_ratios[:] = measure_alternating(
+                    (unlogged, "POST", "/predict", single),
                     (base, "POST", "/predict", single),
-                    (logged, "POST", "/predict", single),
                     args.rounds,
                     args.seconds / 2,
                     args.clients,

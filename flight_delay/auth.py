@@ -4,8 +4,8 @@
 ``FLIGHT_DELAY_API_KEYS="admin-7f3c=admin;ci-91ab=train,deploy;ops-22d0=predict"``. Scopes:
 ``train`` (POST /models), ``deploy`` (PUT /deploy), ``delete`` (DELETE /models/{id}), ``read`` and
 ``predict`` (only when ``FLIGHT_DELAY_READ_SCOPE`` / ``FLIGHT_DELAY_PREDICT_SCOPE`` make them
-required), ``export`` (GET /models/{id}?export=true writes a file on the server), and ``admin`` (all
-of them). Keys are compared in constant time and never logged.
+required), ``export`` (GET /models/{id}?export=true writes a file on the server), ``outcomes``
+(POST /outcomes) and ``admin`` (all of them). Keys are compared in constant time and never logged.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from flask import current_app, request
 from flight_delay.errors import FlightDelayError
 
 HEADER = "X-api-key"
-SCOPES = ("train", "deploy", "delete", "read", "predict", "export", "admin")
+SCOPES = ("train", "deploy", "delete", "read", "predict", "export", "outcomes", "admin")
 
 
 class Unauthorized(FlightDelayError):

@@ -60,10 +60,9 @@ class DefaultConfig:
     COMPILED_TREES = True
     COMPILE_TIMEOUT_SECONDS = 300.0
     #: keep every POST /predict request and answer in the prediction log (sent through Redis to
-    #: the writer process, python -m flight_delay.prediction_log.writer). Off by default until
-    #: its cost meets issue 11's bar of 0.9x the single-flight throughput without it (README,
-    #: "Prediction log": 0.80x measured)
-    PREDICTION_LOG = False
+    #: the writer process, python -m flight_delay.prediction_log.writer, which make run and
+    #: compose start; without a writer the entries wait in Redis)
+    PREDICTION_LOG = True
     #: the prediction log's database (SQLAlchemy URL): SQLite by default (make run keeps it in
     #: its state directory), PostgreSQL in docker-compose
     PREDICTION_LOG_URL = "sqlite:///predictions.db"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -75,9 +74,9 @@ class Predict(MethodView):
         airline code (Emp-I) or flight number the model never saw is predicted as unseen and
         listed in `warnings`; an unknown airline (OPERA), TIPOVUELO or MES is a 400.
         With `explain=true` each prediction carries its explanation (LightGBM models; 400 for
-        others). Every answer has a `request_id` (also the X-Request-Id header); with
-        FLIGHT_DELAY_PREDICTION_LOG=true the answer is kept in the prediction log under it,
-        without waiting for it (GET /predictions/{request_id}).
+        others). Every answer has a `request_id` (also the X-Request-Id header); the answer is
+        kept in the prediction log under it (GET /predictions/{request_id}), without waiting
+        for it, unless FLIGHT_DELAY_PREDICTION_LOG is false.
         """
         started = time.perf_counter()
         flights = body["flights"]
@@ -96,24 +95,27 @@ class Predict(MethodView):
             probabilities = served.model.predict_proba(flights)
         warnings = served.model.warnings(flights)
         threshold = served.model.threshold
+        probability_list = probabilities.tolist()
         predictions: list[dict[str, Any]] = [
-            {"delay_probability": round(p, 6), "delayed": p >= threshold}
-            for p in probabilities.tolist()
+            {"delay_probability": round(p, 6), "delayed": p >= threshold} for p in probability_list
         ]
         warning_list = [warning.as_dict() for warning in warnings]
         request_id = uuid.uuid4().hex
         log: PredictionLog = current_app.extensions["prediction_log"]
         if log.buffer is not None:
+            # the probabilities unrounded and the threshold, not the answer's rows: the writer
+            # derives each decision as the answer did, and live metrics see what the model said
             log.buffer.add(
                 {
                     "request_id": request_id,
-                    "received_at": datetime.now(UTC).isoformat(),
+                    "received_at": time.time(),
                     "model_id": served.model_id,
                     "deployment_version": served.version,
                     "caller": caller_name(),
                     "latency_ms": (time.perf_counter() - started) * 1000,
                     "flights": flights,
-                    "predictions": predictions,  # without explanations: they join copies below
+                    "probabilities": probability_list,
+                    "threshold": threshold,
                     "warnings": warning_list,
                 }
             )

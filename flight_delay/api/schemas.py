@@ -6,7 +6,7 @@ import math
 from datetime import UTC
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from flight_delay.ml.config import (
     MAX_CUTOFF_LENGTH,
@@ -18,6 +18,7 @@ from flight_delay.ml.config import (
 )
 from flight_delay.ml.families import FAMILIES
 from flight_delay.ml.features import FEATURE_SETS
+from flight_delay.ml.flight_input import parse_scheduled, scheduled_problem
 from flight_delay.registry import Status
 
 #: export file names: plain names only, so a name can never leave the export directory
@@ -416,9 +417,18 @@ class LoggedRequestSchema(Schema):
 class LoggedFlightSchema(Schema):
     index = fields.Integer(metadata={"description": "position in the request"})
     flight = fields.Dict(metadata={"description": "the flight as sent"})
-    delay_probability = fields.Float()
+    delay_probability = fields.Float(
+        metadata={"description": "the model's probability, unrounded (the answer rounds it)"}
+    )
     delayed = fields.Boolean()
     warnings = fields.List(fields.Dict())
+    departed_at = fields.String(
+        allow_none=True,
+        metadata={"description": "the actual departure (Fecha-O) once POST /outcomes sent it"},
+    )
+    delay_minutes = fields.Float(
+        allow_none=True, metadata={"description": "departed_at - Fecha-I in minutes"}
+    )
 
 
 class LoggedRequestDetailSchema(LoggedRequestSchema):
@@ -445,3 +455,125 @@ class ReadinessSchema(Schema):
             "example": {"redis": "ok", "workers": "1 worker(s)", "model": "serving 3f1c2a9e-..."}
         }
     )
+
+
+def _departure(value: Any) -> None:
+    if parse_scheduled(value) is None:
+        raise ValidationError(scheduled_problem(value))
+
+
+class OutcomeSchema(StrictSchema):
+    """One flight's actual departure, naming the flight one of two ways."""
+
+    request_id = fields.String(
+        validate=validate.Length(1, 64),
+        metadata={"description": "the request that predicted the flight (with index)"},
+    )
+    index = fields.Integer(
+        validate=validate.Range(0, 1_000_000),
+        metadata={"description": "the flight's position in that request"},
+    )
+    scheduled = fields.Raw(
+        data_key="Fecha-I",
+        validate=_departure,
+        metadata={"description": "scheduled departure (with Vlo-I and Des-I)", **SCALAR},
+    )
+    flight_number = fields.Raw(data_key="Vlo-I", validate=_scalar, metadata=SCALAR)
+    destination = fields.Raw(data_key="Des-I", validate=_scalar, metadata=SCALAR)
+    departed = fields.Raw(
+        data_key="Fecha-O",
+        required=True,
+        validate=_departure,
+        metadata={
+            "description": "actual departure, YYYY-MM-DD HH:MM:SS (local SCL time, as Fecha-I)",
+            "type": "string",
+            "example": "2017-11-02 07:20:00",
+        },
+    )
+
+    @validates_schema
+    def _one_way(self, data: dict[str, Any], **_: Any) -> None:
+        by_request = [name for name in ("request_id", "index") if name in data]
+        by_schedule = [
+            key
+            for name, key in (
+                ("scheduled", "Fecha-I"),
+                ("flight_number", "Vlo-I"),
+                ("destination", "Des-I"),
+            )
+            if name in data
+        ]
+        if by_request and by_schedule:
+            raise ValidationError(
+                "name the flight by request_id and index or by Fecha-I, Vlo-I and Des-I, not both",
+                by_schedule[0],
+            )
+        if by_request and len(by_request) < 2:
+            missing = "index" if "request_id" in data else "request_id"
+            raise ValidationError("required with " + by_request[0], missing)
+        if not by_request and len(by_schedule) < 3:
+            missing = next(key for key in ("Fecha-I", "Vlo-I", "Des-I") if key not in by_schedule)
+            raise ValidationError(
+                "name the flight by request_id and index, or by Fecha-I, Vlo-I and Des-I",
+                missing,
+            )
+
+
+class OutcomesRequestSchema(StrictSchema):
+    outcomes = fields.List(
+        fields.Nested(OutcomeSchema),
+        required=True,
+        validate=validate.Length(1, 10_000),
+        metadata={"description": "1-10,000 outcomes"},
+    )
+
+
+class OutcomesRecordedSchema(Schema):
+    matched = fields.Integer(metadata={"description": "outcomes that named a logged flight"})
+    flights_updated = fields.Integer(
+        metadata={"description": "logged flights given an outcome (a schedule can match several)"}
+    )
+    unmatched = fields.List(
+        fields.Integer(),
+        metadata={
+            "description": "positions of the outcomes no logged flight matched (not logged "
+            "yet, or never predicted); send them again later"
+        },
+    )
+
+
+class PerformanceQuerySchema(StrictSchema):
+    since = fields.NaiveDateTime(
+        metadata={"description": "flights scheduled at or after (local SCL time, as Fecha-I)"}
+    )
+    until = fields.NaiveDateTime(
+        metadata={"description": "flights scheduled before (local SCL time, as Fecha-I)"}
+    )
+
+
+class _LiveMetricsSchema(Schema):
+    flights = fields.Integer(metadata={"description": "logged predictions with an outcome"})
+    delay_rate = fields.Float(allow_none=True, metadata={"description": "share delayed > 15 min"})
+    mean_predicted = fields.Float(allow_none=True)
+    roc_auc = fields.Float(allow_none=True, metadata={"description": "null without both classes"})
+    pr_auc = fields.Float(
+        allow_none=True, metadata={"description": "average precision; null without both classes"}
+    )
+    brier = fields.Float(allow_none=True)
+    ece = fields.Float(
+        allow_none=True, metadata={"description": "expected calibration error, 10 bins"}
+    )
+
+
+class WeekPerformanceSchema(_LiveMetricsSchema):
+    week = fields.String(metadata={"example": "2017-W45"})
+    from_ = fields.String(
+        data_key="from", attribute="from", metadata={"description": "the week's Monday"}
+    )
+
+
+class PerformanceSchema(_LiveMetricsSchema):
+    model_id = fields.String()
+    since = fields.String(allow_none=True)
+    until = fields.String(allow_none=True)
+    weeks = fields.List(fields.Nested(WeekPerformanceSchema))

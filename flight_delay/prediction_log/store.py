@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, and_, create_engine, or_, select
+import orjson
+from sqlalchemy import Engine, Table, and_, create_engine, event, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from flight_delay.data.schema import DATETIME_FORMAT
+from flight_delay.ml.flight_input import clean_text, is_scalar, parse_scheduled
 from flight_delay.prediction_log.tables import PredictedFlight, PredictionRequest
+
+_REQUESTS = cast(Table, PredictionRequest.__table__)
+_FLIGHTS = cast(Table, PredictedFlight.__table__)
 
 #: longest text kept in the matching columns and the caller name (the flight itself is kept whole)
 _KEY_TEXT = 40
@@ -44,17 +51,41 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``)."""
     if url.startswith("sqlite"):
         # the writer and API readers are separate processes: wait for a lock, do not fail
-        return create_engine(url, connect_args={"timeout": 30})
-    return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=_json_text)
+        event.listen(engine, "connect", _write_ahead_log)
+        return engine
+    return create_engine(url, pool_pre_ping=True, json_serializer=_json_text)
+
+
+def _write_ahead_log(connection: Any, _record: Any) -> None:
+    """SQLite in WAL mode: readers (the API) do not block the writer nor it them, and a commit
+    syncs one file instead of a rollback journal and the database (synchronous stays FULL:
+    a committed batch, acknowledged in Redis, survives a power cut)."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    finally:
+        cursor.close()
+
+
+def _json_text(value: Any) -> str:
+    """The JSON columns' serialiser: orjson (the flights are most of the writer's work), the
+    standard library for what it refuses (integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
 
 
 class PredictionStore:
     """The prediction log's database.
 
     Entries are the JSON-safe dicts the API puts on the log stream: ``request_id``,
-    ``received_at`` (ISO 8601 with offset), ``model_id``, ``deployment_version``, ``caller``,
-    ``latency_ms``, ``flights`` (as sent), ``predictions`` (``delay_probability``, ``delayed``)
-    and ``warnings`` (``index``, ``field``, ``problem``).
+    ``received_at`` (seconds since the epoch, or ISO 8601 with offset), ``model_id``,
+    ``deployment_version``, ``caller``, ``latency_ms``, ``flights`` (as sent), the answers as
+    ``probabilities`` (unrounded) and ``threshold`` (a flight is delayed when its probability
+    is at least the threshold), or as ``predictions`` (``delay_probability``, ``delayed``), and
+    ``warnings`` (``index``, ``field``, ``problem``).
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -84,26 +115,22 @@ class PredictionStore:
         requests = [rows.request for rows in logged]
         flights = [row for rows in logged for row in rows.flights]
         insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        with Session(self.engine) as session, session.begin():
-            known = set(
-                session.scalars(
-                    select(PredictionRequest.request_id).where(
-                        PredictionRequest.request_id.in_([r["request_id"] for r in requests])
-                    )
-                )
-            )
-            session.execute(
-                insert(PredictionRequest).on_conflict_do_nothing(index_elements=["request_id"]),
+        # Core statements on the tables: the ORM's bulk path costs more than the insert itself
+        with self.engine.begin() as connection:
+            written = connection.execute(
+                insert(_REQUESTS)
+                .on_conflict_do_nothing(index_elements=["request_id"])
+                .returning(_REQUESTS.c.request_id),  # only what was inserted comes back
                 requests,
-            )
+            ).all()
             if flights:
-                session.execute(
-                    insert(PredictedFlight).on_conflict_do_nothing(
+                connection.execute(
+                    insert(_FLIGHTS).on_conflict_do_nothing(
                         index_elements=["request_id", "position"]
                     ),
                     flights,
                 )
-        return len({r["request_id"] for r in requests} - known)
+        return len(written)
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, request_id: str) -> dict[str, Any] | None:
@@ -184,7 +211,7 @@ def _text(value: Any, limit: int) -> str | None:
 def _request_row(entry: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "request_id": str(entry["request_id"]),
-        "received_at": _utc(datetime.fromisoformat(str(entry["received_at"]))),
+        "received_at": _received_at(entry["received_at"]),
         "model_id": str(entry["model_id"]),
         "deployment_version": int(entry["deployment_version"]),
         "caller": _text(entry.get("caller"), _CALLER_TEXT) or "",
@@ -193,25 +220,59 @@ def _request_row(entry: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def flight_key(flight: Mapping[str, Any]) -> dict[str, str | None]:
+    """The columns outcomes match flights by: Fecha-I as ``YYYY-MM-DD HH:MM:SS`` when it is a
+    time (else its text), Vlo-I and Des-I as the features read them (``800`` and ``"800"``
+    alike)."""
+    scheduled = flight.get("Fecha-I")
+    parsed = parse_scheduled(scheduled)
+    return {
+        "scheduled_at": parsed.strftime(DATETIME_FORMAT) if parsed else _text(scheduled, _KEY_TEXT),
+        "flight_number": _key_text(flight.get("Vlo-I")),
+        "destination": _key_text(flight.get("Des-I")),
+    }
+
+
+def _key_text(value: Any) -> str | None:
+    text = clean_text(value) if is_scalar(value) else None
+    return text[:_KEY_TEXT] if text else None
+
+
+def _received_at(value: Any) -> datetime:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, UTC).replace(tzinfo=None)
+        except (OverflowError, OSError) as exc:
+            raise ValueError(f"received_at {value!r} is not a time: {exc}") from None
+    return _utc(datetime.fromisoformat(str(value)))
+
+
+def _answers(entry: Mapping[str, Any]) -> list[tuple[float, bool]]:
+    """(probability, delayed) per flight, from either form of an entry's answers."""
+    if "probabilities" in entry:
+        threshold = float(entry["threshold"])
+        return [(float(p), float(p) >= threshold) for p in entry["probabilities"]]
+    return [(float(p["delay_probability"]), bool(p["delayed"])) for p in entry["predictions"]]
+
+
 def _flight_rows(entry: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
     warnings: dict[int, list[dict[str, Any]]] = {}
     for warning in entry.get("warnings", []):
         warnings.setdefault(int(warning["index"]), []).append(
             {"field": warning["field"], "problem": warning["problem"]}
         )
-    for position, (flight, prediction) in enumerate(
-        zip(entry["flights"], entry["predictions"], strict=True)
+    request_id = str(entry["request_id"])
+    for position, (flight, (probability, delayed)) in enumerate(
+        zip(entry["flights"], _answers(entry), strict=True)
     ):
         yield {
-            "request_id": str(entry["request_id"]),
+            "request_id": request_id,
             "position": position,
             "flight": flight,
-            "delay_probability": float(prediction["delay_probability"]),
-            "delayed": bool(prediction["delayed"]),
+            "delay_probability": probability,
+            "delayed": delayed,
             "warnings": warnings.get(position, []),
-            "scheduled_at": _text(flight.get("Fecha-I"), _KEY_TEXT),
-            "flight_number": _text(flight.get("Vlo-I"), _KEY_TEXT),
-            "destination": _text(flight.get("Des-I"), _KEY_TEXT),
+            **flight_key(flight),
         }
 
 
@@ -234,6 +295,8 @@ def _flight_dict(flight: PredictedFlight) -> dict[str, Any]:
         "delay_probability": flight.delay_probability,
         "delayed": flight.delayed,
         "warnings": flight.warnings,
+        "departed_at": flight.departed_at,
+        "delay_minutes": flight.delay_minutes,
     }
 
 

@@ -60,6 +60,11 @@ class PredictedFlight(Base):
     scheduled_at: Mapped[str | None] = mapped_column(String(40))
     flight_number: Mapped[str | None] = mapped_column(String(40))
     destination: Mapped[str | None] = mapped_column(String(40))
+    #: the outcome (POST /outcomes): the actual departure as sent (Fecha-O), its delay after
+    #: the scheduled time in minutes, and when it was recorded; null until one arrives
+    departed_at: Mapped[str | None] = mapped_column(String(40))
+    delay_minutes: Mapped[float | None] = mapped_column(Float)
+    outcome_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index("ix_predicted_flights_schedule", "scheduled_at", "flight_number", "destination"),

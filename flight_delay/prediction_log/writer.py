@@ -14,6 +14,7 @@ Run it with ``python -m flight_delay.prediction_log.writer`` (settings from ``FL
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import redis
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
@@ -32,7 +34,9 @@ from flight_delay.prediction_log.store import LoggedRows, PredictionStore
 log = logging.getLogger(__name__)
 
 GROUP = "sql-writer"
+#: a stream message's field: one entry (JSON object) or, from the API, several (JSON array)
 FIELD = "entry"
+BATCH_FIELD = "entries"
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 30.0
 
@@ -43,8 +47,60 @@ def stream_key(prefix: str) -> str:
 
 
 def append(client: redis.Redis, stream: str, entry: dict[str, Any]) -> None:
-    """Put one logged request on the stream (what the API does)."""
-    client.xadd(stream, {FIELD: json.dumps(entry)})
+    """Put one logged request on the stream as a message of its own."""
+    client.xadd(stream, {FIELD: _dumps(entry)})
+
+
+def append_many(client: redis.Redis, stream: str, entries: list[dict[str, Any]]) -> None:
+    """Put logged requests on the stream as one message (what the API's buffer does)."""
+    client.xadd(stream, {BATCH_FIELD: _dumps(entries)})
+
+
+def _dumps(value: Any) -> bytes:
+    """orjson; the standard library for what orjson refuses (integers beyond 64 bits, text that
+    is not valid Unicode), which the API accepts in flights."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value).encode("utf-8", "surrogatepass")
+
+
+def _loads(raw: str | bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)  # what orjson refuses and the standard library wrote (above)
+
+
+def _letter(message_id: str, field: str, raw: str | bytes, reason: str) -> dict[str, str]:
+    """A dead letter: what could not be written, the message it came in and why."""
+    text = raw if isinstance(raw, str) else raw.decode("utf-8", "surrogatepass")
+    return {field: text, "id": message_id, "reason": reason}
+
+
+def _unpack(
+    message_id: str, fields: dict[str, str]
+) -> tuple[list[tuple[str, Any, LoggedRows]], list[dict[str, str]]]:
+    """A message's entries as rows, and dead letters for what cannot become rows (a message
+    that is not JSON as a whole; within a batch, each entry alone)."""
+    field = BATCH_FIELD if BATCH_FIELD in fields else FIELD
+    raw = fields.get(field, "")
+    try:
+        loaded = _loads(raw)
+        entries = loaded if field == BATCH_FIELD else [loaded]
+        if not isinstance(entries, list):
+            raise TypeError(f"{field} is not a JSON array")
+    except (ValueError, TypeError) as exc:
+        return [], [_letter(message_id, field, raw, f"{type(exc).__name__}: {exc}")]
+    good, dead = [], []
+    for entry in entries:
+        try:
+            good.append((message_id, entry, PredictionStore.rows(entry)))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # the original bytes when the message held this entry alone
+            text = raw if field == FIELD else _dumps(entry)
+            dead.append(_letter(message_id, FIELD, text, f"{type(exc).__name__}: {exc}"))
+    return good, dead
 
 
 class LogWriter:
@@ -56,8 +112,9 @@ class LogWriter:
         store: PredictionStore,
         stream: str,
         consumer: str | None = None,
-        batch: int = 500,
+        batch: int = 20,
         claim_idle_seconds: float = 60.0,
+        gather_seconds: float = 0.5,
     ) -> None:
         self.client = client
         self.store = store
@@ -66,6 +123,8 @@ class LogWriter:
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}"
         self.batch = batch
         self.claim_idle_ms = int(claim_idle_seconds * 1000)
+        self.gather_seconds = gather_seconds
+        self.last_read = 0
 
     def ensure_group(self) -> None:
         try:
@@ -76,25 +135,21 @@ class LogWriter:
 
     # -- one batch ---------------------------------------------------------------------------
     def run_once(self, block_ms: int = 1000) -> int:
-        """Write one batch and acknowledge it; the number of entries settled (written or set
-        aside). Raises on a database or Redis failure, with nothing acknowledged."""
-        entries = self._mine() or self._abandoned() or self._new(block_ms)
-        if not entries:
+        """Write one batch of messages and acknowledge them; the number of entries settled
+        (written or set aside). Raises on a database or Redis failure, with nothing
+        acknowledged."""
+        messages = self._mine() or self._abandoned() or self._new(block_ms)
+        self.last_read = len(messages)
+        if not messages:
             return 0
-        good: list[tuple[str, str, LoggedRows]] = []
-        dead: list[tuple[str, str, str]] = []
-        gone: list[str] = []
-        for entry_id, fields in entries:
+        good: list[tuple[str, Any, LoggedRows]] = []
+        dead: list[dict[str, str]] = []
+        for message_id, fields in messages:
             if fields is None:  # deleted after its write, before its ack
-                gone.append(entry_id)
                 continue
-            raw = fields.get(FIELD, "")
-            try:
-                rows = PredictionStore.rows(json.loads(raw))
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                dead.append((entry_id, raw, f"{type(exc).__name__}: {exc}"))
-                continue
-            good.append((entry_id, raw, rows))
+            entries, refused = _unpack(message_id, fields)
+            dead.extend(refused)
+            good.extend(entries)
         if good:
             try:
                 self.store.write_rows([rows for _, _, rows in good])
@@ -105,33 +160,34 @@ class LogWriter:
                 dead.extend(more_dead)
         if dead:
             pipeline = self.client.pipeline()
-            for entry_id, raw, reason in dead:
-                pipeline.xadd(self.dead_letters, {FIELD: raw, "id": entry_id, "reason": reason})
+            for letter in dead:
+                pipeline.xadd(self.dead_letters, letter)  # type: ignore[arg-type]
             pipeline.execute()
             log.error(
                 "%d log entries could not be written; kept in %s", len(dead), self.dead_letters
             )
-        settled = [entry_id for entry_id, _, _ in good] + [d[0] for d in dead] + gone
+        settled = [message_id for message_id, _ in messages]
         pipeline = self.client.pipeline()
         pipeline.xack(self.stream, GROUP, *settled)
         pipeline.xdel(self.stream, *settled)
         pipeline.execute()
-        return len(settled)
+        return len(good) + len(dead)
 
     def _one_by_one(
-        self, entries: list[tuple[str, str, LoggedRows]]
-    ) -> tuple[list[tuple[str, str, LoggedRows]], list[tuple[str, str, str]]]:
+        self, entries: list[tuple[str, Any, LoggedRows]]
+    ) -> tuple[list[tuple[str, Any, LoggedRows]], list[dict[str, str]]]:
         """A batch the database refused for its data: write each entry alone, setting aside the
-        ones it refuses (with the bytes they came as)."""
+        ones it refuses."""
         written, dead = [], []
-        for entry_id, raw, rows in entries:
+        for message_id, entry, rows in entries:
             try:
                 self.store.write_rows([rows])
-                written.append((entry_id, raw, rows))
+                written.append((message_id, entry, rows))
             except (OperationalError, DBAPIError) as exc:
                 if not _is_data_error(exc):
                     raise
-                dead.append((entry_id, raw, f"{type(exc.orig).__name__}: {exc.orig}"))
+                reason = f"{type(exc.orig).__name__}: {exc.orig}"
+                dead.append(_letter(message_id, FIELD, _dumps(entry), reason))
         return written, dead
 
     def _mine(self) -> list[tuple[str, dict[str, str] | None]]:
@@ -160,14 +216,22 @@ class LogWriter:
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, stop: threading.Event, sleep: Callable[[float], bool] | None = None) -> None:
-        """Write batches until ``stop`` is set; a failure waits 1 s, doubling to 30 s."""
+        """Write batches until ``stop`` is set; a failure waits 1 s, doubling to 30 s.
+
+        After a read that was not full it waits ``gather_seconds`` for more to gather: each
+        transaction has a fixed cost (a commit, a sync to disk), and under a steady load
+        transactions of a few entries cost more than the entries (writer CPU per logged request
+        72 µs with a transaction per arrival, measured). Entries reach the database within
+        about ``gather_seconds`` plus the API's flush interval."""
         wait = sleep or stop.wait
         delay = BACKOFF_FIRST_SECONDS
         self.ensure_group()
         while not stop.is_set():
             try:
-                self.run_once()
+                settled = self.run_once()
                 delay = BACKOFF_FIRST_SECONDS
+                if settled and self.last_read < self.batch and self.gather_seconds:
+                    wait(self.gather_seconds)
             except (SQLAlchemyError, redis.RedisError, OSError) as exc:
                 log.warning("prediction log: %s; trying again in %.0f s", _short(exc), delay)
                 wait(delay)
@@ -206,6 +270,12 @@ def main() -> int:
         stream_key(str(config["KEY_PREFIX"])),
     )
     log.info("prediction log writer: %s -> %s", writer.stream, _display(url))
+    # A batch is thousands of short-lived, acyclic dicts; with the default thresholds the cyclic
+    # collector ran over every imported module's objects again and again: a third of the
+    # writer's time per entry (39 -> 26 µs, measured). Startup objects are frozen out of its
+    # scans and it runs less often.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     writer.run(stop)
     return 0
 

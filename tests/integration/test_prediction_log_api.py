@@ -65,9 +65,11 @@ def test_every_answer_is_logged_under_its_request_id(
     assert READER not in str(entry)
     assert entry["latency_ms"] > 0 and entry["flight_count"] == 2
     assert [f["flight"] for f in entry["flights"]] == [FLIGHT, UNSEEN]
-    assert [f["delay_probability"] for f in entry["flights"]] == [
+    # the log keeps the model's probability unrounded; the answer rounds it to 6 places
+    assert [round(f["delay_probability"], 6) for f in entry["flights"]] == [
         p["delay_probability"] for p in body["predictions"]
     ]
+    assert any(f["delay_probability"] != round(f["delay_probability"], 6) for f in entry["flights"])
     assert [f["delayed"] for f in entry["flights"]] == [p["delayed"] for p in body["predictions"]]
     # each flight keeps the warnings the answer gave it
     for index, flight in enumerate(entry["flights"]):

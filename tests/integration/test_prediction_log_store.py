@@ -81,20 +81,31 @@ def test_migrations_create_the_tables_from_empty_and_step_down(empty_database: s
     try:
         assert migrate.current(engine) is None
         migrate.upgrade(empty_database)
-        assert migrate.current(engine) == "0001"
+        assert migrate.current(engine) == "0002"
         assert {"prediction_requests", "predicted_flights"} <= set(
             inspect(engine).get_table_names()
         )
-        with engine.connect() as connection:  # the migration builds exactly the declared tables
+        with engine.connect() as connection:  # the migrations build exactly the declared tables
             differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         assert differences == []
+        store = PredictionStore(engine)
+        logged = entry(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
+        store.write([logged])
+        # one step down: the outcome columns go, the logged rows stay
+        migrate.downgrade(empty_database)
+        assert migrate.current(engine) == "0001"
+        columns = {c["name"] for c in inspect(engine).get_columns("predicted_flights")}
+        assert "delay_minutes" not in columns and "flight" in columns
+        with engine.connect() as connection:
+            kept = connection.execute(text("SELECT count(*) FROM predicted_flights")).scalar()
+        assert kept == 2
         migrate.downgrade(empty_database)
         assert migrate.current(engine) is None
         assert not {"prediction_requests", "predicted_flights"} & set(
             inspect(engine).get_table_names()
         )
         migrate.upgrade(empty_database)  # and up again
-        assert migrate.current(engine) == "0001"
+        assert migrate.current(engine) == "0002"
     finally:
         engine.dispose()
 
@@ -160,3 +171,31 @@ def test_long_and_odd_values_are_kept_whole_in_the_flight(store: PredictionStore
     assert read["flights"][0]["flight"]["Vlo-I"] == "9" * 1000
     assert read["flights"][0]["flight"]["Des-I"] == "São Paulo 🛫"
     assert read["caller"] == "x" * 200
+
+
+def test_the_apis_compact_entries_become_the_same_rows(store: PredictionStore) -> None:
+    """The API sends unrounded probabilities with the threshold and the time as seconds since
+    the epoch; the decision is derived as the answer's was (probability >= threshold)."""
+    at = datetime(2026, 11, 25, 12, 0, 30, 250000, tzinfo=UTC)
+    compact = entry(at, received_at=at.timestamp(), threshold=0.2)
+    del compact["predictions"]
+    compact["probabilities"] = [0.2, 0.1999999]
+    store.write([compact])
+    found = store.get(compact["request_id"])
+    assert found is not None
+    assert found["received_at"] == at.isoformat()
+    assert [(f["delay_probability"], f["delayed"]) for f in found["flights"]] == [
+        (0.2, True),
+        (0.1999999, False),
+    ]
+    for broken in ({"received_at": 1e300}, {"threshold": "high"}, {"probabilities": [0.1]}):
+        with pytest.raises((ValueError, TypeError)):
+            PredictionStore.rows({**compact, **broken})
+
+
+def test_sqlite_runs_in_write_ahead_log_mode(tmp_path: Path) -> None:
+    """Readers (the API) and the writer do not block each other."""
+    store = PredictionStore.from_url(f"sqlite:///{tmp_path / 'log.db'}")
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    store.engine.dispose()

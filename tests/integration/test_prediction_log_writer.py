@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from flight_delay.prediction_log import migrate
 from flight_delay.prediction_log.store import PredictionStore
 from flight_delay.prediction_log.tables import PredictedFlight, PredictionRequest
-from flight_delay.prediction_log.writer import GROUP, LogWriter, append
+from flight_delay.prediction_log.writer import GROUP, LogWriter, append, append_many
 from tests.integration.postgres import PostgresServer, postgres_server
 
 pytestmark = pytest.mark.integration
@@ -108,7 +108,7 @@ def test_a_database_outage_loses_nothing(
     measured by the benchmark; this is the same path, shorter.)"""
     migrate.upgrade(server.url)
     store = PredictionStore.from_url(server.url)
-    writer = LogWriter(client, store, stream, consumer="w1", batch=100)
+    writer = LogWriter(client, store, stream, consumer="w1", batch=100, gather_seconds=0)
     stop = threading.Event()
     failures: list[float] = []
 
@@ -140,6 +140,30 @@ def test_a_database_outage_loses_nothing(
     assert client.xlen(stream) == 0
 
 
+def test_the_writer_waits_for_more_only_after_a_read_that_was_not_full(
+    client: redis.Redis, stream: str, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    migrate.upgrade(url)
+    store = PredictionStore.from_url(url)
+    writer = LogWriter(client, store, stream, consumer="w1", batch=2, gather_seconds=0.5)
+    writer.ensure_group()
+    for i in range(3):
+        append(client, stream, entry(i))
+    stop = threading.Event()
+    waits: list[tuple[float, int]] = []
+
+    def sleep(seconds: float) -> bool:
+        waits.append((seconds, counts(store)[0]))
+        stop.set()
+        return True
+
+    writer.run(stop, sleep)
+    # a read of 2 (full, no wait), then 1 (not full: wait to gather)
+    assert waits == [(0.5, 3)]
+    store.engine.dispose()
+
+
 def test_a_writer_that_died_before_its_ack_is_taken_over_without_duplicates(
     client: redis.Redis, stream: str, store: PredictionStore
 ) -> None:
@@ -151,7 +175,7 @@ def test_a_writer_that_died_before_its_ack_is_taken_over_without_duplicates(
     read = first._new(block_ms=100)
     store.write([as_entry(fields) for _, fields in read])
     assert counts(store) == (50, 50)
-    second = LogWriter(client, store, stream, consumer="w2", claim_idle_seconds=0)
+    second = LogWriter(client, store, stream, consumer="w2", batch=50, claim_idle_seconds=0)
     assert second.run_once(block_ms=100) == 50  # claimed from the dead writer, written again
     assert counts(store) == (50, 50)
     assert client.xpending(stream, GROUP)["pending"] == 0 and client.xlen(stream) == 0
@@ -191,6 +215,34 @@ def test_entries_that_cannot_be_written_are_set_aside_with_the_reason(
     assert client.xlen(stream) == 0
 
 
+def test_a_batch_message_is_written_entry_by_entry(
+    client: redis.Redis, stream: str, store: PredictionStore
+) -> None:
+    """The API sends many entries per stream message: each is written once, one that cannot
+    become rows is set aside alone, and a message that is not a JSON array as a whole is set
+    aside whole with its bytes."""
+    writer = LogWriter(client, store, stream, consumer="w1")
+    writer.ensure_group()
+    batch = [entry(i) for i in range(300)]
+    del batch[7]["received_at"]
+    append_many(client, stream, batch)
+    append_many(client, stream, batch[:10])  # sent again (a flush retried after a timeout)
+    client.xadd(stream, {"entries": '{"not": "an array"}'})
+    client.xadd(stream, {"entries": "[{broken"})
+    drain(writer)
+    assert counts(store) == (299, 299)
+    dead = [fields for _, fields in client.xrange(f"{stream}:dead")]
+    assert [letter["reason"].split(":")[0] for letter in dead] == [
+        "KeyError",
+        "KeyError",  # the same entry in the repeated message
+        "TypeError",
+        "JSONDecodeError",
+    ]
+    assert json.loads(dead[0]["entry"])["request_id"] == batch[7]["request_id"]
+    assert dead[3]["entries"] == "[{broken"
+    assert client.xlen(stream) == 0 and client.xpending(stream, GROUP)["pending"] == 0
+
+
 def test_the_api_buffer_keeps_entries_while_redis_is_away(
     client: redis.Redis, stream: str, redis_url: str
 ) -> None:
@@ -210,7 +262,6 @@ def test_the_api_buffer_keeps_entries_while_redis_is_away(
     assert len(buffer) == 5  # nothing lost by the failed flush
     buffer.client = client  # Redis is back
     assert buffer.flush() == 5
-    sent = [
-        json.loads(fields["entry"])["flights"][0]["Vlo-I"] for _, fields in client.xrange(stream)
-    ]
-    assert sent == ["2", "3", "4", "5", "6"]
+    messages = [json.loads(fields["entries"]) for _, fields in client.xrange(stream)]
+    assert len(messages) == 1  # one stream message for the flush
+    assert [logged["flights"][0]["Vlo-I"] for logged in messages[0]] == ["2", "3", "4", "5", "6"]

@@ -1,0 +1,237 @@
+"""Outcomes and live performance (issue 11): actual departures attached to logged flights, and a
+model's metrics from them; a real Redis, a real worker, the log writer run in process. The last
+test trains on the real file before November through the API and reproduces the offline
+holdout metrics of November-December from posted outcomes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from flight_delay.ml.evaluation import expected_calibration_error
+from tests.integration.conftest import READER, admin, wait_for
+from tests.integration.test_prediction_log_api import write_log
+
+pytestmark = pytest.mark.integration
+
+
+def flight(number: int, day: int, hour: int = 9) -> dict[str, Any]:
+    return {"Fecha-I": f"2017-11-{day:02d} {hour:02d}:00:00", "Vlo-I": str(number),
+            "Des-I": "SCIE", "Emp-I": "LAN", "OPERA": "Grupo LATAM", "TIPOVUELO": "N"}  # fmt: skip
+
+
+@pytest.fixture
+def deployed(client: FlaskClient, train: Callable[..., dict[str, Any]]) -> str:
+    record = train()
+    assert client.put(f"/deploy?model-id={record['id']}", headers=admin()).status_code == 204
+    return str(record["id"])
+
+
+def test_outcomes_by_request_and_by_schedule_give_live_performance(
+    app: Flask, client: FlaskClient, deployed: str, stack_settings: dict[str, Any]
+) -> None:
+    # six flights over two ISO weeks (Mon 6 Nov and Mon 13 Nov 2017)
+    flights = [flight(900 + i, day, hour) for i, (day, hour) in
+               enumerate([(6, 7), (7, 12), (8, 20), (13, 7), (14, 12), (15, 20)])]  # fmt: skip
+    answer = client.post("/predict", json={"flights": flights}).get_json()
+    request_id = answer["request_id"]
+    write_log(app, stack_settings)
+    delays = [0, 40, 5, 90, 16, 15]  # minutes: delayed beyond 15 only
+    departures = [
+        (datetime.fromisoformat(f["Fecha-I"]) + timedelta(minutes=m)).strftime("%Y-%m-%d %H:%M:%S")
+        for f, m in zip(flights, delays, strict=True)
+    ]
+    outcomes: list[dict[str, Any]] = [
+        {"request_id": request_id, "index": i, "Fecha-O": departures[i]} for i in range(3)
+    ] + [
+        # by schedule: Vlo-I as a number matches the "903" that was sent; Fecha-I as ISO with T
+        {
+            "Fecha-I": flights[i]["Fecha-I"].replace(" ", "T"),
+            "Vlo-I": int(flights[i]["Vlo-I"]),
+            "Des-I": "SCIE",
+            "Fecha-O": departures[i],
+        }
+        for i in range(3, 6)
+    ]
+    outcomes.append({"request_id": "f" * 32, "index": 0, "Fecha-O": "2017-11-06 07:00:00"})
+    posted = client.post("/outcomes", json={"outcomes": outcomes}, headers=admin())
+    assert posted.status_code == 200, posted.get_json()
+    assert posted.get_json() == {"matched": 6, "flights_updated": 6, "unmatched": [6]}
+
+    logged = client.get(f"/predictions/{request_id}").get_json()["flights"]
+    assert [f["delay_minutes"] for f in logged] == delays
+    assert logged[1]["departed_at"] == departures[1]
+
+    performance = client.get(f"/models/{deployed}/performance")
+    assert performance.status_code == 200, performance.get_json()
+    body = performance.get_json()
+    probabilities = np.array([f["delay_probability"] for f in logged])
+    labels = np.array([int(m > 15) for m in delays])
+    assert body["flights"] == 6
+    assert body["delay_rate"] == pytest.approx(3 / 6)
+    assert body["roc_auc"] == pytest.approx(roc_auc_score(labels, probabilities), abs=1e-12)
+    assert body["pr_auc"] == pytest.approx(
+        average_precision_score(labels, probabilities), abs=1e-12
+    )
+    assert body["brier"] == pytest.approx(brier_score_loss(labels, probabilities), abs=1e-12)
+    assert body["ece"] == pytest.approx(expected_calibration_error(labels, probabilities))
+    assert [(w["week"], w["from"], w["flights"]) for w in body["weeks"]] == [
+        ("2017-W45", "2017-11-06", 3),
+        ("2017-W46", "2017-11-13", 3),
+    ]
+    assert body["weeks"][0]["delay_rate"] == pytest.approx(1 / 3)
+
+    window = client.get(
+        f"/models/{deployed}/performance?since=2017-11-13T00:00:00&until=2017-11-15T00:00:00"
+    ).get_json()
+    assert window["flights"] == 2 and window["delay_rate"] == 1.0
+    assert window["roc_auc"] is None  # one class only: undefined, not invented
+
+    # an outcome sent again replaces the first
+    again = {"request_id": request_id, "index": 0, "Fecha-O": "2017-11-06 08:00:00"}
+    assert client.post("/outcomes", json={"outcomes": [again]}, headers=admin()).status_code == 200
+    assert client.get(f"/predictions/{request_id}").get_json()["flights"][0]["delay_minutes"] == 60
+
+
+def test_recording_outcomes_needs_the_outcomes_scope(client: FlaskClient) -> None:
+    body = {"outcomes": [{"request_id": "a" * 32, "index": 0, "Fecha-O": "2017-11-06 07:00:00"}]}
+    assert client.post("/outcomes", json=body).status_code == 401
+    assert client.post("/outcomes", json=body, headers=admin(READER)).status_code == 403
+    assert client.post("/outcomes", json=body, headers=admin()).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("outcome", "field"),
+    [
+        ({"request_id": "a" * 32, "index": 0}, "outcomes.0.Fecha-O"),
+        ({"request_id": "a" * 32, "Fecha-O": "2017-11-06 07:00:00"}, "outcomes.0.index"),
+        ({"index": 0, "Fecha-O": "2017-11-06 07:00:00"}, "outcomes.0.request_id"),
+        (
+            {"Fecha-I": "2017-11-06 07:00:00", "Vlo-I": "1", "Fecha-O": "2017-11-06 07:00:00"},
+            "outcomes.0.Des-I",
+        ),
+        (
+            {"request_id": "a" * 32, "index": 0, "Des-I": "SCIE", "Fecha-O": "2017-11-06 07:00:00"},
+            "outcomes.0.Des-I",
+        ),
+        ({"request_id": "a" * 32, "index": 0, "Fecha-O": "yesterday"}, "outcomes.0.Fecha-O"),
+        (
+            {"request_id": "a" * 32, "index": -1, "Fecha-O": "2017-11-06 07:00:00"},
+            "outcomes.0.index",
+        ),
+        (
+            {"request_id": "a" * 32, "index": 0, "Fecha-O": "2017-11-06 07:00:00", "x": 1},
+            "outcomes.0.x",
+        ),
+        (
+            {
+                "Fecha-I": "2017-11-06 07:00:00",
+                "Vlo-I": [1],
+                "Des-I": "SCIE",
+                "Fecha-O": "2017-11-06 07:00:00",
+            },
+            "outcomes.0.Vlo-I",
+        ),
+    ],
+)
+def test_a_bad_outcome_is_a_400_naming_its_field(
+    client: FlaskClient, outcome: dict[str, Any], field: str
+) -> None:
+    response = client.post("/outcomes", json={"outcomes": [outcome]}, headers=admin())
+    assert response.status_code == 400, response.get_json()
+    assert field in [error["field"] for error in response.get_json()["errors"]]
+
+
+def test_outcome_lists_are_bounded_and_performance_needs_a_known_model(
+    client: FlaskClient,
+) -> None:
+    one = {"request_id": "a" * 32, "index": 0, "Fecha-O": "2017-11-06 07:00:00"}
+    assert client.post("/outcomes", json={"outcomes": []}, headers=admin()).status_code == 400
+    too_many = {"outcomes": [one] * 10_001}
+    assert client.post("/outcomes", json=too_many, headers=admin()).status_code == 400
+    unknown = client.get("/models/3f1c2a9e-8d7b-4c55-9a61-2b7e0f4d8c10/performance")
+    assert unknown.status_code == 404
+    assert client.get("/models/not-a-uuid/performance").status_code == 404
+    assert client.get(f"/models/{'3f1c2a9e-8d7b-4c55-9a61-2b7e0f4d8c10'}/performance?since=soon")\
+        .status_code in (400, 404)  # fmt: skip
+
+
+@pytest.mark.realdata
+def test_outcomes_of_november_and_december_reproduce_the_holdout_metrics(
+    app: Flask,
+    client: FlaskClient,
+    stack_settings: dict[str, Any],
+    real_dataset: Path,
+) -> None:
+    """Issue 11: a model trained through the API on the flights before November (time
+    protocol, no refit: the deployed model is the one the holdout measured) predicts every
+    November-December flight through /predict; their departures posted as outcomes give the
+    offline holdout metrics to 1e-6."""
+    import pandas as pd
+
+    from flight_delay.data import load_flights, schema
+
+    link = Path(stack_settings["DATA_ROOT"]) / "dataset_SCL.csv"
+    if not link.exists():
+        link.symlink_to(real_dataset.resolve())
+    response = client.post(
+        "/models",
+        json={"dataset": "dataset_SCL.csv", "time_cutoff": "2017-11-01", "refit": False},
+        headers=admin(),
+    )
+    assert response.status_code == 202, response.get_json()
+    record = wait_for(client, response.get_json()["id"], lambda r: r["status"] != "pending"
+                      and r["status"] != "running", timeout=600)  # fmt: skip
+    assert record["status"] == "completed", record
+    model_id = record["id"]
+    assert client.put(f"/deploy?model-id={model_id}", headers=admin()).status_code == 204
+
+    frame = load_flights(real_dataset).frame
+    later = frame[frame[schema.SCHEDULED_AT] >= pd.Timestamp("2017-11-01")]
+    columns = ["Fecha-I", "Vlo-I", "Des-I", "Emp-I", "OPERA", "TIPOVUELO"]  # what a client knows
+    sent = (
+        later[columns]
+        .assign(**{"Fecha-I": later["Fecha-I"].dt.strftime(schema.DATETIME_FORMAT)})
+        .to_dict("records")
+    )
+    departed = later["Fecha-O"].dt.strftime(schema.DATETIME_FORMAT).tolist()
+    outcomes = []
+    for start in range(0, len(sent), 10_000):
+        answer = client.post("/predict", json={"flights": sent[start : start + 10_000]})
+        assert answer.status_code == 200, answer.get_json()
+        request_id = answer.get_json()["request_id"]
+        outcomes += [
+            {"request_id": request_id, "index": i, "Fecha-O": when}
+            for i, when in enumerate(departed[start : start + 10_000])
+        ]
+    write_log(app, stack_settings)
+    for start in range(0, len(outcomes), 10_000):
+        posted = client.post(
+            "/outcomes", json={"outcomes": outcomes[start : start + 10_000]}, headers=admin()
+        )
+        assert posted.status_code == 200 and posted.get_json()["unmatched"] == []
+
+    live = client.get(f"/models/{model_id}/performance").get_json()
+    holdout = record["metrics"]["holdout"]
+    assert live["flights"] == holdout["rows"] == len(sent) == 12_438
+    for live_name, offline_name in (("roc_auc", "roc_auc"), ("pr_auc", "pr_auc"),
+                                    ("brier", "brier"), ("ece", "ece"),
+                                    ("delay_rate", "base_rate")):  # fmt: skip
+        assert math.isclose(live[live_name], holdout[offline_name], abs_tol=1e-6), (
+            live_name,
+            live[live_name],
+            holdout[offline_name],
+        )
+    print(
+        "live vs holdout:",
+        {name: (live[name], holdout[name]) for name in ("roc_auc", "pr_auc", "brier", "ece")},
+    )
