@@ -17,8 +17,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the API app: config (defaults, FLIGHT_DELAY_* variables, then ``overrides``),
     extensions, blueprints and error handlers."""
     # imported here: building an app is the only thing that needs Flask, Celery and Redis
-    from flight_delay import jobs  # noqa: F401 - defines the shared Celery tasks
-    from flight_delay.api import deploy, health, models, outcomes, predict
+    from flight_delay import drift_jobs, jobs  # noqa: F401 - define the shared Celery tasks
+    from flight_delay.api import deploy, drift, health, models, outcomes, predict
     from flight_delay.api.docs import docs_assets_blueprint
     from flight_delay.api.errors import SECURITY_SCHEME, Api, register_error_handlers
     from flight_delay.auth import HEADER, parse_api_keys
@@ -43,7 +43,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     api.spec.components.security_scheme(
         SECURITY_SCHEME, {"type": "apiKey", "in": "header", "name": HEADER}
     )
-    for module in (models, deploy, predict, outcomes, health):
+    for module in (models, deploy, predict, outcomes, drift, health):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     app.register_blueprint(docs_assets_blueprint())

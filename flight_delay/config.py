@@ -66,6 +66,8 @@ class DefaultConfig:
     #: the prediction log's database (SQLAlchemy URL): SQLite by default (make run keeps it in
     #: its state directory), PostgreSQL in docker-compose
     PREDICTION_LOG_URL = "sqlite:///predictions.db"
+    #: how long a drift report (GET /models/{id}/drift) is kept before it is computed again
+    DRIFT_CACHE_SECONDS = 600
     #: how often API processes and workers look for jobs to recover, in seconds
     RECOVERY_INTERVAL_SECONDS = 10.0
     #: a job still pending after this long has its message sent again (a lost message is not

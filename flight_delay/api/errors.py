@@ -82,12 +82,22 @@ class PredictionLogUnavailable(FlightDelayError):
         )
 
 
+class DriftUnavailable(FlightDelayError):
+    """A drift report that cannot be made (the worker's reason)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"no drift report: {reason}", [{"field": "drift", "problem": reason[:300]}]
+        )
+
+
 # most specific first
 STATUS_OF: tuple[tuple[type[FlightDelayError], HTTPStatus], ...] = (
     (ModelNotFound, HTTPStatus.NOT_FOUND),
     (LoggedRequestNotFound, HTTPStatus.NOT_FOUND),
     (PredictionLogUnavailable, HTTPStatus.SERVICE_UNAVAILABLE),
     (ModelNotReady, HTTPStatus.CONFLICT),
+    (DriftUnavailable, HTTPStatus.CONFLICT),
     (ModelDeployed, HTTPStatus.CONFLICT),
     (ExportConflict, HTTPStatus.CONFLICT),
     (ArtifactGone, HTTPStatus.GONE),

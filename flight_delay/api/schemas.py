@@ -577,3 +577,52 @@ class PerformanceSchema(_LiveMetricsSchema):
     since = fields.String(allow_none=True)
     until = fields.String(allow_none=True)
     weeks = fields.List(fields.Nested(WeekPerformanceSchema))
+
+
+class DriftQuerySchema(StrictSchema):
+    since = fields.AwareDateTime(
+        default_timezone=UTC,
+        metadata={"description": "requests received at or after (ISO 8601; no offset: UTC)"},
+    )
+    until = fields.AwareDateTime(
+        default_timezone=UTC,
+        metadata={"description": "requests received before (ISO 8601; no offset: UTC)"},
+    )
+
+
+class SeparatingFeatureSchema(Schema):
+    feature = fields.String()
+    gain_share = fields.Float(metadata={"description": "share of the adversary's split gain"})
+
+
+class AdversarialSchema(Schema):
+    roc_auc = fields.Float(
+        metadata={
+            "description": "out-of-fold ROC AUC of a classifier telling logged requests from "
+            "training rows: ~0.5 alike, near 1 separable"
+        }
+    )
+    folds = fields.Integer()
+    separating_features = fields.List(fields.Nested(SeparatingFeatureSchema))
+
+
+class DriftSchema(Schema):
+    status = fields.String(metadata={"example": "completed"})
+    model_id = fields.String()
+    since = fields.String(allow_none=True)
+    until = fields.String(allow_none=True)
+    computed_at = fields.String()
+    reference_rows = fields.Integer(metadata={"description": "training rows compared (sampled)"})
+    current_rows = fields.Integer(metadata={"description": "logged flights compared"})
+    adversarial = fields.Nested(AdversarialSchema)
+    psi = fields.Dict(
+        keys=fields.String(),
+        values=fields.Float(),
+        metadata={"description": "population stability index per feature, largest first"},
+    )
+    chart = fields.String(metadata={"description": "the PNG chart's path"})
+
+
+class DriftPendingSchema(Schema):
+    status = fields.String(metadata={"example": "pending"})
+    retry_after_seconds = fields.Integer()

@@ -146,6 +146,30 @@ class PredictionStore:
             ).all()
             return {**_request_dict(request), "flights": [_flight_dict(f) for f in flights]}
 
+    def flights_of(
+        self,
+        model_id: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50_000,
+    ) -> list[dict[str, Any]]:
+        """The flights (as sent) of ``model_id``'s requests received in [since, until), newest
+        request first, at most ``limit``."""
+        query = (
+            select(PredictedFlight.flight)
+            .join(PredictionRequest, PredictionRequest.request_id == PredictedFlight.request_id)
+            .where(PredictionRequest.model_id == model_id)
+        )
+        if since is not None:
+            query = query.where(PredictionRequest.received_at >= _utc(since))
+        if until is not None:
+            query = query.where(PredictionRequest.received_at < _utc(until))
+        query = query.order_by(
+            PredictionRequest.received_at.desc(), PredictedFlight.position
+        ).limit(limit)
+        with self.engine.connect() as connection:
+            return [flight for flight in connection.scalars(query) if isinstance(flight, dict)]
+
     def list(
         self,
         model_id: str | None = None,

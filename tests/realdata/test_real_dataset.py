@@ -146,3 +146,33 @@ def test_compiled_trees_equal_lightgbm_on_every_real_flight(
     expected = reference.predict_proba(frame)
     np.testing.assert_allclose(fast.predict_proba(frame), expected, rtol=0, atol=1e-9)
     np.testing.assert_allclose(fast.predict_proba(records), expected, rtol=0, atol=1e-9)
+
+
+def test_drift_on_real_flights(random_model: TrainedModel, flights: FlightData) -> None:
+    """Issue 11: the real held-out third looks like the training rows to the adversary
+    (ROC AUC < 0.55); the same flights moved to one airline and to night hours do not (> 0.9),
+    and the features named are the hour and the airline's."""
+    import numpy as np
+    import pandas as pd
+
+    from flight_delay.ml.drift import drift_report
+    from flight_delay.ml.splits import split_positions
+
+    frame = flights.frame
+    training, held_out = split_positions(frame, "random", 0.33, 42)
+    reference, current = frame.iloc[training], frame.iloc[held_out]
+    alike = drift_report(random_model.features, reference, current)
+    moved = current.copy()
+    moved["OPERA"], moved["Emp-I"] = "Sky Airline", "SKU"
+    minutes = pd.to_timedelta(np.arange(len(moved)) % 240, unit="m")
+    moved["Fecha-I"] = moved["Fecha-I"].dt.normalize() + pd.Timedelta(hours=1) + minutes
+    shifted = drift_report(random_model.features, reference, moved)
+    named = [f["feature"] for f in shifted["adversarial"]["separating_features"][:3]]
+    print(
+        f"drift, real data: held-out {alike['adversarial']['roc_auc']:.4f}; moved "
+        f"{shifted['adversarial']['roc_auc']:.4f}, top features {named}, PSI hour "
+        f"{shifted['psi']['hour']:.2f} airline {shifted['psi']['airline']:.2f}"
+    )
+    assert alike["adversarial"]["roc_auc"] < 0.55
+    assert shifted["adversarial"]["roc_auc"] > 0.9
+    assert "hour" in named and "airline" in named

@@ -1,0 +1,197 @@
+"""Drift reports as Celery jobs, cached in Redis (issue 11, GET /models/{id}/drift).
+
+A report compares a model's training rows with the flights logged for it in a window of request
+time. The API looks the window up in the cache: a finished report is answered at once; a
+missing one is queued as one job (a Redis SETNX, so concurrent requests queue it once) and
+answered 202 until the worker has written it. Reports and failures are kept for
+``DRIFT_CACHE_SECONDS``; a pending marker expires after the job time limit, so a job lost with
+its worker is queued again by the next request rather than waited for forever.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import redis
+from celery import shared_task
+from flask import Flask, current_app
+
+from flight_delay.data.download import AllowList
+from flight_delay.data.sources import check_reference, fetch
+from flight_delay.errors import FlightDelayError
+from flight_delay.ml import load_model
+from flight_delay.ml.config import TrainConfig
+from flight_delay.ml.drift import TooFewRows, chart_png, drift_report
+from flight_delay.ml.splits import split_positions
+from flight_delay.prediction_log.store import PredictionStore
+from flight_delay.registry import ModelRegistry, Status
+
+log = logging.getLogger(__name__)
+
+DRIFT_TASK = "flight_delay.drift"
+#: most logged flights a report reads (the newest of the window)
+MAX_LOGGED_FLIGHTS = 50_000
+
+
+def cache_key(prefix: str, model_id: str, since: datetime | None, until: datetime | None) -> str:
+    window = f"{since.isoformat() if since else ''}|{until.isoformat() if until else ''}"
+    digest = hashlib.sha256(window.encode()).hexdigest()[:16]
+    return f"{prefix}:drift:{model_id}:{digest}"
+
+
+def lookup_or_queue(
+    app: Flask, model_id: str, since: datetime | None, until: datetime | None
+) -> dict[str, Any]:
+    """The cached entry of this window ({"status": "completed", "report", "png"} or
+    {"status": "failed", "error"}), or {"status": "pending"} after queueing the job once."""
+    registry: ModelRegistry = app.extensions["model_registry"]
+    client: redis.Redis = registry.redis
+    key = cache_key(str(app.config["KEY_PREFIX"]), model_id, since, until)
+    cached = client.hgetall(key)
+    status = cached.get("status", "")
+    if status == "completed":
+        return {
+            "status": status,
+            "report": json.loads(cached["report"]),
+            "png": base64.b64decode(cached.get("png", "")),
+        }
+    if status == "failed":
+        return {"status": status, "error": cached["error"]}
+    if status == "pending":
+        return {"status": status}
+    pending_seconds = int(app.config["JOB_TIME_LIMIT_SECONDS"]) + 60
+    # one job per window however many requests ask at once
+    if client.set(f"{key}:queued", "1", nx=True, ex=pending_seconds):
+        client.hset(key, mapping={"status": "pending", "queued_at": time.time()})
+        client.expire(key, pending_seconds)
+        app.extensions["celery"].send_task(
+            DRIFT_TASK,
+            args=[
+                model_id,
+                since.isoformat() if since else None,
+                until.isoformat() if until else None,
+                key,
+            ],
+        )
+    return {"status": "pending"}
+
+
+@shared_task(name=DRIFT_TASK)
+def compute_drift(model_id: str, since: str | None, until: str | None, key: str) -> str:
+    """Build the report of ``model_id`` for the window and cache it under ``key``."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    registry: ModelRegistry = app.extensions["model_registry"]
+    keep = int(app.config["DRIFT_CACHE_SECONDS"])
+    try:
+        report, png = build(
+            app,
+            model_id,
+            datetime.fromisoformat(since) if since else None,
+            datetime.fromisoformat(until) if until else None,
+        )
+    except (FlightDelayError, TooFewRows) as exc:
+        registry.redis.hset(key, mapping={"status": "failed", "error": str(exc)})
+        registry.redis.expire(key, keep)
+        registry.redis.delete(f"{key}:queued")
+        return "failed"
+    except Exception as exc:
+        registry.redis.hset(
+            key, mapping={"status": "failed", "error": f"internal error: {type(exc).__name__}"}
+        )
+        registry.redis.expire(key, min(keep, 60))
+        registry.redis.delete(f"{key}:queued")
+        log.exception("drift report of %s crashed", model_id)
+        raise
+    registry.redis.hset(
+        key,
+        mapping={
+            "status": "completed",
+            "report": json.dumps(report),
+            "png": base64.b64encode(png).decode(),
+        },
+    )
+    registry.redis.expire(key, keep)
+    registry.redis.delete(f"{key}:queued")
+    return "completed"
+
+
+def build(
+    app: Flask, model_id: str, since: datetime | None, until: datetime | None
+) -> tuple[dict[str, Any], bytes]:
+    """The report and its chart: the training rows come from the model's dataset, split as
+    its training split it; the requested flights from the prediction log."""
+    config = app.config
+    registry: ModelRegistry = app.extensions["model_registry"]
+    record = registry.get(model_id)
+    if record["status"] != Status.COMPLETED:
+        raise FlightDelayError(
+            f"model {model_id} is {record['status']}; drift needs a completed model",
+            [{"field": "model_id", "problem": f"status {record['status']}"}],
+        )
+    current = logged_flights(
+        PredictionStore.from_url(str(config["PREDICTION_LOG_URL"])), model_id, since, until
+    )
+    reference = training_rows(app, record)
+    model = load_model(Path(config["MODEL_DIR"]) / model_id, compiled_trees=False)
+    report = drift_report(model.features, reference, current)
+    report.update(
+        {
+            "model_id": model_id,
+            "since": since.isoformat() if since else None,
+            "until": until.isoformat() if until else None,
+            "computed_at": datetime.now().astimezone().isoformat(),
+        }
+    )
+    return report, chart_png(report, f"model {model_id[:8]}: logged requests vs training rows")
+
+
+def training_rows(app: Flask, record: dict[str, Any]) -> pd.DataFrame:
+    """The model's training rows: its dataset fetched again, checked against the fingerprint
+    recorded at training, and split as its settings split it."""
+    config = app.config
+    allow = AllowList.parse(config["DOWNLOAD_ALLOW_HOSTS"])
+    scratch = Path(tempfile.mkdtemp(prefix="drift-"))
+    try:
+        reference = check_reference(record["dataset"], config["DATA_ROOT"], allow)
+        flights = fetch(
+            reference,
+            scratch,
+            config["DOWNLOAD_MAX_BYTES"],
+            config["DOWNLOAD_TIMEOUT_SECONDS"],
+            allow,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    recorded = (record.get("data") or {}).get("sha256")
+    if recorded and flights.fingerprint.sha256 != recorded:
+        raise FlightDelayError(
+            "the model's dataset changed since it was trained; its training rows are gone",
+            [{"field": "dataset", "problem": "fingerprint differs from the model's"}],
+        )
+    settings = TrainConfig.from_dict(record["settings"])
+    train_rows, _ = split_positions(
+        flights.frame, settings.split, settings.test_size, settings.seed, settings.time_cutoff
+    )
+    return flights.frame.iloc[train_rows]
+
+
+def logged_flights(
+    store: PredictionStore, model_id: str, since: datetime | None, until: datetime | None
+) -> pd.DataFrame:
+    """The flights sent to ``model_id`` in [since, until) of request time, newest first, at
+    most MAX_LOGGED_FLIGHTS."""
+    try:
+        flights = store.flights_of(model_id, since, until, MAX_LOGGED_FLIGHTS)
+    finally:
+        store.engine.dispose()
+    return pd.DataFrame.from_records(flights)
