@@ -17,8 +17,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the API app: config (defaults, FLIGHT_DELAY_* variables, then ``overrides``),
     extensions, blueprints and error handlers."""
     # imported here: building an app is the only thing that needs Flask, Celery and Redis
-    from flight_delay import drift_jobs, jobs  # noqa: F401 - define the shared Celery tasks
+    from flight_delay import drift_jobs, jobs, metrics  # noqa: F401 - define the shared Celery tasks
     from flight_delay.api import deploy, drift, health, models, outcomes, predict
+    from flight_delay.api import metrics as metrics_api
     from flight_delay.api.docs import docs_assets_blueprint
     from flight_delay.api.errors import SECURITY_SCHEME, Api, register_error_handlers
     from flight_delay.auth import HEADER, parse_api_keys
@@ -39,11 +40,12 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     deployed_model.init_app(app)
     prediction_log.init_app(app)
     init_celery(app)
+    metrics.init_app(app)
     api = Api(app)  # one per app: its OpenAPI document and error handlers are this app's
     api.spec.components.security_scheme(
         SECURITY_SCHEME, {"type": "apiKey", "in": "header", "name": HEADER}
     )
-    for module in (models, deploy, predict, outcomes, drift, health):
+    for module in (models, deploy, predict, outcomes, drift, health, metrics_api):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     app.register_blueprint(docs_assets_blueprint())

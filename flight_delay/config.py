@@ -66,6 +66,11 @@ class DefaultConfig:
     #: the prediction log's database (SQLAlchemy URL): SQLite by default (make run keeps it in
     #: its state directory), PostgreSQL in docker-compose
     PREDICTION_LOG_URL = "sqlite:///predictions.db"
+    #: where API and worker processes keep their metrics files (prometheus_client's
+    #: multiprocess mode; <dir>/api and <dir>/worker, emptied at start); empty: a temporary folder
+    METRICS_DIR = ""
+    #: host:port on which the Celery worker serves its job metrics (Prometheus); empty: off
+    WORKER_METRICS_BIND = ""
     #: how long a drift report (GET /models/{id}/drift) is kept before it is computed again
     DRIFT_CACHE_SECONDS = 600
     #: how often API processes and workers look for jobs to recover, in seconds
@@ -164,6 +169,13 @@ LAUNCHER_VARIABLES: dict[str, str] = {
     "default .flight-delay",
     "FLIGHT_DELAY_TEST_REDIS_URL": "a Redis server for the integration tests (CI's service container)",
     "PORT": "the API port of make run; default 8000",
+    "FLIGHT_DELAY_WORKER_METRICS_PORT": "port of make run's worker metrics on 127.0.0.1; "
+    "default 9808",
+    "FLOWER": "1: make run also starts Flower, the Celery dashboard, on 127.0.0.1",
+    "FLOWER_PORT": "Flower's port under make run; default 5555",
+    "FLOWER_BASIC_AUTH": "user:password Flower asks for (compose; set it in .env)",
+    "PROMETHEUS_MULTIPROC_DIR": "set by the gunicorn config and the worker from "
+    "FLIGHT_DELAY_METRICS_DIR; not to be set by hand",
     "POSTGRES_PASSWORD": "the password of the prediction log's PostgreSQL in docker compose",
 }
 

@@ -174,6 +174,25 @@ def start_log_writer(
     return _start(LOG_WRITER_COMMAND, env, log, preexec)
 
 
+#: the Celery dashboard (make run's FLOWER=1; compose runs the same command)
+FLOWER_COMMAND = ("celery", "-A", "worker.celery_app:celery", "flower")
+
+
+def start_flower(
+    env: dict[str, str],
+    port: int,
+    log: Path | None = None,
+    preexec: Callable[[], None] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Flower on 127.0.0.1:``port``."""
+    return _start(
+        (*FLOWER_COMMAND, "--address=127.0.0.1", f"--port={port}"),
+        {**env, "FLIGHT_DELAY_WORKER_METRICS_BIND": ""},  # the worker's port is the worker's
+        log,
+        preexec,
+    )
+
+
 def start_gunicorn(
     env: dict[str, str],
     port: int,
@@ -499,6 +518,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         if embedded_redis:
             ports.insert(0, ("embedded Redis", "127.0.0.1", redis_port, "FLIGHT_DELAY_REDIS_PORT"))
+        worker_metrics_port = int(env.get("FLIGHT_DELAY_WORKER_METRICS_PORT", "9808"))
+        if not env.get("FLIGHT_DELAY_WORKER_METRICS_BIND"):
+            ports.append(("the worker's metrics", "127.0.0.1", worker_metrics_port,
+                          "FLIGHT_DELAY_WORKER_METRICS_PORT"))  # fmt: skip
+        # FLOWER=1 make run: the Celery dashboard on 127.0.0.1:$FLOWER_PORT (5555)
+        flower_port = int(env.get("FLOWER_PORT", "5555")) if env.get("FLOWER") == "1" else 0
+        if flower_port:
+            ports.append(("Flower", "127.0.0.1", flower_port, "FLOWER_PORT"))
         check_ports(ports)
         if not env.get("FLIGHT_DELAY_API_KEYS"):
             key = admin_key(state_dir)
@@ -518,7 +545,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "FLIGHT_DELAY_PREDICTION_LOG_URL",
             f"sqlite:///{(state_dir / 'predictions.db').resolve()}",
         )
+        # metrics files of the API and worker processes, emptied at each start
+        env.setdefault("FLIGHT_DELAY_METRICS_DIR", str((state_dir / "metrics").resolve()))
+        env.setdefault("FLIGHT_DELAY_WORKER_METRICS_BIND", f"127.0.0.1:{worker_metrics_port}")
         supervisor.add("celery worker", lambda preexec: start_worker(env, None, preexec))
+        if flower_port:
+            supervisor.add("flower", lambda preexec: start_flower(env, flower_port, None, preexec))
         supervisor.add("log writer", lambda preexec: start_log_writer(env, None, preexec))
         supervisor.add(
             "gunicorn",
@@ -535,6 +567,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             ensure_deployed(base, key, dataset)
         print()
         print(f"API docs:  {base}/docs")
+        print(f"Metrics:   {base}/metrics (API), "
+              f"http://{env['FLIGHT_DELAY_WORKER_METRICS_BIND']}/metrics (worker)")  # fmt: skip
+        if flower_port:
+            print(f"Flower:    http://127.0.0.1:{flower_port}")
         print(
             f"Admin key: cat {state_dir / ADMIN_KEY_NAME}"
             if key

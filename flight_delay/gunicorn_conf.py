@@ -8,6 +8,14 @@ import os
 # prediction ~10x slower here: one thread per serving process. Set before any worker imports it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# metrics of every worker process, summed by the one that answers GET /metrics: the folder is
+# named here, in the master, before any worker forks or imports prometheus_client
+_METRICS_DIR = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    from flight_delay.metrics import prepare_multiprocess_dir
+
+    _METRICS_DIR = prepare_multiprocess_dir(os.environ.get("FLIGHT_DELAY_METRICS_DIR"), "api")
+
 # loopback by default; containers set FLIGHT_DELAY_BIND=0.0.0.0:8000
 bind = os.environ.get("FLIGHT_DELAY_BIND") or f"127.0.0.1:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("FLIGHT_DELAY_WEB_WORKERS", "2"))
@@ -42,3 +50,18 @@ def worker_exit(server, worker):  # type: ignore[no-untyped-def]
     log = worker.wsgi.extensions.get("prediction_log") if hasattr(worker, "wsgi") else None
     if log is not None and log.buffer is not None:
         log.buffer.close(timeout=5.0)
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    """A worker process is gone: its live gauges (queued log entries) stop counting."""
+    from flight_delay.metrics import process_gone
+
+    process_gone(worker.pid)
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    """A temporary metrics folder made above goes with the server."""
+    if _METRICS_DIR and not os.environ.get("FLIGHT_DELAY_METRICS_DIR"):
+        import shutil
+
+        shutil.rmtree(_METRICS_DIR, ignore_errors=True)

@@ -30,6 +30,7 @@ from flight_delay.data.download import AllowList
 from flight_delay.data.sources import check_reference, fetch
 from flight_delay.errors import FlightDelayError, scrub_paths
 from flight_delay.extensions import TRAIN_TASK
+from flight_delay.metrics import record_job
 from flight_delay.ml import train
 from flight_delay.registry import (
     ClaimResult,
@@ -129,7 +130,12 @@ class Attempt:
 def train_model(model_id: str) -> str:
     """Train the model whose record is ``model_id``; record completed or failed with the reason."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    return run_job(app, model_id)
+    started, outcome = time.monotonic(), "error"
+    try:
+        outcome = run_job(app, model_id)
+        return outcome
+    finally:
+        record_job(str(outcome), time.monotonic() - started)
 
 
 def run_job(app: Flask, model_id: str) -> str:

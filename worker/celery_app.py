@@ -1,11 +1,16 @@
 """Celery worker entry point: ``celery -A worker.celery_app:celery worker``."""
 
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_process_shutdown, worker_ready
 
 from flight_delay import create_app
 from flight_delay.jobs import start_recovery
+from flight_delay.metrics import serve_worker_metrics, worker_process_gone
 
 flask_app = create_app()
 celery = flask_app.extensions["celery"]
+# job metrics: a multiprocess folder named before the pool forks, served on
+# FLIGHT_DELAY_WORKER_METRICS_BIND when it is set
+worker_init.connect(lambda **_: serve_worker_metrics(flask_app.config), weak=False)
+worker_process_shutdown.connect(lambda **_: worker_process_gone(), weak=False)
 # jobs whose worker died are queued again (or failed) by every worker and API process
 worker_ready.connect(lambda **_: start_recovery(flask_app), weak=False)

@@ -31,6 +31,7 @@ from flight_delay.api.schemas import (
 )
 from flight_delay.auth import caller_name
 from flight_delay.errors import FlightDelayError
+from flight_delay.metrics import record_prediction
 from flight_delay.prediction_log.service import PredictionLog
 from flight_delay.prediction_log.store import InvalidCursor
 from flight_delay.serving import DeployedModelCache
@@ -100,6 +101,7 @@ class Predict(MethodView):
             {"delay_probability": round(p, 6), "delayed": p >= threshold} for p in probability_list
         ]
         warning_list = [warning.as_dict() for warning in warnings]
+        record_prediction(served.model_id, len(flights), warning_list)
         request_id = uuid.uuid4().hex
         log: PredictionLog = current_app.extensions["prediction_log"]
         if log.buffer is not None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import redis
 
+from flight_delay.metrics import api_metrics
 from flight_delay.prediction_log.writer import append_many
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class LogBuffer:
                 log.warning(
                     "prediction log: Redis unreachable (%s); %d entries wait", exc, len(self)
                 )
+            api_metrics().log_buffered.set(len(self))
 
     def flush(self) -> int:
         """Send every queued entry to the stream now; the number sent. On a Redis error the

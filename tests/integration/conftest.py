@@ -77,6 +77,9 @@ def stack_settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
         # the prediction log, on for the tests' apps; its database is the tests' own file
         "PREDICTION_LOG": True,
         "PREDICTION_LOG_URL": f"sqlite:///{root / 'predictions.db'}",
+        # the worker's job metrics, scraped by tests/integration/test_metrics.py
+        "METRICS_DIR": str(root / "metrics"),
+        "WORKER_METRICS_BIND": f"127.0.0.1:{free_port()}",
     }
 
 

@@ -57,11 +57,13 @@ class Stack:
     def __init__(self, tmp_path: Path, **env: str) -> None:
         self.tmp = tmp_path
         self.port, self.redis_port = free_port(), free_port()
+        self.worker_metrics_port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
             "PORT": str(self.port),
             "FLIGHT_DELAY_REDIS_PORT": str(self.redis_port),
+            "FLIGHT_DELAY_WORKER_METRICS_PORT": str(self.worker_metrics_port),
             "FLIGHT_DELAY_STATE_DIR": str(tmp_path / "state"),
             "FLIGHT_DELAY_MODEL_DIR": str(tmp_path / "models"),
             "FLIGHT_DELAY_EXPORT_DIR": str(tmp_path / "exports"),
@@ -318,3 +320,36 @@ def test_make_run_honours_bind_and_web_workers(tmp_path: Path, stacks: list[Stac
     assert len(master.children()) == 3
     with socket.socket() as probe:  # nothing on PORT: BIND won
         assert probe.connect_ex(("127.0.0.1", stack.port)) != 0
+
+
+def test_flower_and_the_metrics_endpoints_under_make_run(
+    tmp_path: Path, stacks: list[Stack]
+) -> None:
+    """FLOWER=1 make run adds Flower on loopback; the API's and the worker's metrics answer;
+    stopping leaves none of them behind."""
+    flower_port = free_port()
+    stack = Stack(tmp_path, FLOWER="1", FLOWER_PORT=str(flower_port))
+    stack.start()
+    stacks.append(stack)
+    assert f"Flower:    http://127.0.0.1:{flower_port}" in stack.output()
+    deploy_small_model(stack)
+    with urllib.request.urlopen(f"{stack.base}/metrics", timeout=10) as response:
+        api = response.read().decode()
+    assert 'flight_delay_http_requests_total{endpoint="/predict",method="POST",status="200"}' in api
+    worker_url = f"http://127.0.0.1:{stack.worker_metrics_port}/metrics"
+    with urllib.request.urlopen(worker_url, timeout=10) as response:
+        assert (
+            'flight_delay_training_jobs_total{outcome="completed"} 1.0' in response.read().decode()
+        )
+    deadline = time.monotonic() + 60
+    while True:  # Flower's page, from its own process on loopback
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{flower_port}/", timeout=5) as page:
+                assert page.status == 200 and b"Flower" in page.read()
+                break
+        except (urllib.error.URLError, ConnectionError):
+            assert time.monotonic() < deadline, stack.output()[-2000:]
+            time.sleep(0.5)
+    processes = stack.processes()
+    assert any("flower" in " ".join(p.cmdline()) for p in processes)
+    stack.stop()

@@ -16,7 +16,12 @@ import pytest
 import yaml
 
 from flight_delay.config import documented_settings, known_variables
-from flight_delay.devstack import GUNICORN_COMMAND, LOG_WRITER_COMMAND, WORKER_COMMAND
+from flight_delay.devstack import (
+    FLOWER_COMMAND,
+    GUNICORN_COMMAND,
+    LOG_WRITER_COMMAND,
+    WORKER_COMMAND,
+)
 from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent
@@ -98,7 +103,7 @@ def delivery_problems(
     """Every way the delivery files disagree with the code; empty when they agree."""
     problems = []
     services = compose.get("services", {})
-    expected = {"redis", "api", "worker", "postgres", "log-writer"}
+    expected = {"redis", "api", "worker", "postgres", "log-writer", "flower"}
     if set(services) != expected:
         problems.append(f"services are {sorted(services)}, expected {', '.join(sorted(expected))}")
     writer = services.get("log-writer", {})
@@ -107,6 +112,13 @@ def delivery_problems(
     for name in writer.get("environment", {}):
         if name not in known_variables():
             problems.append(f"log-writer: unknown variable {name}")
+    flower = services.get("flower", {})
+    if flower.get("command", [])[: len(FLOWER_COMMAND)] != list(FLOWER_COMMAND):
+        problems.append(f"flower: compose command {flower.get('command')} is not make run's")
+    if flower.get("build", {}).get("dockerfile") != "Dockerfile.worker":
+        problems.append("flower: not built from Dockerfile.worker (it imports the worker app)")
+    if any(not port.startswith("127.0.0.1:") for port in flower.get("ports", [])):
+        problems.append("flower: published beyond loopback")
     known = known_variables()
     for component, command in COMPONENTS.items():
         service = services.get(component, {})
@@ -206,6 +218,7 @@ def test_the_images_hold_the_packages_the_commands_import(tmp_path: Path) -> Non
         "flight_delay/prediction_log/migrations/env.py",
         "flight_delay/prediction_log/migrations/script.py.mako",
         "flight_delay/prediction_log/migrations/versions/0001_prediction_log.py",
+        "flight_delay/prediction_log/migrations/versions/0002_outcomes.py",
     ):
         assert module in names
 
