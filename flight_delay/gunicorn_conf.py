@@ -60,8 +60,8 @@ def child_exit(server, worker):  # type: ignore[no-untyped-def]
 
 
 def on_exit(server):  # type: ignore[no-untyped-def]
-    """A temporary metrics folder made above goes with the server."""
-    if _METRICS_DIR and not os.environ.get("FLIGHT_DELAY_METRICS_DIR"):
+    """The metrics folder made above goes with the server."""
+    if _METRICS_DIR:
         import shutil
 
         shutil.rmtree(_METRICS_DIR, ignore_errors=True)

@@ -12,10 +12,12 @@ Flask client, the CLI) the metrics live in the process that records them.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -31,13 +33,20 @@ JOB_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 
 
 def prepare_multiprocess_dir(base: str | None, role: str) -> str:
-    """Make ``<base>/<role>`` (or a new temporary folder) the multiprocess directory of this
-    process and the ones it forks, emptied of an earlier run's files (their processes are
-    gone; their counts would be summed forever)."""
+    """Make a fresh ``<base>/<role>-<pid>`` (or a new temporary folder) the multiprocess
+    directory of this process and the ones it forks. One folder per gunicorn master or worker
+    main process: two of them on one machine must not sum, or delete, each other's files.
+    Folders of processes that are gone are removed (their counts would be summed forever)."""
     if base:
-        folder = Path(base) / role
+        root = Path(base)
+        root.mkdir(parents=True, exist_ok=True)
+        for earlier in root.glob(f"{role}-*"):
+            pid = earlier.name.rsplit("-", 1)[-1]
+            if not pid.isdigit() or not _alive(int(pid)):
+                shutil.rmtree(earlier, ignore_errors=True)
+        folder = root / f"{role}-{os.getpid()}"
         shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir()
     else:
         folder = Path(tempfile.mkdtemp(prefix=f"flight-delay-metrics-{role}-"))
     os.environ[ENVIRONMENT] = str(folder)
@@ -49,6 +58,16 @@ def prepare_multiprocess_dir(base: str | None, role: str) -> str:
         # the pool process, none reached the folder). Metrics made from here on use the folder.
         values.ValueClass = values.get_value_class()  # type: ignore[attr-defined]
     return str(folder)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def process_gone(pid: int) -> None:
@@ -74,7 +93,13 @@ def serve_worker_metrics(config: Any) -> str | None:
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
     job_metrics()  # the families exist (at zero) before the first job
-    start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
+    try:
+        start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
+    except OSError as exc:  # the worker works without its metrics; say why they are missing
+        logging.getLogger(__name__).error(
+            "worker metrics not served on %s: %s (FLIGHT_DELAY_WORKER_METRICS_BIND)", bind, exc
+        )
+        return None
     return bind
 
 
@@ -91,9 +116,19 @@ class ApiMetrics:
     log_buffered: Any
 
 
-@cache
+#: metrics are made once per process, under this lock: the log buffer's thread and a request can
+#: ask first at the same moment, and two objects for one metric lose each other's counts (seen)
+_CREATING = threading.Lock()
+
+
 def api_metrics() -> ApiMetrics:
     """This process's API metrics (created once: prometheus_client registers them globally)."""
+    with _CREATING:
+        return _api_metrics()
+
+
+@cache
+def _api_metrics() -> ApiMetrics:
     from prometheus_client import Counter, Gauge, Histogram
 
     return ApiMetrics(
@@ -130,8 +165,13 @@ class JobMetrics:
     finished: Any
 
 
-@cache
 def job_metrics() -> JobMetrics:
+    with _CREATING:
+        return _job_metrics()
+
+
+@cache
+def _job_metrics() -> JobMetrics:
     from prometheus_client import Counter, Histogram
 
     return JobMetrics(

@@ -82,7 +82,12 @@ class LogBuffer:
                 log.warning(
                     "prediction log: Redis unreachable (%s); %d entries wait", exc, len(self)
                 )
-            api_metrics().log_buffered.set(len(self))
+            except Exception:  # the thread must outlive any surprise, or the log stops
+                log.exception("prediction log: sending the queue failed; trying again")
+            try:
+                api_metrics().log_buffered.set(len(self))
+            except Exception:
+                log.exception("prediction log: the queue's gauge could not be set")
 
     def flush(self) -> int:
         """Send every queued entry to the stream now; the number sent. On a Redis error the

@@ -30,6 +30,8 @@ ADMIN = "admin-key-for-tests"
 TRAINER = "trainer-key-for-tests"
 READER = "reader-key-for-tests"
 API_KEYS = f"{ADMIN}=admin;{TRAINER}=train;{READER}=predict,read"
+#: where the session's worker serves its job metrics
+WORKER_METRICS_BIND = f"127.0.0.1:{free_port()}"
 FAST = {"n_estimators": 200, "learning_rate": 0.1}  # keeps each job around a second
 
 
@@ -77,9 +79,7 @@ def stack_settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
         # the prediction log, on for the tests' apps; its database is the tests' own file
         "PREDICTION_LOG": True,
         "PREDICTION_LOG_URL": f"sqlite:///{root / 'predictions.db'}",
-        # the worker's job metrics, scraped by tests/integration/test_metrics.py
         "METRICS_DIR": str(root / "metrics"),
-        "WORKER_METRICS_BIND": f"127.0.0.1:{free_port()}",
     }
 
 
@@ -95,10 +95,12 @@ def worker(
     stack_settings: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[subprocess.Popen[bytes]]:
     log = tmp_path_factory.mktemp("logs") / "worker.log"
+    # this worker alone serves its job metrics (tests/integration/test_metrics.py)
+    env = environment({**stack_settings, "WORKER_METRICS_BIND": WORKER_METRICS_BIND})
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", *WORKER_COMMAND],
-            cwd=REPO, env=environment(stack_settings), stdout=output, stderr=subprocess.STDOUT,
+            cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT,
         )  # fmt: skip
     app = create_app({"TESTING": True, **stack_settings})
     deadline = time.monotonic() + 60

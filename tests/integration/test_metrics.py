@@ -21,7 +21,13 @@ from flight_delay.devstack import (
     stop_processes,
     wait_until_healthy,
 )
-from tests.integration.conftest import ADMIN, admin, environment, wait_for
+from tests.integration.conftest import (
+    ADMIN,
+    WORKER_METRICS_BIND,
+    admin,
+    environment,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +112,7 @@ def test_metrics_are_summed_over_every_gunicorn_process(
 def test_the_worker_serves_job_durations_and_failures(
     client: FlaskClient, train: Callable[..., dict[str, Any]], stack_settings: dict[str, Any]
 ) -> None:
-    url = f"http://{stack_settings['WORKER_METRICS_BIND']}/metrics"
+    url = f"http://{WORKER_METRICS_BIND}/metrics"
     before = scrape(url)
 
     def count(found: dict[Any, float], outcome: str) -> float:
