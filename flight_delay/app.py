@@ -18,7 +18,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     extensions, blueprints and error handlers."""
     # imported here: building an app is the only thing that needs Flask, Celery and Redis
     from flight_delay import drift_jobs, jobs, metrics  # noqa: F401 - define the shared Celery tasks
-    from flight_delay.api import deploy, drift, health, models, outcomes, predict
+    from flight_delay.api import comparisons, deploy, drift, health, models, outcomes, predict
     from flight_delay.api import metrics as metrics_api
     from flight_delay.api.docs import docs_assets_blueprint
     from flight_delay.api.errors import SECURITY_SCHEME, Api, register_error_handlers
@@ -45,7 +45,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     api.spec.components.security_scheme(
         SECURITY_SCHEME, {"type": "apiKey", "in": "header", "name": HEADER}
     )
-    for module in (models, deploy, predict, outcomes, drift, health, metrics_api):
+    for module in (models, comparisons, deploy, predict, outcomes, drift, health, metrics_api):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     app.register_blueprint(docs_assets_blueprint())

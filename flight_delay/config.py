@@ -71,6 +71,8 @@ class DefaultConfig:
     METRICS_DIR = ""
     #: host:port on which the Celery worker serves its job metrics (Prometheus); empty: off
     WORKER_METRICS_BIND = ""
+    #: how long a comparison (POST /comparisons) and its result are kept, in seconds
+    COMPARISON_KEEP_SECONDS = 7 * 24 * 3600
     #: how long a drift report (GET /models/{id}/drift) is kept before it is computed again
     DRIFT_CACHE_SECONDS = 600
     #: how often API processes and workers look for jobs to recover, in seconds

@@ -82,6 +82,15 @@ class PredictionLogUnavailable(FlightDelayError):
         )
 
 
+class ComparisonNotFound(FlightDelayError):
+    def __init__(self, comparison_id: str) -> None:
+        super().__init__(
+            f"no comparison {comparison_id} (comparisons are kept for "
+            "FLIGHT_DELAY_COMPARISON_KEEP_SECONDS)",
+            [{"field": "comparison_id", "problem": "not found"}],
+        )
+
+
 class DriftUnavailable(FlightDelayError):
     """A drift report that cannot be made (the worker's reason)."""
 
@@ -95,6 +104,7 @@ class DriftUnavailable(FlightDelayError):
 STATUS_OF: tuple[tuple[type[FlightDelayError], HTTPStatus], ...] = (
     (ModelNotFound, HTTPStatus.NOT_FOUND),
     (LoggedRequestNotFound, HTTPStatus.NOT_FOUND),
+    (ComparisonNotFound, HTTPStatus.NOT_FOUND),
     (PredictionLogUnavailable, HTTPStatus.SERVICE_UNAVAILABLE),
     (ModelNotReady, HTTPStatus.CONFLICT),
     (DriftUnavailable, HTTPStatus.CONFLICT),

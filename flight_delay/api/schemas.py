@@ -626,3 +626,57 @@ class DriftSchema(Schema):
 class DriftPendingSchema(Schema):
     status = fields.String(metadata={"example": "pending"})
     retry_after_seconds = fields.Integer()
+
+
+class ComparisonHoldoutSchema(StrictSchema):
+    since = fields.Date(metadata={"description": "flights scheduled on or after this day"})
+    until = fields.Date(metadata={"description": "flights scheduled before this day"})
+
+
+class ComparisonCreateSchema(StrictSchema):
+    model_ids = fields.List(
+        fields.UUID(),
+        required=True,
+        validate=validate.Length(2, 10),
+        metadata={"description": "2-10 completed models, compared in this order"},
+    )
+    dataset = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=2048),
+        metadata={
+            "description": "as for POST /models: a path inside the data root, an http(s) URL, "
+            "or synthetic[:N]",
+            "example": "dataset_SCL.csv",
+        },
+    )
+    holdout = fields.Nested(
+        ComparisonHoldoutSchema,
+        load_default=dict,
+        metadata={"description": "which flights of the dataset; default: all of them"},
+    )
+
+
+class ComparisonCreatedSchema(Schema):
+    id = fields.String()
+    status = fields.String(metadata={"example": "pending"})
+
+
+class ComparisonSchema(Schema):
+    id = fields.String()
+    status = fields.String(metadata={"description": "pending, running, completed or failed"})
+    request = fields.Dict()
+    error = fields.String(metadata={"description": "why it failed"})
+    flights = fields.Integer(metadata={"description": "holdout flights every model scored"})
+    delay_rate = fields.Float()
+    scheduled_from = fields.String()
+    scheduled_to = fields.String()
+    models = fields.List(
+        fields.Dict(),
+        metadata={
+            "description": "per model, in the requested order: model_id, model_type, features, "
+            "threshold, metrics (roc_auc, pr_auc, brier, log_loss, ece, mean_predicted, "
+            "precision, recall, f1 at its threshold), holdout_flights_in_training (null: "
+            "unknown, the dataset is not the model's own) and curves (roc, precision_recall, "
+            "reliability points)"
+        },
+    )

@@ -1,0 +1,141 @@
+"""Comparisons of models on one common holdout as Celery jobs (issue 12, POST /comparisons).
+
+A comparison is a Redis hash ``<prefix>:comparison:<id>`` (status, request, result or error),
+kept for ``COMPARISON_KEEP_SECONDS``. The API checks the request and queues the job; the worker
+loads the dataset (a data-root file, a URL of the allow list, or synthetic flights, as training
+does), each model from the model directory, and scores them all on the same flights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from celery import shared_task
+from flask import Flask, current_app
+
+from flight_delay.data.download import AllowList
+from flight_delay.data.sources import check_reference, fetch
+from flight_delay.errors import FlightDelayError, scrub_paths
+from flight_delay.ml import load_model
+from flight_delay.ml.comparison import EmptyHoldout, compare, holdout_positions
+from flight_delay.ml.config import TrainConfig
+from flight_delay.ml.splits import split_positions
+from flight_delay.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+COMPARISON_TASK = "flight_delay.compare"
+
+
+def comparison_key(prefix: str, comparison_id: str) -> str:
+    return f"{prefix}:comparison:{comparison_id}"
+
+
+def queue_comparison(app: Flask, request: dict[str, Any]) -> str:
+    """Record a pending comparison of ``request`` (JSON-safe) and queue its job; its id."""
+    registry: ModelRegistry = app.extensions["model_registry"]
+    comparison_id = str(uuid.uuid4())
+    key = comparison_key(str(app.config["KEY_PREFIX"]), comparison_id)
+    registry.redis.hset(
+        key,
+        mapping={"status": "pending", "request": json.dumps(request), "created_at": time.time()},
+    )
+    registry.redis.expire(key, int(app.config["COMPARISON_KEEP_SECONDS"]))
+    app.extensions["celery"].send_task(COMPARISON_TASK, args=[comparison_id])
+    return comparison_id
+
+
+def read_comparison(app: Flask, comparison_id: str) -> dict[str, Any] | None:
+    registry: ModelRegistry = app.extensions["model_registry"]
+    found = registry.redis.hgetall(comparison_key(str(app.config["KEY_PREFIX"]), comparison_id))
+    if not found:
+        return None
+    shown: dict[str, Any] = {
+        "id": comparison_id,
+        "status": found["status"],
+        "request": json.loads(found["request"]),
+    }
+    if "result" in found:
+        shown.update(json.loads(found["result"]))
+    if "error" in found:
+        shown["error"] = found["error"]
+    return shown
+
+
+@shared_task(name=COMPARISON_TASK)
+def run_comparison(comparison_id: str) -> str:
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    registry: ModelRegistry = app.extensions["model_registry"]
+    key = comparison_key(str(app.config["KEY_PREFIX"]), comparison_id)
+    raw = registry.redis.hget(key, "request")
+    if raw is None:
+        return "gone"
+    registry.redis.hset(key, "status", "running")
+    roots = {"MODEL_DIR": app.config["MODEL_DIR"], "DATA_ROOT": app.config["DATA_ROOT"]}
+    try:
+        result = score(app, json.loads(raw))
+    except (FlightDelayError, EmptyHoldout) as exc:
+        registry.redis.hset(
+            key, mapping={"status": "failed", "error": scrub_paths(str(exc), roots)}
+        )
+        return "failed"
+    except Exception as exc:
+        registry.redis.hset(
+            key, mapping={"status": "failed", "error": f"internal error: {type(exc).__name__}"}
+        )
+        log.exception("comparison %s crashed", comparison_id)
+        raise
+    registry.redis.hset(key, mapping={"status": "completed", "result": json.dumps(result)})
+    return "completed"
+
+
+def score(app: Flask, request: dict[str, Any]) -> dict[str, Any]:
+    """The comparison itself: one dataset, one holdout, every model."""
+    config = app.config
+    registry: ModelRegistry = app.extensions["model_registry"]
+    allow = AllowList.parse(config["DOWNLOAD_ALLOW_HOSTS"])
+    scratch = Path(tempfile.mkdtemp(prefix="comparison-"))
+    try:
+        reference = check_reference(request["dataset"], config["DATA_ROOT"], allow)
+        flights = fetch(
+            reference,
+            scratch,
+            config["DOWNLOAD_MAX_BYTES"],
+            config["DOWNLOAD_TIMEOUT_SECONDS"],
+            allow,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    holdout = request.get("holdout") or {}
+    since = pd.Timestamp(holdout["since"]) if holdout.get("since") else None
+    until = pd.Timestamp(holdout["until"]) if holdout.get("until") else None
+    positions = holdout_positions(flights, since, until)
+    models, trained_on = {}, {}
+    for model_id in request["model_ids"]:
+        record = registry.get(model_id)
+        models[model_id] = load_model(Path(config["MODEL_DIR"]) / model_id, compiled_trees=False)
+        trained_on[model_id] = _training_positions(record, flights)
+    return compare(models, flights, positions, trained_on)
+
+
+def _training_positions(record: dict[str, Any], flights: Any) -> np.ndarray | None:
+    """The rows of ``flights`` the model was fitted on, when ``flights`` is its own data (the
+    recorded fingerprint matches); None when that cannot be known."""
+    if (record.get("data") or {}).get("sha256") != flights.fingerprint.sha256:
+        return None
+    settings = TrainConfig.from_dict(record["settings"])
+    if settings.refit:  # the final model saw every row
+        return np.arange(len(flights.frame))
+    train_rows, _ = split_positions(
+        flights.frame, settings.split, settings.test_size, settings.seed, settings.time_cutoff
+    )
+    return train_rows
