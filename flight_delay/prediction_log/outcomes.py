@@ -80,13 +80,35 @@ def record(store: PredictionStore, outcomes: Sequence[Outcome]) -> Recorded:
                 continue
             matched += 1
             updates.append(_update(place, found[place], outcome, now))
-        for position, outcome in ((i, o) for i, o in enumerate(outcomes) if not o.by_request):
-            key = flight_key(outcome.flight or {})
-            rows = connection.execute(
-                select(_FLIGHTS.c.request_id, _FLIGHTS.c.position, _FLIGHTS.c.scheduled_at).where(
-                    and_(*(getattr(_FLIGHTS.c, column) == value for column, value in key.items()))
+        # by schedule, batched too; a key with an empty part matches nothing (never "every
+        # flight without a number")
+        by_schedule = [
+            (i, o, tuple(flight_key(o.flight or {}).values()))
+            for i, o in enumerate(outcomes)
+            if not o.by_request
+        ]
+        complete = list({key for _, _, key in by_schedule if all(key)})
+        logged: dict[tuple[Any, ...], list[Any]] = {}
+        for key_chunk in _chunks(complete, 300):
+            key_rows = connection.execute(
+                select(
+                    _FLIGHTS.c.request_id,
+                    _FLIGHTS.c.position,
+                    _FLIGHTS.c.scheduled_at,
+                    _FLIGHTS.c.flight_number,
+                    _FLIGHTS.c.destination,
+                ).where(
+                    tuple_(
+                        _FLIGHTS.c.scheduled_at, _FLIGHTS.c.flight_number, _FLIGHTS.c.destination
+                    ).in_(key_chunk)
                 )
-            ).all()
+            )
+            for row in key_rows:
+                logged.setdefault(
+                    (row.scheduled_at, row.flight_number, row.destination), []
+                ).append(row)
+        for position, outcome, key in by_schedule:
+            rows = logged.get(key, [])
             if not rows:
                 unmatched.append(position)
                 continue

@@ -63,9 +63,12 @@ def test_outcomes_by_request_and_by_schedule_give_live_performance(
         for i in range(3, 6)
     ]
     outcomes.append({"request_id": "f" * 32, "index": 0, "Fecha-O": "2017-11-06 07:00:00"})
+    # an empty flight number names no flight (not "every flight without one")
+    outcomes.append({"Fecha-I": flights[0]["Fecha-I"], "Vlo-I": "", "Des-I": "SCIE",
+                     "Fecha-O": departures[0]})  # fmt: skip
     posted = client.post("/outcomes", json={"outcomes": outcomes}, headers=admin())
     assert posted.status_code == 200, posted.get_json()
-    assert posted.get_json() == {"matched": 6, "flights_updated": 6, "unmatched": [6]}
+    assert posted.get_json() == {"matched": 6, "flights_updated": 6, "unmatched": [6, 7]}
 
     logged = client.get(f"/predictions/{request_id}").get_json()["flights"]
     assert [f["delay_minutes"] for f in logged] == delays
