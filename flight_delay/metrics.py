@@ -103,8 +103,9 @@ def serve_worker_metrics(config: Any) -> str | None:
     return bind
 
 
-def worker_process_gone() -> None:
-    process_gone(os.getpid())
+def worker_process_gone(pid: int | None = None) -> None:
+    """A pool process ended (Celery names it: the signal may be sent from the parent)."""
+    process_gone(pid if pid is not None else os.getpid())
 
 
 @dataclass(frozen=True)

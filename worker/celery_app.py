@@ -11,6 +11,6 @@ celery = flask_app.extensions["celery"]
 # job metrics: a multiprocess folder named before the pool forks, served on
 # FLIGHT_DELAY_WORKER_METRICS_BIND when it is set
 worker_init.connect(lambda **_: serve_worker_metrics(flask_app.config), weak=False)
-worker_process_shutdown.connect(lambda **_: worker_process_gone(), weak=False)
+worker_process_shutdown.connect(lambda pid=None, **_: worker_process_gone(pid), weak=False)
 # jobs whose worker died are queued again (or failed) by every worker and API process
 worker_ready.connect(lambda **_: start_recovery(flask_app), weak=False)

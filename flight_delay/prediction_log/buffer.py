@@ -4,9 +4,9 @@
 background thread sends what has gathered to the Redis stream every ``flush_seconds``, up to
 ``batch`` entries per stream message (one command and one JSON document for many requests: 1.5
 µs per entry against 10 µs for a message each, measured), serialising there, off the request
-path. If Redis is away the entries stay in the
-buffer and are sent when it is back; beyond ``max_entries`` the oldest are dropped and counted
-(``dropped``; logged), so a long Redis outage costs log entries, never memory or predictions.
+path. If Redis is away the entries stay in the buffer and are sent when it is back; beyond
+``max_entries`` the oldest are dropped and counted (``dropped``; logged), so a long Redis outage
+costs log entries, never memory or predictions.
 Entries still in memory when a process is killed with SIGKILL are lost: at most one flush
 interval's worth; a graceful stop (SIGTERM) sends them first (``close``).
 """
