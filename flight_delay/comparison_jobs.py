@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -22,9 +20,8 @@ import pandas as pd
 from celery import shared_task
 from flask import Flask, current_app
 
-from flight_delay.data.download import AllowList
-from flight_delay.data.sources import check_reference, fetch
 from flight_delay.errors import FlightDelayError, scrub_paths
+from flight_delay.jobs import fetch_dataset
 from flight_delay.ml import load_model
 from flight_delay.ml.comparison import EmptyHoldout, compare, holdout_positions
 from flight_delay.ml.config import TrainConfig
@@ -102,19 +99,7 @@ def score(app: Flask, request: dict[str, Any]) -> dict[str, Any]:
     """The comparison itself: one dataset, one holdout, every model."""
     config = app.config
     registry: ModelRegistry = app.extensions["model_registry"]
-    allow = AllowList.parse(config["DOWNLOAD_ALLOW_HOSTS"])
-    scratch = Path(tempfile.mkdtemp(prefix="comparison-"))
-    try:
-        reference = check_reference(request["dataset"], config["DATA_ROOT"], allow)
-        flights = fetch(
-            reference,
-            scratch,
-            config["DOWNLOAD_MAX_BYTES"],
-            config["DOWNLOAD_TIMEOUT_SECONDS"],
-            allow,
-        )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    flights = fetch_dataset(config, request["dataset"])
     holdout = request.get("holdout") or {}
     since = pd.Timestamp(holdout["since"]) if holdout.get("since") else None
     until = pd.Timestamp(holdout["until"]) if holdout.get("until") else None

@@ -14,8 +14,6 @@ import base64
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -26,9 +24,8 @@ import redis
 from celery import shared_task
 from flask import Flask, current_app
 
-from flight_delay.data.download import AllowList
-from flight_delay.data.sources import check_reference, fetch
 from flight_delay.errors import FlightDelayError
+from flight_delay.jobs import fetch_dataset
 from flight_delay.ml import load_model
 from flight_delay.ml.config import TrainConfig
 from flight_delay.ml.drift import TooFewRows, chart_png, drift_report
@@ -158,20 +155,7 @@ def build(
 def training_rows(app: Flask, record: dict[str, Any]) -> pd.DataFrame:
     """The model's training rows: its dataset fetched again, checked against the fingerprint
     recorded at training, and split as its settings split it."""
-    config = app.config
-    allow = AllowList.parse(config["DOWNLOAD_ALLOW_HOSTS"])
-    scratch = Path(tempfile.mkdtemp(prefix="drift-"))
-    try:
-        reference = check_reference(record["dataset"], config["DATA_ROOT"], allow)
-        flights = fetch(
-            reference,
-            scratch,
-            config["DOWNLOAD_MAX_BYTES"],
-            config["DOWNLOAD_TIMEOUT_SECONDS"],
-            allow,
-        )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    flights = fetch_dataset(app.config, record["dataset"])
     recorded = (record.get("data") or {}).get("sha256")
     if recorded and flights.fingerprint.sha256 != recorded:
         raise FlightDelayError(

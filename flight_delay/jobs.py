@@ -15,9 +15,11 @@ import logging
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from celery import Celery, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from flask import Flask, current_app
 
+from flight_delay.data import FlightData
 from flight_delay.data.download import AllowList
 from flight_delay.data.sources import check_reference, fetch
 from flight_delay.errors import FlightDelayError, scrub_paths
@@ -223,6 +226,25 @@ def run_job(app: Flask, model_id: str) -> str:
             raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def fetch_dataset(config: Mapping[str, Any], dataset: str) -> FlightData:
+    """The flights a dataset reference names (a data-root path, an allow-listed URL or
+    synthetic[:N]), checked and fetched as training does, through a scratch folder removed
+    afterwards; what drift and comparison jobs read."""
+    allow = AllowList.parse(config["DOWNLOAD_ALLOW_HOSTS"])
+    scratch = Path(tempfile.mkdtemp(prefix="dataset-"))
+    try:
+        reference = check_reference(dataset, config["DATA_ROOT"], allow)
+        return fetch(
+            reference,
+            scratch,
+            config["DOWNLOAD_MAX_BYTES"],
+            config["DOWNLOAD_TIMEOUT_SECONDS"],
+            allow,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _fail(attempt: Attempt, reason: str) -> None:

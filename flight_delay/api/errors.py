@@ -20,6 +20,7 @@ from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
 from marshmallow import Schema, fields
 from marshmallow.utils import missing
+from sqlalchemy.exc import SQLAlchemyError
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
@@ -31,6 +32,7 @@ from flight_delay.errors import (
     InvalidFlights,
     scrub_paths,
 )
+from flight_delay.prediction_log.store import InvalidCursor
 from flight_delay.registry import ModelDeployed, ModelNotFound, ModelNotReady
 from flight_delay.serving import NoDeployedModel
 
@@ -80,6 +82,16 @@ class PredictionLogUnavailable(FlightDelayError):
             f"the prediction log's database is unavailable ({reason}); retry later",
             [{"field": "prediction_log", "problem": reason}],
         )
+
+
+def prediction_log_call(call: Callable[[], Any]) -> Any:
+    """A call on the prediction log's database: its failures are a 503, a bad cursor a 400."""
+    try:
+        return call()
+    except InvalidCursor as exc:
+        raise FlightDelayError(str(exc), [{"field": "cursor", "problem": str(exc)}]) from exc
+    except SQLAlchemyError as exc:
+        raise PredictionLogUnavailable(type(exc).__name__) from exc
 
 
 class ComparisonNotFound(FlightDelayError):

@@ -6,11 +6,10 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from sqlalchemy.exc import SQLAlchemyError
 
 from flight_delay.api.errors import (
     Blueprint,
-    PredictionLogUnavailable,
+    prediction_log_call,
     requires_configured_scope,
     requires_scope,
 )
@@ -33,13 +32,6 @@ blp = Blueprint(
 def _log() -> PredictionLog:
     log: PredictionLog = current_app.extensions["prediction_log"]
     return log
-
-
-def _database(call: Any) -> Any:
-    try:
-        return call()
-    except SQLAlchemyError as exc:
-        raise PredictionLogUnavailable(type(exc).__name__) from exc
 
 
 @blp.route("/outcomes")
@@ -100,7 +92,7 @@ class Outcomes(MethodView):
             )
             for item in body["outcomes"]
         ]
-        recorded = _database(lambda: outcomes.record(_log().store, items))
+        recorded = prediction_log_call(lambda: outcomes.record(_log().store, items))
         return {
             "matched": recorded.matched,
             "flights_updated": recorded.flights_updated,
@@ -126,7 +118,7 @@ class Performance(MethodView):
         """
         registry: ModelRegistry = current_app.extensions["model_registry"]
         registry.get(str(model_id))  # 404 for a model that does not exist
-        return _database(
+        return prediction_log_call(
             lambda: outcomes.performance(
                 _log().store, str(model_id), query.get("since"), query.get("until")
             )

@@ -10,13 +10,12 @@ from typing import Any
 import orjson
 from flask import Response, current_app
 from flask.views import MethodView
-from sqlalchemy.exc import SQLAlchemyError
 
 from flight_delay.api.errors import (
     BatchTooLarge,
     Blueprint,
     LoggedRequestNotFound,
-    PredictionLogUnavailable,
+    prediction_log_call,
     requires_configured_scope,
 )
 from flight_delay.api.schemas import (
@@ -30,10 +29,8 @@ from flight_delay.api.schemas import (
     PredictResponseSchema,
 )
 from flight_delay.auth import caller_name
-from flight_delay.errors import FlightDelayError
 from flight_delay.metrics import record_prediction
 from flight_delay.prediction_log.service import PredictionLog
-from flight_delay.prediction_log.store import InvalidCursor
 from flight_delay.serving import DeployedModelCache
 
 blp = Blueprint("predictions", __name__, description="Predict delays with the deployed model.")
@@ -152,16 +149,6 @@ def dump_json(payload: dict[str, Any]) -> bytes:
 blp.route("/predict")(Predict)
 
 
-def _store_call(call: Any) -> Any:
-    """A read of the prediction log's database; its failures are a 503, a bad cursor a 400."""
-    try:
-        return call()
-    except InvalidCursor as exc:
-        raise FlightDelayError(str(exc), [{"field": "cursor", "problem": str(exc)}]) from exc
-    except SQLAlchemyError as exc:
-        raise PredictionLogUnavailable(type(exc).__name__) from exc
-
-
 @blp.route("/predictions")
 class Predictions(Predict):
     """POST: alias of /predict. GET: the prediction log."""
@@ -178,7 +165,7 @@ class Predictions(Predict):
         answers. An answer reaches the log within about a second while the log writer runs.
         """
         log: PredictionLog = current_app.extensions["prediction_log"]
-        page = _store_call(lambda: log.store.list(**query))
+        page = prediction_log_call(lambda: log.store.list(**query))
         return {"items": page.items, "next_cursor": page.next_cursor}
 
 
@@ -195,7 +182,7 @@ class LoggedPrediction(MethodView):
         sent, its probability, decision and warnings.
         """
         log: PredictionLog = current_app.extensions["prediction_log"]
-        found = _store_call(lambda: log.store.get(request_id[:64]))
+        found = prediction_log_call(lambda: log.store.get(request_id[:64]))
         if found is None:
             raise LoggedRequestNotFound(request_id[:64])
         return dict(found)

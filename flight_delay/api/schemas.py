@@ -373,10 +373,9 @@ class PredictResponseSchema(Schema):
     )
 
 
-class PredictionLogQuerySchema(StrictSchema):
-    model_id = fields.String(
-        validate=validate.Length(1, 64), metadata={"description": "only this model's requests"}
-    )
+class ReceivedWindowQuerySchema(StrictSchema):
+    """A window of request time (the prediction log's received_at)."""
+
     since = fields.AwareDateTime(
         default_timezone=UTC,
         metadata={"description": "received at or after this time (ISO 8601; no offset: UTC)"},
@@ -384,6 +383,12 @@ class PredictionLogQuerySchema(StrictSchema):
     until = fields.AwareDateTime(
         default_timezone=UTC,
         metadata={"description": "received before this time (ISO 8601; no offset: UTC)"},
+    )
+
+
+class PredictionLogQuerySchema(ReceivedWindowQuerySchema):
+    model_id = fields.String(
+        validate=validate.Length(1, 64), metadata={"description": "only this model's requests"}
     )
     limit = fields.Integer(
         load_default=50,
@@ -579,15 +584,8 @@ class PerformanceSchema(_LiveMetricsSchema):
     weeks = fields.List(fields.Nested(WeekPerformanceSchema))
 
 
-class DriftQuerySchema(StrictSchema):
-    since = fields.AwareDateTime(
-        default_timezone=UTC,
-        metadata={"description": "requests received at or after (ISO 8601; no offset: UTC)"},
-    )
-    until = fields.AwareDateTime(
-        default_timezone=UTC,
-        metadata={"description": "requests received before (ISO 8601; no offset: UTC)"},
-    )
+class DriftQuerySchema(ReceivedWindowQuerySchema):
+    """The logged requests a drift report compares with the training rows."""
 
 
 class SeparatingFeatureSchema(Schema):
