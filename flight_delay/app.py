@@ -17,8 +17,17 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the API app: config (defaults, FLIGHT_DELAY_* variables, then ``overrides``),
     extensions, blueprints and error handlers."""
     # imported here: building an app is the only thing that needs Flask, Celery and Redis
-    from flight_delay import drift_jobs, jobs, metrics  # noqa: F401 - define the shared Celery tasks
-    from flight_delay.api import comparisons, deploy, drift, health, models, outcomes, predict
+    from flight_delay import drift_jobs, jobs, metrics, scheduling  # noqa: F401 - Celery tasks
+    from flight_delay.api import (
+        comparisons,
+        deploy,
+        drift,
+        health,
+        models,
+        outcomes,
+        predict,
+        schedules,
+    )
     from flight_delay.api import metrics as metrics_api
     from flight_delay.api.docs import docs_assets_blueprint
     from flight_delay.api.errors import SECURITY_SCHEME, Api, register_error_handlers
@@ -29,6 +38,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         model_registry,
         prediction_log,
     )
+    from flight_delay.scheduling import runs  # noqa: F401 - the run evaluation task
 
     app = Flask("flight_delay")
     base = TestingConfig if (overrides or {}).get("TESTING") else DefaultConfig
@@ -37,6 +47,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     configure_logging(app)
 
     model_registry.init_app(app)
+    scheduling.init_app(app)
     deployed_model.init_app(app)
     prediction_log.init_app(app)
     init_celery(app)
@@ -45,7 +56,17 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     api.spec.components.security_scheme(
         SECURITY_SCHEME, {"type": "apiKey", "in": "header", "name": HEADER}
     )
-    for module in (models, comparisons, deploy, predict, outcomes, drift, health, metrics_api):
+    for module in (
+        models,
+        comparisons,
+        schedules,
+        deploy,
+        predict,
+        outcomes,
+        drift,
+        health,
+        metrics_api,
+    ):
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     app.register_blueprint(docs_assets_blueprint())

@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from celery import shared_task
 from flask import Flask, current_app
@@ -23,9 +22,7 @@ from flask import Flask, current_app
 from flight_delay.errors import FlightDelayError, scrub_paths
 from flight_delay.jobs import fetch_dataset
 from flight_delay.ml import load_model
-from flight_delay.ml.comparison import EmptyHoldout, compare, holdout_positions
-from flight_delay.ml.config import TrainConfig
-from flight_delay.ml.splits import split_positions
+from flight_delay.ml.comparison import EmptyHoldout, compare, fitted_positions, holdout_positions
 from flight_delay.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -108,19 +105,7 @@ def score(app: Flask, request: dict[str, Any]) -> dict[str, Any]:
     for model_id in request["model_ids"]:
         record = registry.get(model_id)
         models[model_id] = load_model(Path(config["MODEL_DIR"]) / model_id, compiled_trees=False)
-        trained_on[model_id] = _training_positions(record, flights)
+        trained_on[model_id] = fitted_positions(
+            record["settings"], (record.get("data") or {}).get("sha256"), flights
+        )
     return compare(models, flights, positions, trained_on)
-
-
-def _training_positions(record: dict[str, Any], flights: Any) -> np.ndarray | None:
-    """The rows of ``flights`` the model was fitted on, when ``flights`` is its own data (the
-    recorded fingerprint matches); None when that cannot be known."""
-    if (record.get("data") or {}).get("sha256") != flights.fingerprint.sha256:
-        return None
-    settings = TrainConfig.from_dict(record["settings"])
-    if settings.refit:  # the final model saw every row
-        return np.arange(len(flights.frame))
-    train_rows, _ = split_positions(
-        flights.frame, settings.split, settings.test_size, settings.seed, settings.time_cutoff
-    )
-    return train_rows

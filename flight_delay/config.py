@@ -75,6 +75,13 @@ class DefaultConfig:
     COMPARISON_KEEP_SECONDS = 7 * 24 * 3600
     #: how long a drift report (GET /models/{id}/drift) is kept before it is computed again
     DRIFT_CACHE_SECONDS = 600
+    #: retraining schedules: how often Celery beat claims due runs and moves runs along (s)
+    SCHEDULE_TICK_SECONDS = 5.0
+    #: the shortest interval (every_seconds) a schedule may have
+    SCHEDULE_MIN_INTERVAL_SECONDS = 60
+    #: most schedules; runs kept per schedule (the oldest finished ones are deleted)
+    SCHEDULE_MAX = 100
+    SCHEDULE_RUNS_KEPT = 200
     #: how often API processes and workers look for jobs to recover, in seconds
     RECOVERY_INTERVAL_SECONDS = 10.0
     #: a job still pending after this long has its message sent again (a lost message is not

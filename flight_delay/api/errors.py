@@ -34,6 +34,12 @@ from flight_delay.errors import (
 )
 from flight_delay.prediction_log.store import InvalidCursor
 from flight_delay.registry import ModelDeployed, ModelNotFound, ModelNotReady
+from flight_delay.scheduling.store import (
+    RunInProgress,
+    RunNotFound,
+    ScheduleNotFound,
+    TooManySchedules,
+)
 from flight_delay.serving import NoDeployedModel
 
 
@@ -117,6 +123,10 @@ STATUS_OF: tuple[tuple[type[FlightDelayError], HTTPStatus], ...] = (
     (ModelNotFound, HTTPStatus.NOT_FOUND),
     (LoggedRequestNotFound, HTTPStatus.NOT_FOUND),
     (ComparisonNotFound, HTTPStatus.NOT_FOUND),
+    (ScheduleNotFound, HTTPStatus.NOT_FOUND),
+    (RunNotFound, HTTPStatus.NOT_FOUND),
+    (RunInProgress, HTTPStatus.CONFLICT),
+    (TooManySchedules, HTTPStatus.CONFLICT),
     (PredictionLogUnavailable, HTTPStatus.SERVICE_UNAVAILABLE),
     (ModelNotReady, HTTPStatus.CONFLICT),
     (DriftUnavailable, HTTPStatus.CONFLICT),
@@ -396,9 +406,15 @@ def guarded(
     return decorate
 
 
-def requires_scope(blp: SmorestBlueprint, scope: str) -> Any:
-    """The request needs a key with ``scope`` (or ``admin``)."""
-    return guarded(blp, lambda: require_scope(scope), f"needs the '{scope}' scope")
+def requires_scope(blp: SmorestBlueprint, *scopes: str) -> Any:
+    """The request needs a key with every one of ``scopes`` (or ``admin``)."""
+
+    def check() -> None:
+        for scope in scopes:
+            require_scope(scope)
+
+    needs = " and ".join(f"'{scope}'" for scope in scopes)
+    return guarded(blp, check, f"needs the {needs} scope{'s' if len(scopes) > 1 else ''}")
 
 
 def requires_configured_scope(blp: SmorestBlueprint, setting: str) -> Any:

@@ -19,7 +19,9 @@ from flight_delay.ml.config import (
 from flight_delay.ml.families import FAMILIES
 from flight_delay.ml.features import FEATURE_SETS
 from flight_delay.ml.flight_input import parse_scheduled, scheduled_problem
+from flight_delay.ml.promotion import MAX_MARGIN, RULE_METRICS, PromotionRule
 from flight_delay.registry import Status
+from flight_delay.scheduling.timing import MAX_CRON_LENGTH, MAX_INTERVAL_SECONDS
 
 #: export file names: plain names only, so a name can never leave the export directory
 EXPORT_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"
@@ -59,16 +61,9 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
-class ModelCreateSchema(StrictSchema):
-    dataset = fields.String(
-        required=True,
-        validate=validate.Length(min=1, max=2048),
-        metadata={
-            "description": "a path inside the data root (FLIGHT_DELAY_DATA_ROOT), an http(s) URL, a "
-            "public Google Drive file link, or synthetic[:N] for N generated flights",
-            "example": "dataset_SCL.csv",
-        },
-    )
+class TrainingSettingsSchema(StrictSchema):
+    """The training settings POST /models and a schedule's ``model`` share."""
+
     # defaults come from TrainConfig: one source for the API, the CLI and the library
     model_type = fields.String(
         load_default=_TRAIN_DEFAULTS["model_type"],
@@ -80,25 +75,10 @@ class ModelCreateSchema(StrictSchema):
         validate=validate.OneOf(sorted(FEATURE_SETS)),
         metadata={"example": "schedule"},
     )
-    split = fields.String(
-        load_default=_TRAIN_DEFAULTS["split"],
-        validate=validate.OneOf(SPLITS),
-        metadata={"example": "time"},
-    )
     test_size = fields.Float(
         load_default=_TRAIN_DEFAULTS["test_size"],
         validate=validate.Range(0.05, 0.5),
         metadata={"description": "held-out share, 0.05-0.5"},
-    )
-    time_cutoff = fields.String(
-        load_default=_TRAIN_DEFAULTS["time_cutoff"],
-        allow_none=True,
-        validate=validate.Length(max=MAX_CUTOFF_LENGTH),
-        metadata={
-            "description": "with split=time: hold out flights scheduled from this local SCL "
-            "date-time on (YYYY-MM-DD[ HH:MM:SS], no UTC offset, 1950-2100)",
-            "example": "2017-11-01",
-        },
     )
     seed = fields.Integer(
         load_default=_TRAIN_DEFAULTS["seed"], strict=True, validate=validate.Range(0, MAX_SEED)
@@ -121,10 +101,6 @@ class ModelCreateSchema(StrictSchema):
             "flights in cross-validation"
         },
     )
-    refit = fields.Boolean(
-        load_default=_TRAIN_DEFAULTS["refit"],
-        metadata={"description": "refit on all rows after the evaluation"},
-    )
     params = fields.Dict(
         keys=fields.String(validate=validate.Length(max=64)),
         values=fields.Raw(validate=_scalar, metadata=SCALAR),
@@ -135,6 +111,40 @@ class ModelCreateSchema(StrictSchema):
             "flight_delay.ml.families (unknown names, non-finite or out-of-range values are a 400)",
             "example": {"num_leaves": 31},
         },
+    )
+
+
+DATASET_REFERENCE = (
+    "a path inside the data root (FLIGHT_DELAY_DATA_ROOT; a folder reads every CSV or Parquet "
+    "file in it), an http(s) URL, a public Google Drive file link, or synthetic[:N] for N "
+    "generated flights"
+)
+
+
+class ModelCreateSchema(TrainingSettingsSchema):
+    dataset = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=2048),
+        metadata={"description": DATASET_REFERENCE, "example": "dataset_SCL.csv"},
+    )
+    split = fields.String(
+        load_default=_TRAIN_DEFAULTS["split"],
+        validate=validate.OneOf(SPLITS),
+        metadata={"example": "time"},
+    )
+    time_cutoff = fields.String(
+        load_default=_TRAIN_DEFAULTS["time_cutoff"],
+        allow_none=True,
+        validate=validate.Length(max=MAX_CUTOFF_LENGTH),
+        metadata={
+            "description": "with split=time: hold out flights scheduled from this local SCL "
+            "date-time on (YYYY-MM-DD[ HH:MM:SS], no UTC offset, 1950-2100)",
+            "example": "2017-11-01",
+        },
+    )
+    refit = fields.Boolean(
+        load_default=_TRAIN_DEFAULTS["refit"],
+        metadata={"description": "refit on all rows after the evaluation"},
     )
     description = fields.String(load_default="", validate=validate.Length(max=1000))
 
@@ -678,3 +688,189 @@ class ComparisonSchema(Schema):
             "reliability points)"
         },
     )
+
+
+# -- retraining schedules (issue 12) ---------------------------------------------------------------
+_RULE_DEFAULTS = PromotionRule().to_dict()
+EXAMPLE_SCHEDULE = {
+    "name": "monthly",
+    "dataset": "monthly/",
+    "cron": "0 3 1 * *",
+    "timezone": "America/Santiago",
+    "model": {"model_type": "lightgbm", "features": "schedule"},
+    "rule": {"metric": "roc_auc", "min_margin": 0.005, "calibration_not_worse": True},
+}
+
+
+class PromotionRuleSchema(StrictSchema):
+    metric = fields.String(
+        load_default=_RULE_DEFAULTS["metric"],
+        validate=validate.OneOf(list(RULE_METRICS)),
+        metadata={"description": "compared on each evaluation set (higher AUCs, lower losses win)"},
+    )
+    min_margin = fields.Float(
+        load_default=_RULE_DEFAULTS["min_margin"],
+        validate=validate.Range(0.0, MAX_MARGIN),
+        metadata={
+            "description": "the challenger must beat the champion on the metric by at least "
+            "this much (and by more than nothing)"
+        },
+    )
+    calibration_not_worse = fields.Boolean(
+        load_default=_RULE_DEFAULTS["calibration_not_worse"],
+        metadata={"description": "the challenger's ECE must not exceed the champion's"},
+    )
+    ece_tolerance = fields.Float(
+        load_default=_RULE_DEFAULTS["ece_tolerance"],
+        validate=validate.Range(0.0, MAX_MARGIN),
+        metadata={"description": "how much higher the challenger's ECE may be"},
+    )
+
+
+class ScheduleModelSchema(TrainingSettingsSchema):
+    """A schedule's challengers always hold out the most recent flights (split time, no
+    cutoff) and are never refit, so these settings leave those out."""
+
+
+_TIMING_FIELDS: dict[str, Any] = {
+    "every_seconds": {
+        "validate": validate.Range(1, MAX_INTERVAL_SECONDS),
+        "metadata": {
+            "description": "run every N seconds (at least FLIGHT_DELAY_SCHEDULE_MIN_INTERVAL_SECONDS, "
+            "60 by default); or give cron",
+            "example": 86400,
+        },
+    },
+    "cron": {
+        "validate": validate.Length(1, MAX_CRON_LENGTH),
+        "metadata": {
+            "description": "five fields, minute hour day-of-month month day-of-week, in "
+            "timezone; or give every_seconds",
+            "example": "0 3 1 * *",
+        },
+    },
+    "timezone": {
+        "validate": validate.Length(1, 64),
+        "metadata": {"description": "IANA time zone of cron", "example": "America/Santiago"},
+    },
+}
+
+
+class ScheduleCreateSchema(StrictSchema):
+    name = fields.String(
+        load_default="",
+        validate=validate.Length(max=100),
+        metadata={"description": "for people (the dashboard, the deployment history)"},
+    )
+    dataset = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=2048),
+        metadata={
+            "description": DATASET_REFERENCE + "; read again at every run, so a folder where "
+            "new monthly files land trains on the latest data",
+            "example": "monthly/",
+        },
+    )
+    every_seconds = fields.Integer(strict=True, **_TIMING_FIELDS["every_seconds"])
+    cron = fields.String(**_TIMING_FIELDS["cron"])
+    timezone = fields.String(load_default="UTC", **_TIMING_FIELDS["timezone"])
+    model = fields.Nested(
+        ScheduleModelSchema,
+        load_default=dict,
+        metadata={"description": "the challenger's training settings (POST /models' defaults)"},
+    )
+    rule = fields.Nested(
+        PromotionRuleSchema,
+        load_default=dict,
+        metadata={"description": "when a challenger replaces the deployed model"},
+    )
+    paused = fields.Boolean(
+        load_default=False, metadata={"description": "created without a next run"}
+    )
+
+
+class SchedulePatchSchema(StrictSchema):
+    """Only the given fields change; ``model`` and ``rule`` are replaced whole (defaults for
+    what they leave out); every_seconds replaces cron and the other way round."""
+
+    name = fields.String(validate=validate.Length(max=100))
+    dataset = fields.String(validate=validate.Length(min=1, max=2048))
+    every_seconds = fields.Integer(strict=True, **_TIMING_FIELDS["every_seconds"])
+    cron = fields.String(**_TIMING_FIELDS["cron"])
+    timezone = fields.String(**_TIMING_FIELDS["timezone"])
+    model = fields.Nested(ScheduleModelSchema)
+    rule = fields.Nested(PromotionRuleSchema)
+    paused = fields.Boolean(metadata={"description": "true: no further runs until false"})
+
+
+class ScheduleSchema(Schema):
+    id = fields.String(metadata={"example": EXAMPLE_ID})
+    name = fields.String()
+    dataset = fields.String()
+    every_seconds = fields.Integer(allow_none=True)
+    cron = fields.String(allow_none=True)
+    timezone = fields.String()
+    timing = fields.String(metadata={"example": "cron '0 3 1 * *' (America/Santiago)"})
+    model = fields.Dict(metadata={"description": "the challengers' training settings"})
+    rule = fields.Dict(metadata={"description": "the promotion rule"})
+    paused = fields.Boolean()
+    paused_reason = fields.String(allow_none=True)
+    next_run_at = fields.String(allow_none=True, metadata={"description": "UTC; null while paused"})
+    runs = fields.Integer(metadata={"description": "runs started so far"})
+    skipped = fields.Integer(
+        metadata={"description": "due times skipped because the previous run had not finished"}
+    )
+    active_run = fields.String(allow_none=True, metadata={"description": "the unfinished run"})
+    last_run_id = fields.String(allow_none=True)
+    created_at = fields.String()
+    created_by = fields.String(metadata={"description": "the key's scopes and fingerprint"})
+    updated_at = fields.String()
+
+
+class ScheduleRunQuerySchema(StrictSchema):
+    limit = fields.Integer(
+        load_default=20, validate=validate.Range(1, 100), metadata={"description": "1-100"}
+    )
+    before = fields.Integer(
+        validate=validate.Range(1, 2**31),
+        metadata={"description": "only runs numbered below this (the next page)"},
+    )
+
+
+class ScheduleRunSchema(Schema):
+    id = fields.String()
+    schedule_id = fields.String()
+    number = fields.Integer()
+    trigger = fields.String(metadata={"description": "schedule (a due time) or manual"})
+    requested_by = fields.String(metadata={"description": "the beat, or the key that asked"})
+    scheduled_for = fields.String(metadata={"description": "the due time it ran for (UTC)"})
+    created_at = fields.String()
+    status = fields.String(
+        metadata={"description": "queued, training, evaluating, completed or failed"}
+    )
+    challenger_id = fields.String(allow_none=True)
+    champion_id = fields.String(
+        allow_none=True, metadata={"description": "the model deployed when it was evaluated"}
+    )
+    decision = fields.String(allow_none=True, metadata={"description": "promoted or kept"})
+    reason = fields.String(allow_none=True, metadata={"description": "why, in one line"})
+    reasons = fields.List(fields.String(), metadata={"description": "why, one line per check"})
+    evaluation = fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "holdout: the flights, and each model's metrics (and, for one run, "
+            "curves) on them; outcomes: the same on the prediction log's flights with "
+            "outcomes, or why they were not used"
+        },
+    )
+    error = fields.String(allow_none=True, metadata={"description": "why the run failed"})
+    attempts = fields.Integer(
+        metadata={"description": "evaluation attempts (a lost worker's evaluation is retried)"}
+    )
+    finished_at = fields.String(allow_none=True)
+    deployment_version = fields.Integer(
+        allow_none=True, metadata={"description": "the deployment a promotion made"}
+    )
+    dataset = fields.String()
+    settings = fields.Dict(metadata={"description": "the schedule's model settings it ran with"})
+    rule = fields.Dict(metadata={"description": "the rule it decided with"})

@@ -2,7 +2,7 @@
 
 Each model predicts the same flights with its own pipeline, as the API would; the metrics are
 the offline evaluation's (flight_delay.ml.evaluation) at each model's own threshold, and the
-curves are thinned to at most ``CURVE_POINTS`` points for plotting. A model whose training rows
+curves are thinned to at most ``evaluation.CURVE_POINTS`` points for plotting. A model whose training rows
 include holdout flights is flagged: its figures there are not an honest test.
 """
 
@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import precision_recall_curve, roc_curve
 
 from flight_delay.data import FlightData, schema
 from flight_delay.ml.artifacts import TrainedModel
-from flight_delay.ml.evaluation import classification_metrics
+from flight_delay.ml.config import TrainConfig
+from flight_delay.ml.evaluation import classification_metrics, curves
+from flight_delay.ml.splits import split_positions
 
-CURVE_POINTS = 101
 #: fewest holdout flights a comparison is made on
 MIN_HOLDOUT_FLIGHTS = 50
 
@@ -64,28 +64,11 @@ def compare(
     held = set(positions.tolist())
     results = []
     for model_id, model in models.items():
-        probabilities = np.asarray(model.predict_proba(frame), dtype=float)
-        metrics = classification_metrics(labels, probabilities, model.threshold)
         trained_on = (training_positions or {}).get(model_id)
         overlap = None if trained_on is None else len(held.intersection(trained_on.tolist()))
         results.append(
-            {
-                "model_id": model_id,
-                "model_type": model.metadata.get("model_type"),
-                "features": (model.metadata.get("feature_set") or {}).get("name"),
-                "threshold": model.threshold,
-                "metrics": {
-                    name: metrics[name]
-                    for name in ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "mean_predicted")
-                }
-                | {
-                    "precision": metrics["classes"]["delayed"]["precision"],
-                    "recall": metrics["classes"]["delayed"]["recall"],
-                    "f1": metrics["classes"]["delayed"]["f1"],
-                },
-                "holdout_flights_in_training": overlap,
-                "curves": curves(labels, probabilities) | {"reliability": metrics["reliability"]},
-            }
+            {"model_id": model_id, **scores(model, frame, labels)}
+            | {"holdout_flights_in_training": overlap}
         )
     return {
         "flights": len(positions),
@@ -96,20 +79,40 @@ def compare(
     }
 
 
-def curves(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
-    """ROC and precision-recall points, at most CURVE_POINTS each (ends kept)."""
-    fpr, tpr, _ = roc_curve(labels, probabilities)
-    precision, recall, _ = precision_recall_curve(labels, probabilities)
+def scores(model: TrainedModel, frame: pd.DataFrame, labels: np.ndarray) -> dict[str, Any]:
+    """One model on labelled flights: its kind, threshold, the metrics side-by-side views show
+    (the offline evaluation's, at its own threshold) and its curves."""
+    probabilities = np.asarray(model.predict_proba(frame), dtype=float)
+    metrics = classification_metrics(labels, probabilities, model.threshold)
     return {
-        "roc": [{"fpr": float(f), "tpr": float(t)} for f, t in _thin(fpr, tpr)],
-        "precision_recall": [
-            {"recall": float(r), "precision": float(p)} for r, p in _thin(recall, precision)
-        ],
+        "model_type": model.metadata.get("model_type"),
+        "features": (model.metadata.get("feature_set") or {}).get("name"),
+        "threshold": model.threshold,
+        "metrics": {
+            name: metrics[name]
+            for name in ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "mean_predicted")
+        }
+        | {
+            "precision": metrics["classes"]["delayed"]["precision"],
+            "recall": metrics["classes"]["delayed"]["recall"],
+            "f1": metrics["classes"]["delayed"]["f1"],
+        },
+        "curves": curves(labels, probabilities) | {"reliability": metrics["reliability"]},
     }
 
 
-def _thin(x: np.ndarray, y: np.ndarray) -> list[tuple[float, float]]:
-    if len(x) <= CURVE_POINTS:
-        return list(zip(x.tolist(), y.tolist(), strict=True))
-    keep = np.unique(np.linspace(0, len(x) - 1, CURVE_POINTS).round().astype(int))
-    return list(zip(x[keep].tolist(), y[keep].tolist(), strict=True))
+def fitted_positions(
+    settings: Mapping[str, Any], trained_sha256: str | None, flights: FlightData
+) -> np.ndarray | None:
+    """The rows of ``flights`` a model with these training ``settings`` was fitted on, when
+    ``flights`` is its own data (``trained_sha256``, the recorded fingerprint, matches); None
+    when that cannot be known."""
+    if trained_sha256 != flights.fingerprint.sha256:
+        return None
+    config = TrainConfig.from_dict(settings)
+    if config.refit:  # the final model saw every row
+        return np.arange(len(flights.frame))
+    train_rows, _ = split_positions(
+        flights.frame, config.split, config.test_size, config.seed, config.time_cutoff
+    )
+    return train_rows

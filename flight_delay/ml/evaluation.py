@@ -13,9 +13,12 @@ from sklearn.metrics import (
     precision_recall_curve,
     precision_recall_fscore_support,
     roc_auc_score,
+    roc_curve,
 )
 
 CALIBRATION_BINS = 10
+#: most points of a recorded ROC or precision-recall curve (enough to draw, small to store)
+CURVE_POINTS = 101
 
 
 def best_f1_threshold(
@@ -108,3 +111,22 @@ def classification_metrics(
         "classes": per_class,
         "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
     }
+
+
+def curves(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
+    """ROC and precision-recall points for plotting, at most CURVE_POINTS each (ends kept)."""
+    fpr, tpr, _ = roc_curve(labels, probabilities)
+    precision, recall, _ = precision_recall_curve(labels, probabilities)
+    return {
+        "roc": [{"fpr": float(f), "tpr": float(t)} for f, t in _thin(fpr, tpr)],
+        "precision_recall": [
+            {"recall": float(r), "precision": float(p)} for r, p in _thin(recall, precision)
+        ],
+    }
+
+
+def _thin(x: np.ndarray, y: np.ndarray) -> list[tuple[float, float]]:
+    if len(x) <= CURVE_POINTS:
+        return list(zip(x.tolist(), y.tolist(), strict=True))
+    keep = np.unique(np.linspace(0, len(x) - 1, CURVE_POINTS).round().astype(int))
+    return list(zip(x[keep].tolist(), y[keep].tolist(), strict=True))

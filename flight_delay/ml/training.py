@@ -23,7 +23,7 @@ from flight_delay.ml.artifacts import FORMAT_VERSION, TrainedModel, library_vers
 from flight_delay.ml.calibration import Calibration
 from flight_delay.ml.capacity import MIN_FOLDS, choose_capacity, cross_validation_folds
 from flight_delay.ml.config import TrainConfig
-from flight_delay.ml.evaluation import best_f1_threshold, classification_metrics
+from flight_delay.ml.evaluation import best_f1_threshold, classification_metrics, curves
 from flight_delay.ml.families import get_family
 from flight_delay.ml.features import FlightFeatures, get_feature_set
 from flight_delay.ml.splits import split_positions
@@ -154,6 +154,8 @@ def train(
         evaluated.predict_proba(features.transform(test_part))[:, 1]
     )
     holdout_metrics = classification_metrics(y_test, test_probability, threshold)
+    # the model page draws these (ROC and precision-recall points, at most 101 each)
+    holdout_metrics["curves"] = curves(y_test, test_probability)
 
     if config.refit:
         report(f"refitting {family.name} on all rows", 75)

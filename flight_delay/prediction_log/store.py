@@ -170,6 +170,24 @@ class PredictionStore:
         with self.engine.connect() as connection:
             return [flight for flight in connection.scalars(query) if isinstance(flight, dict)]
 
+    def flights_with_outcomes(self, limit: int = 50_000) -> list[tuple[dict[str, Any], float]]:
+        """The newest ``limit`` logged flights (as sent) that have an outcome, each with its
+        delay in minutes, whichever model answered them: what a scheduled run re-predicts
+        with both its models."""
+        query = (
+            select(PredictedFlight.flight, PredictedFlight.delay_minutes)
+            .join(PredictionRequest, PredictionRequest.request_id == PredictedFlight.request_id)
+            .where(PredictedFlight.delay_minutes.is_not(None))
+            .order_by(PredictionRequest.received_at.desc(), PredictedFlight.position)
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [
+                (flight, float(minutes))
+                for flight, minutes in connection.execute(query)
+                if isinstance(flight, dict) and minutes is not None
+            ]
+
     def list(
         self,
         model_id: str | None = None,

@@ -22,7 +22,13 @@ from flask.testing import FlaskClient
 
 from flight_delay import create_app
 from flight_delay.data import make_synthetic_flights
-from flight_delay.devstack import WORKER_COMMAND, free_port, start_redis, stop_processes
+from flight_delay.devstack import (
+    BEAT_COMMAND,
+    WORKER_COMMAND,
+    free_port,
+    start_redis,
+    stop_processes,
+)
 from flight_delay.prediction_log import migrate
 from tests.conftest import REPO
 
@@ -181,3 +187,20 @@ def redis_client(stack_settings: dict[str, Any]) -> redis.Redis:
 @pytest.fixture
 def model_dir(stack_settings: dict[str, Any]) -> Path:
     return Path(stack_settings["MODEL_DIR"])
+
+
+def start_beat(settings: dict[str, Any], log: Path, **overrides: Any) -> subprocess.Popen[bytes]:
+    """A real Celery beat (the stack's command) on the test Redis; returns once it ticks."""
+    env = environment({**settings, **overrides})
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", *BEAT_COMMAND],
+            cwd=log.parent, env=env, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while "retraining schedules ticking" not in log.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_processes([process])
+            pytest.fail(f"celery beat did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    return process

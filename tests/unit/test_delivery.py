@@ -17,6 +17,7 @@ import yaml
 
 from flight_delay.config import documented_settings, known_variables
 from flight_delay.devstack import (
+    BEAT_COMMAND,
     FLOWER_COMMAND,
     GUNICORN_COMMAND,
     LOG_WRITER_COMMAND,
@@ -103,7 +104,7 @@ def delivery_problems(
     """Every way the delivery files disagree with the code; empty when they agree."""
     problems = []
     services = compose.get("services", {})
-    expected = {"redis", "api", "worker", "postgres", "log-writer", "flower"}
+    expected = {"redis", "api", "worker", "beat", "postgres", "log-writer", "flower"}
     if set(services) != expected:
         problems.append(f"services are {sorted(services)}, expected {', '.join(sorted(expected))}")
     writer = services.get("log-writer", {})
@@ -119,6 +120,13 @@ def delivery_problems(
         problems.append("flower: not built from Dockerfile.worker (it imports the worker app)")
     if any(not port.startswith("127.0.0.1:") for port in flower.get("ports", [])):
         problems.append("flower: published beyond loopback")
+    beat = services.get("beat", {})
+    if beat.get("command") != list(BEAT_COMMAND):
+        problems.append(f"beat: compose command {beat.get('command')} is not make run's")
+    if beat.get("build", {}).get("dockerfile") != "Dockerfile.worker":
+        problems.append("beat: not built from Dockerfile.worker (it imports the worker app)")
+    if beat.get("deploy", {}).get("replicas", 1) != 1:
+        problems.append("beat: more than one replica")
     known = known_variables()
     for component, command in COMPONENTS.items():
         service = services.get(component, {})
@@ -168,6 +176,15 @@ def test_a_drifted_command_is_caught(delivery: Any) -> None:
     compose, dockerfiles, env = copy.deepcopy(delivery)
     compose["services"]["worker"]["command"] = ["celery", "-A", "worker.tasks", "worker"]
     assert any("worker: compose command" in p for p in delivery_problems(compose, dockerfiles, env))
+    compose["services"]["beat"]["command"] = [
+        "celery",
+        "-A",
+        "worker.celery_app:celery",
+        "beat",
+        "-S",
+        "redbeat.RedBeatScheduler",
+    ]
+    assert any("beat: compose command" in p for p in delivery_problems(compose, dockerfiles, env))
     dockerfiles["api"] = dockerfiles["api"].replace("flight_delay.wsgi:app", "flight_delay.app:app")
     assert any("Dockerfile.api: CMD" in p for p in delivery_problems(compose, dockerfiles, env))
 

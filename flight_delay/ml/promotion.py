@@ -1,0 +1,131 @@
+"""Champion/challenger: the rule that decides whether a retrained model replaces the deployed one.
+
+A rule names a metric, the margin by which the challenger must beat the champion on it, and
+whether its calibration (ECE) may be worse. It is checked on every evaluation set a run has
+(the most recent holdout of the dataset always; the prediction log's flights with outcomes
+when there are enough of them): the challenger is promoted only when it holds on all of them.
+Pure logic on metric dictionaries; the scheduled runs (flight_delay.scheduling) call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: metrics a rule may name, and whether higher is better
+RULE_METRICS: dict[str, bool] = {
+    "roc_auc": True,
+    "pr_auc": True,
+    "brier": False,
+    "log_loss": False,
+}
+#: largest margin or ECE tolerance a rule accepts (all four metrics live in [0, 1] or close)
+MAX_MARGIN = 0.5
+
+
+@dataclass(frozen=True)
+class PromotionRule:
+    """When a challenger replaces the champion.
+
+    Attributes:
+        metric: one of RULE_METRICS.
+        min_margin: the challenger must be better on ``metric`` by at least this much (and by
+            more than nothing: a tie keeps the champion).
+        calibration_not_worse: the challenger's ECE may exceed the champion's by at most
+            ``ece_tolerance``.
+        ece_tolerance: see ``calibration_not_worse``.
+    """
+
+    metric: str = "roc_auc"
+    min_margin: float = 0.005
+    calibration_not_worse: bool = True
+    ece_tolerance: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.metric not in RULE_METRICS:
+            raise ValueError(f"metric must be one of {', '.join(RULE_METRICS)}")
+        for name in ("min_margin", "ece_tolerance"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number")
+            if not 0.0 <= value <= MAX_MARGIN:
+                raise ValueError(f"{name} must be from 0 to {MAX_MARGIN}")
+
+    @classmethod
+    def from_dict(cls, settings: Mapping[str, Any] | None) -> PromotionRule:
+        return cls(**dict(settings or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of a rule: promote or keep, and every reason (one line each)."""
+
+    promote: bool
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        return "promoted" if self.promote else "kept"
+
+    def explanation(self) -> str:
+        return "; ".join(self.reasons)
+
+
+def decide(
+    rule: PromotionRule,
+    evaluations: Mapping[str, Mapping[str, Mapping[str, Any] | None]],
+) -> Decision:
+    """Check ``rule`` on each evaluation set.
+
+    Args:
+        rule: the rule.
+        evaluations: per evaluation set (``holdout``, ``outcomes``), the ``champion`` and
+            ``challenger`` metrics (each a dict with the rule's metric and ``ece``); a set whose
+            ``champion`` is None has no champion (nothing deployed).
+
+    Returns:
+        promote when the rule holds on every set; the reasons say what was compared.
+    """
+    if not evaluations:
+        raise ValueError("a decision needs at least one evaluation set")
+    reasons: list[str] = []
+    promote = True
+    higher_is_better = RULE_METRICS[rule.metric]
+    for name, pair in evaluations.items():
+        champion, challenger = pair.get("champion"), pair.get("challenger")
+        if challenger is None:
+            raise ValueError(f"{name}: no challenger metrics")
+        if champion is None:
+            reasons.append(f"{name}: no deployed champion to beat")
+            continue
+        ours, theirs = _number(challenger, rule.metric), _number(champion, rule.metric)
+        gain = ours - theirs if higher_is_better else theirs - ours
+        beats = gain > 0 and gain >= rule.min_margin
+        reasons.append(
+            f"{name}: {rule.metric} {ours:.4f} vs {theirs:.4f} "
+            f"({'+' if gain >= 0 else ''}{gain:.4f}; needs at least "
+            f"{'+' if rule.min_margin > 0 else 'more than +'}{rule.min_margin:.4f}) "
+            f"{'met' if beats else 'not met'}"
+        )
+        promote &= beats
+        if rule.calibration_not_worse:
+            ece_ours, ece_theirs = _number(challenger, "ece"), _number(champion, "ece")
+            calibrated = ece_ours <= ece_theirs + rule.ece_tolerance
+            allowance = f" + {rule.ece_tolerance:.4f}" if rule.ece_tolerance else ""
+            reasons.append(
+                f"{name}: ECE {ece_ours:.4f} vs {ece_theirs:.4f}{allowance} "
+                f"{'not worse' if calibrated else 'worse'}"
+            )
+            promote &= calibrated
+    return Decision(promote, reasons)
+
+
+def _number(metrics: Mapping[str, Any], name: str) -> float:
+    value = metrics.get(name)
+    if value is None:
+        raise ValueError(f"metric {name} is missing")
+    return float(value)

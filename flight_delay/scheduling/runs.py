@@ -1,0 +1,421 @@
+"""Scheduled runs: the beat's tick that starts them and moves them along, and the Celery task
+that evaluates a challenger against the deployed champion and promotes it when the rule holds.
+
+A run trains its challenger as an ordinary training job (a model record like any other, with
+``schedule_run`` naming the run), always with ``split=time`` and ``refit=false``: the most
+recent ``test_size`` of the dataset's flights is a holdout the challenger never saw. The
+evaluation scores the challenger and the model deployed at that moment on that holdout (and on
+the prediction log's flights with outcomes, when there are at least MIN_OUTCOME_FLIGHTS of both
+classes), decides with the schedule's rule (flight_delay.ml.promotion) and either completes the
+run as ``kept`` or deploys the challenger and completes it as ``promoted`` in one atomic step
+that also checks the deployment did not change meanwhile.
+
+Nothing is lost to a dead process: the tick re-sends an evaluation whose message was lost or
+whose worker stopped renewing its lease (at most JOB_MAX_ATTEMPTS attempts), and a challenger's
+training job is recovered like every training job (flight_delay.jobs.recover_jobs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+from celery import shared_task
+from flask import Flask, current_app
+from sqlalchemy.exc import SQLAlchemyError
+
+from flight_delay.data.schema import DELAY_THRESHOLD_MINUTES
+from flight_delay.errors import FlightDelayError, InvalidFlights, scrub_paths
+from flight_delay.extensions import EVALUATE_RUN_TASK
+from flight_delay.jobs import Lease, fetch_dataset, send_job
+from flight_delay.ml import TrainedModel, load_model
+from flight_delay.ml.comparison import (
+    MIN_HOLDOUT_FLIGHTS,
+    EmptyHoldout,
+    compare,
+    fitted_positions,
+    scores,
+)
+from flight_delay.ml.config import TrainConfig
+from flight_delay.ml.promotion import PromotionRule, decide
+from flight_delay.ml.splits import split_positions
+from flight_delay.registry import ModelNotFound, ModelRegistry, Status
+from flight_delay.scheduling.store import RunNotFound, RunStatus, ScheduleStore
+from flight_delay.scheduling.timing import InvalidTiming, Timing
+
+log = logging.getLogger(__name__)
+
+#: fewest logged flights with outcomes (of both classes) that count as an evaluation set
+MIN_OUTCOME_FLIGHTS = MIN_HOLDOUT_FLIGHTS
+#: newest logged flights with outcomes an evaluation re-predicts
+MAX_OUTCOME_FLIGHTS = 50_000
+#: the settings every challenger is trained with: its holdout is the most recent flights, unseen
+RUN_SETTINGS = {"split": "time", "time_cutoff": None, "refit": False}
+
+
+def schedule_store(app: Flask) -> ScheduleStore:
+    store: ScheduleStore = app.extensions["schedules"]
+    return store
+
+
+def timing_of(schedule: dict[str, Any]) -> Timing:
+    return Timing(
+        every_seconds=schedule.get("every_seconds") or None,
+        cron=schedule.get("cron") or None,
+        timezone=schedule.get("timezone") or "UTC",
+    )
+
+
+def promoter(run: dict[str, Any]) -> str:
+    """Who a promotion names in the deployment history."""
+    name = run.get("schedule_name") or ""
+    label = f"'{name}' " if name else ""
+    return f"schedule {label}#{run['schedule_id'][:8]}, run {run['number']}"
+
+
+# -- the tick -----------------------------------------------------------------------------------
+def tick(app: Flask, beat: str = "") -> dict[str, list[str]]:
+    """One beat: start the runs that are due, then move every unfinished run along.
+
+    Safe from any number of beats at once: a due time is claimed by one compare-and-set, and
+    every step of a run is a conditional Redis script.
+
+    Returns:
+        what was done: ``started`` run ids, ``skipped`` schedule ids, ``sent`` evaluations.
+    """
+    store = schedule_store(app)
+    done: dict[str, list[str]] = {"started": [], "skipped": [], "sent": []}
+    now = time.time()
+    who = beat or f"beat {socket.gethostname()}:{os.getpid()}"
+    for schedule_id, due in store.due(now):
+        try:
+            schedule = store.get(schedule_id)
+            following = timing_of(schedule).following(due, now)
+        except FlightDelayError:
+            following = due  # deleted meanwhile: the claim below sees it gone
+        except InvalidTiming as exc:  # a cron expression that stopped firing: pause, say why
+            log.warning("schedule %s paused: %s", schedule_id, exc)
+            store.update(schedule_id, {"paused": True, "paused_reason": str(exc)}, None)
+            continue
+        outcome, detail = store.claim_due(schedule_id, due, following, who)
+        if outcome == "started":
+            log.info("schedule %s: due %s claimed by %s, run %s", schedule_id, due, who, detail)
+            done["started"].append(detail)
+            store.trim_runs(schedule_id, int(app.config["SCHEDULE_RUNS_KEPT"]))
+        elif outcome == "skipped":
+            log.warning(
+                "schedule %s: due %s claimed by %s, skipped: run %s has not finished",
+                schedule_id, due, who, detail,
+            )  # fmt: skip
+            done["skipped"].append(schedule_id)
+        elif outcome == "taken":
+            log.warning(
+                "schedule %s: due %s was claimed by another beat before %s: is a second beat "
+                "running? (harmless: each due time runs once)",
+                schedule_id, due, who,
+            )  # fmt: skip
+    for run in store.unfinished():
+        try:
+            if advance(app, run):
+                done["sent"].append(run["id"])
+        except (redis.RedisError, FlightDelayError):
+            log.warning("moving run %s along failed; next tick retries", run["id"], exc_info=True)
+    return done
+
+
+def advance(app: Flask, run: dict[str, Any]) -> bool:
+    """Move one unfinished run a step: train its challenger, fail it when the challenger
+    failed, or (re)send its evaluation; True when an evaluation was sent."""
+    store = schedule_store(app)
+    registry: ModelRegistry = app.extensions["model_registry"]
+    status = run["status"]
+    if status == RunStatus.QUEUED:
+        start_challenger(app, run)
+        return False
+    lease = float(app.config["JOB_LEASE_SECONDS"])
+    now = _redis_now(store)
+    if status == RunStatus.TRAINING:
+        try:
+            challenger = registry.get(run["challenger_id"])
+        except ModelNotFound:
+            store.finish(
+                run, RunStatus.FAILED, expected_status=RunStatus.TRAINING,
+                error=f"the challenger model {run['challenger_id']} was deleted while training",
+            )  # fmt: skip
+            return False
+        if challenger["status"] == Status.FAILED:
+            store.finish(
+                run, RunStatus.FAILED, expected_status=RunStatus.TRAINING,
+                error=f"the challenger failed to train: {challenger.get('error') or 'no reason'}",
+            )  # fmt: skip
+            return False
+        if challenger["status"] != Status.COMPLETED:
+            return False
+        # the training job queued the evaluation when it ended; send it again only when no
+        # evaluation took it within a lease (a lost message)
+        finished = _epoch(challenger.get("finished_at"))
+        sent = float(run.get("evaluation_sent_at") or 0)
+        if max(finished or 0.0, sent) + lease > now:
+            return False
+    elif status == RunStatus.EVALUATING:
+        sent = float(run.get("evaluation_sent_at") or 0)
+        if float(run.get("lease_until") or 0) > now or sent + lease > now:
+            return False  # its worker renews the lease, or a resent evaluation is on its way
+    else:
+        return False
+    store.set_run_fields(run["id"], evaluation_sent_at=now)
+    app.extensions["celery"].send_task(EVALUATE_RUN_TASK, args=[run["id"]])
+    return True
+
+
+def start_challenger(app: Flask, run: dict[str, Any]) -> str | None:
+    """Record the run's challenger (a pending model) and queue its training job; the model id,
+    or None when another tick did it first."""
+    store = schedule_store(app)
+    registry: ModelRegistry = app.extensions["model_registry"]
+    try:
+        settings = TrainConfig.from_dict({**run["settings"], **RUN_SETTINGS}).to_dict()
+    except FlightDelayError as exc:  # settings this version no longer accepts
+        store.finish(run, RunStatus.FAILED, expected_status=RunStatus.QUEUED, error=str(exc))
+        return None
+    name = run.get("schedule_name") or run["schedule_id"][:8]
+    record = registry.create(
+        settings,
+        run["dataset"],
+        description=f"challenger of schedule {name}, run {run['number']}",
+        extra={"schedule_run": run["id"], "schedule_id": run["schedule_id"]},
+    )
+    if not store.attach_challenger(run["id"], record["id"]):
+        registry.delete(record["id"])
+        return None
+    # a lost message is resent by the training jobs' recovery (PENDING_RESEND_SECONDS)
+    send_job(app.extensions["celery"], record["id"])
+    return str(record["id"])
+
+
+def _redis_now(store: ScheduleStore) -> float:
+    seconds, micro = store.redis.time()
+    return float(seconds) + micro / 1_000_000
+
+
+def _epoch(text: str | None) -> float | None:
+    from datetime import datetime
+
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+# -- the evaluation ------------------------------------------------------------------------------
+class RunFailed(Exception):
+    """The run cannot be evaluated; the message says why (shown to API callers)."""
+
+
+@shared_task(name=EVALUATE_RUN_TASK)
+def evaluate_schedule_run(run_id: str) -> str:
+    """Evaluate a run whose challenger finished training; record the decision."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    return run_evaluation(app, run_id)
+
+
+def run_evaluation(app: Flask, run_id: str) -> str:
+    store = schedule_store(app)
+    registry: ModelRegistry = app.extensions["model_registry"]
+    config = app.config
+    try:
+        run = store.get_run(run_id)
+    except RunNotFound:
+        return "gone"
+    if run["status"] not in (RunStatus.TRAINING, RunStatus.EVALUATING):
+        return str(run["status"])
+    try:
+        challenger = registry.get(run["challenger_id"])
+    except ModelNotFound:
+        challenger = {"status": "deleted"}
+    if challenger["status"] != Status.COMPLETED:
+        advance(app, run)  # fails the run when the challenger failed or is gone
+        return "waiting"
+    token = uuid.uuid4().hex[:12]
+    lease = float(config["JOB_LEASE_SECONDS"])
+    claimed = store.claim_evaluation(run, token, lease, int(config["JOB_MAX_ATTEMPTS"]))
+    if claimed != "claimed":
+        log.info("evaluation of run %s not run: %s", run_id, claimed)
+        return claimed
+    roots = {"MODEL_DIR": config["MODEL_DIR"], "DATA_ROOT": config["DATA_ROOT"]}
+    with Lease(lambda: store.renew_evaluation(run_id, token, lease), lease, run_id) as held:
+        try:
+            return _evaluate_and_decide(app, run, token, held)
+        except (RunFailed, FlightDelayError, EmptyHoldout) as exc:
+            reason = scrub_paths(str(exc), roots)
+        except Exception as exc:
+            log.exception("evaluating run %s crashed", run_id)
+            reason = scrub_paths(f"internal error: {type(exc).__name__}: {exc}", roots)
+        held.retrying(
+            lambda: store.finish(run, RunStatus.FAILED, token=token, error=reason[:2000]),
+            f"recording the failure of run {run_id}",
+        )
+        return RunStatus.FAILED
+
+
+def _evaluate_and_decide(app: Flask, run: dict[str, Any], token: str, held: Lease) -> str:
+    store = schedule_store(app)
+    registry: ModelRegistry = app.extensions["model_registry"]
+    config = app.config
+    model_dir = Path(config["MODEL_DIR"])
+    challenger_id = str(run["challenger_id"])
+    challenger = registry.get(challenger_id)
+    flights = fetch_dataset(config, run["dataset"])
+    held.checkpoint()
+    if (challenger.get("data") or {}).get("sha256") != flights.fingerprint.sha256:
+        raise RunFailed(
+            "the dataset changed between the challenger's training and its evaluation; the "
+            "next run trains on the new data"
+        )
+    settings = TrainConfig.from_dict(challenger["settings"])
+    # the challenger's own holdout: the most recent test_size of the flights, never fitted on
+    _, holdout = split_positions(flights.frame, "time", settings.test_size, settings.seed, None)
+    models: dict[str, TrainedModel] = {
+        challenger_id: load_model(model_dir / challenger_id, compiled_trees=False)
+    }
+    trained_on = {
+        challenger_id: fitted_positions(challenger["settings"], flights.fingerprint.sha256, flights)
+    }
+    champion_id = registry.deployed_id()
+    if champion_id:
+        try:
+            champion = registry.get(champion_id)
+        except ModelNotFound:
+            raise RunFailed(f"the deployed model {champion_id} has no record") from None
+        models[champion_id] = load_model(model_dir / champion_id, compiled_trees=False)
+        trained_on[champion_id] = fitted_positions(
+            champion["settings"], (champion.get("data") or {}).get("sha256"), flights
+        )
+    compared = compare(models, flights, holdout, trained_on)
+    held.checkpoint()
+    by_id = {entry["model_id"]: entry for entry in compared.pop("models")}
+    holdout_set = {
+        **compared,
+        "champion": by_id.get(champion_id) if champion_id else None,
+        "challenger": by_id[challenger_id],
+    }
+    evaluation: dict[str, Any] = {"holdout": holdout_set}
+    sets: dict[str, dict[str, Any]] = {
+        "holdout": {
+            "champion": holdout_set["champion"]["metrics"] if holdout_set["champion"] else None,
+            "challenger": holdout_set["challenger"]["metrics"],
+        }
+    }
+    outcomes = outcome_scores(app, models, champion_id, challenger_id)
+    evaluation["outcomes"] = outcomes
+    if outcomes.get("used"):
+        sets["outcomes"] = {
+            "champion": (outcomes.get("champion") or {}).get("metrics"),
+            "challenger": outcomes["challenger"]["metrics"],
+        }
+    rule = PromotionRule.from_dict(run["rule"])
+    decision = decide(rule, sets)
+    held.checkpoint()
+    fields = {
+        "champion_id": champion_id or "",
+        "decision": decision.verdict,
+        "reason": decision.explanation(),
+        "reasons": decision.reasons,
+        "evaluation": evaluation,
+    }
+    run_id = run["id"]
+    if not decision.promote:
+        held.retrying(
+            lambda: store.finish(run, RunStatus.COMPLETED, token=token, fields=fields),
+            f"recording run {run_id}",
+        )
+        log.info("run %s: challenger %s kept out: %s", run_id, challenger_id, fields["reason"])
+        return "kept"
+    outcome, detail = store.promote(run, token, champion_id, promoter(run), fields)
+    if outcome == "promoted":
+        log.info("run %s: challenger %s promoted: %s", run_id, challenger_id, fields["reason"])
+        return "promoted"
+    if outcome == "lost":
+        return "cancelled"  # another evaluation took the run over; it records the outcome
+    why = {
+        "moved": f"the deployment changed during the run (now {detail or 'nothing'}); the "
+        "challenger was scored against the previous model",
+        "schedule_gone": "the schedule was deleted during the run",
+        "not_completed": f"the challenger is {detail} now",
+    }[outcome]
+    fields.update(
+        decision="kept",
+        reason=f"not promoted: {why}; the rule held: {fields['reason']}",
+        reasons=[f"not promoted: {why}", *decision.reasons],
+    )
+    store.finish(run, RunStatus.COMPLETED, token=token, fields=fields)
+    return "kept"
+
+
+def outcome_scores(
+    app: Flask, models: dict[str, TrainedModel], champion_id: str | None, challenger_id: str
+) -> dict[str, Any]:
+    """Both models on the prediction log's flights that have an outcome (the newest
+    MAX_OUTCOME_FLIGHTS, whichever model answered them), re-predicted from the flights as
+    sent; ``used`` says whether there are enough to count, ``reason`` why not."""
+    if not app.config["PREDICTION_LOG"]:
+        return {"used": False, "flights": 0, "reason": "the prediction log is off"}
+    try:
+        logged = app.extensions["prediction_log"].store.flights_with_outcomes(MAX_OUTCOME_FLIGHTS)
+    except SQLAlchemyError as exc:
+        return {
+            "used": False,
+            "flights": 0,
+            "reason": f"the prediction log could not be read ({type(exc).__name__})",
+        }
+    records = [flight for flight, _ in logged]
+    labels = np.asarray([minutes > DELAY_THRESHOLD_MINUTES for _, minutes in logged], dtype=int)
+    usable = _readable_by_all(models.values(), records)
+    records = [records[i] for i in usable]
+    labels = labels[usable]
+    summary: dict[str, Any] = {"flights": len(records), "logged_with_outcomes": len(logged)}
+    if len(records) < MIN_OUTCOME_FLIGHTS or len(np.unique(labels)) < 2:
+        return {
+            **summary,
+            "used": False,
+            "reason": f"fewer than {MIN_OUTCOME_FLIGHTS} logged flights with outcomes of both "
+            "classes that both models can read",
+        }
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(records)
+    result: dict[str, Any] = {**summary, "used": True, "delay_rate": float(labels.mean())}
+    for role, model_id in (("challenger", challenger_id), ("champion", champion_id)):
+        if model_id is None:
+            result[role] = None
+            continue
+        scored = scores(models[model_id], frame, labels)
+        scored.pop("curves")
+        result[role] = {"model_id": model_id, **scored}
+    return result
+
+
+def _readable_by_all(models: Any, records: list[dict[str, Any]]) -> np.ndarray:
+    """Positions of the records every model accepts (a flight logged for a model with fewer
+    inputs may lack a field another one needs)."""
+    keep = np.ones(len(records), dtype=bool)
+    for model in models:
+        for _ in range(3):
+            inside = np.flatnonzero(keep)
+            if not len(inside):
+                break
+            try:
+                model.features.check_flights([records[i] for i in inside])
+                break
+            except InvalidFlights as exc:
+                keep[inside[[issue.index for issue in exc.issues]]] = False
+    return np.flatnonzero(keep)
