@@ -144,8 +144,8 @@ class Schedules(MethodView):
         `timezone`): it trains a challenger on the dataset as it is then (split time, no refit:
         the most recent `test_size` of the flights is a holdout it never saw), scores it and the
         deployed model on that holdout (and on the prediction log's flights with outcomes, when
-        at least 50 of both classes exist) and deploys the challenger only when `rule` holds on
-        every one. The first run is one interval (or the next cron time) from now.
+        the rule's `min_outcome_flights` of both classes exist) and deploys the challenger only
+        when `rule` holds on every one. The first run is one interval (or the next cron time) from now.
         """
         if store().count() >= int(current_app.config["SCHEDULE_MAX"]):
             raise TooManySchedules(int(current_app.config["SCHEDULE_MAX"]))

@@ -19,7 +19,13 @@ from flight_delay.ml.config import (
 from flight_delay.ml.families import FAMILIES
 from flight_delay.ml.features import FEATURE_SETS
 from flight_delay.ml.flight_input import parse_scheduled, scheduled_problem
-from flight_delay.ml.promotion import MAX_MARGIN, RULE_METRICS, PromotionRule
+from flight_delay.ml.promotion import (
+    MAX_MARGIN,
+    MAX_OUTCOME_FLIGHTS,
+    MIN_OUTCOME_FLIGHTS,
+    RULE_METRICS,
+    PromotionRule,
+)
 from flight_delay.registry import Status
 from flight_delay.scheduling.timing import MAX_CRON_LENGTH, MAX_INTERVAL_SECONDS
 
@@ -724,6 +730,15 @@ class PromotionRuleSchema(StrictSchema):
         load_default=_RULE_DEFAULTS["ece_tolerance"],
         validate=validate.Range(0.0, MAX_MARGIN),
         metadata={"description": "how much higher the challenger's ECE may be"},
+    )
+    min_outcome_flights = fields.Integer(
+        load_default=_RULE_DEFAULTS["min_outcome_flights"],
+        strict=True,
+        validate=validate.Range(MIN_OUTCOME_FLIGHTS, MAX_OUTCOME_FLIGHTS),
+        metadata={
+            "description": "the prediction log's flights with outcomes are a second evaluation "
+            "set once this many (of both classes) are readable by both models"
+        },
     )
 
 

@@ -22,6 +22,8 @@ RULE_METRICS: dict[str, bool] = {
 }
 #: largest margin or ECE tolerance a rule accepts (all four metrics live in [0, 1] or close)
 MAX_MARGIN = 0.5
+#: bounds of min_outcome_flights: below 50 a metric says nothing; the top bound turns them off
+MIN_OUTCOME_FLIGHTS, MAX_OUTCOME_FLIGHTS = 50, 1_000_000
 
 
 @dataclass(frozen=True)
@@ -35,12 +37,16 @@ class PromotionRule:
         calibration_not_worse: the challenger's ECE may exceed the champion's by at most
             ``ece_tolerance``.
         ece_tolerance: see ``calibration_not_worse``.
+        min_outcome_flights: the prediction log's flights with outcomes count as an evaluation
+            set once at least this many (of both classes) can be read by both models; fewer
+            give an ECE or AUC too noisy to decide on.
     """
 
     metric: str = "roc_auc"
     min_margin: float = 0.005
     calibration_not_worse: bool = True
     ece_tolerance: float = 0.0
+    min_outcome_flights: int = 500
 
     def __post_init__(self) -> None:
         if self.metric not in RULE_METRICS:
@@ -51,6 +57,13 @@ class PromotionRule:
                 raise ValueError(f"{name} must be a number")
             if not 0.0 <= value <= MAX_MARGIN:
                 raise ValueError(f"{name} must be from 0 to {MAX_MARGIN}")
+        flights = self.min_outcome_flights
+        if isinstance(flights, bool) or not isinstance(flights, int):
+            raise ValueError("min_outcome_flights must be an integer")
+        if not MIN_OUTCOME_FLIGHTS <= flights <= MAX_OUTCOME_FLIGHTS:
+            raise ValueError(
+                f"min_outcome_flights must be from {MIN_OUTCOME_FLIGHTS} to {MAX_OUTCOME_FLIGHTS}"
+            )
 
     @classmethod
     def from_dict(cls, settings: Mapping[str, Any] | None) -> PromotionRule:
@@ -105,10 +118,10 @@ def decide(
         ours, theirs = _number(challenger, rule.metric), _number(champion, rule.metric)
         gain = ours - theirs if higher_is_better else theirs - ours
         beats = gain > 0 and gain >= rule.min_margin
+        needs = f"at least +{rule.min_margin:.4f}" if rule.min_margin > 0 else "more than 0"
         reasons.append(
             f"{name}: {rule.metric} {ours:.4f} vs {theirs:.4f} "
-            f"({'+' if gain >= 0 else ''}{gain:.4f}; needs at least "
-            f"{'+' if rule.min_margin > 0 else 'more than +'}{rule.min_margin:.4f}) "
+            f"({'+' if gain >= 0 else ''}{gain:.4f}; needs {needs}) "
             f"{'met' if beats else 'not met'}"
         )
         promote &= beats

@@ -5,8 +5,8 @@ A run trains its challenger as an ordinary training job (a model record like any
 ``schedule_run`` naming the run), always with ``split=time`` and ``refit=false``: the most
 recent ``test_size`` of the dataset's flights is a holdout the challenger never saw. The
 evaluation scores the challenger and the model deployed at that moment on that holdout (and on
-the prediction log's flights with outcomes, when there are at least MIN_OUTCOME_FLIGHTS of both
-classes), decides with the schedule's rule (flight_delay.ml.promotion) and either completes the
+the prediction log's flights with outcomes, when the rule's ``min_outcome_flights`` of both
+classes are there), decides with the schedule's rule (flight_delay.ml.promotion) and either completes the
 run as ``kept`` or deploys the challenger and completes it as ``promoted`` in one atomic step
 that also checks the deployment did not change meanwhile.
 
@@ -37,7 +37,6 @@ from flight_delay.extensions import EVALUATE_RUN_TASK
 from flight_delay.jobs import Lease, fetch_dataset, send_job
 from flight_delay.ml import TrainedModel, load_model
 from flight_delay.ml.comparison import (
-    MIN_HOLDOUT_FLIGHTS,
     EmptyHoldout,
     compare,
     fitted_positions,
@@ -52,8 +51,6 @@ from flight_delay.scheduling.timing import InvalidTiming, Timing
 
 log = logging.getLogger(__name__)
 
-#: fewest logged flights with outcomes (of both classes) that count as an evaluation set
-MIN_OUTCOME_FLIGHTS = MIN_HOLDOUT_FLIGHTS
 #: newest logged flights with outcomes an evaluation re-predicts
 MAX_OUTCOME_FLIGHTS = 50_000
 #: the settings every challenger is trained with: its holdout is the most recent flights, unseen
@@ -315,14 +312,14 @@ def _evaluate_and_decide(app: Flask, run: dict[str, Any], token: str, held: Leas
             "challenger": holdout_set["challenger"]["metrics"],
         }
     }
-    outcomes = outcome_scores(app, models, champion_id, challenger_id)
+    rule = PromotionRule.from_dict(run["rule"])
+    outcomes = outcome_scores(app, models, champion_id, challenger_id, rule.min_outcome_flights)
     evaluation["outcomes"] = outcomes
     if outcomes.get("used"):
         sets["outcomes"] = {
             "champion": (outcomes.get("champion") or {}).get("metrics"),
             "challenger": outcomes["challenger"]["metrics"],
         }
-    rule = PromotionRule.from_dict(run["rule"])
     decision = decide(rule, sets)
     held.checkpoint()
     fields = {
@@ -362,11 +359,15 @@ def _evaluate_and_decide(app: Flask, run: dict[str, Any], token: str, held: Leas
 
 
 def outcome_scores(
-    app: Flask, models: dict[str, TrainedModel], champion_id: str | None, challenger_id: str
+    app: Flask,
+    models: dict[str, TrainedModel],
+    champion_id: str | None,
+    challenger_id: str,
+    min_flights: int,
 ) -> dict[str, Any]:
     """Both models on the prediction log's flights that have an outcome (the newest
     MAX_OUTCOME_FLIGHTS, whichever model answered them), re-predicted from the flights as
-    sent; ``used`` says whether there are enough to count, ``reason`` why not."""
+    sent; ``used`` says whether ``min_flights`` of both classes are there, ``reason`` why not."""
     if not app.config["PREDICTION_LOG"]:
         return {"used": False, "flights": 0, "reason": "the prediction log is off"}
     try:
@@ -379,16 +380,16 @@ def outcome_scores(
         }
     records = [flight for flight, _ in logged]
     labels = np.asarray([minutes > DELAY_THRESHOLD_MINUTES for _, minutes in logged], dtype=int)
-    usable = _readable_by_all(models.values(), records)
+    usable = readable_by_all(models.values(), records)
     records = [records[i] for i in usable]
     labels = labels[usable]
     summary: dict[str, Any] = {"flights": len(records), "logged_with_outcomes": len(logged)}
-    if len(records) < MIN_OUTCOME_FLIGHTS or len(np.unique(labels)) < 2:
+    if len(records) < min_flights or len(np.unique(labels)) < 2:
         return {
             **summary,
             "used": False,
-            "reason": f"fewer than {MIN_OUTCOME_FLIGHTS} logged flights with outcomes of both "
-            "classes that both models can read",
+            "reason": f"fewer than {min_flights} logged flights with outcomes of both classes "
+            "that both models can read (the rule's min_outcome_flights)",
         }
     import pandas as pd
 
@@ -404,7 +405,7 @@ def outcome_scores(
     return result
 
 
-def _readable_by_all(models: Any, records: list[dict[str, Any]]) -> np.ndarray:
+def readable_by_all(models: Any, records: list[dict[str, Any]]) -> np.ndarray:
     """Positions of the records every model accepts (a flight logged for a model with fewer
     inputs may lack a field another one needs)."""
     keep = np.ones(len(records), dtype=bool)

@@ -96,24 +96,29 @@ def environment(settings: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+def start_worker(settings: dict[str, Any], log: Path) -> subprocess.Popen[bytes]:
+    """A real Celery worker (the stack's command) with ``settings``; returns once it answers."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", *WORKER_COMMAND],
+            cwd=REPO, env=environment(settings), stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    app = create_app({"TESTING": True, **settings})
+    deadline = time.monotonic() + 60
+    while not app.extensions["celery"].control.ping(timeout=0.5):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the Celery worker did not start:\n{log.read_text()[-3000:]}")
+    return process
+
+
 @pytest.fixture(scope="session")
 def worker(
     stack_settings: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[subprocess.Popen[bytes]]:
     log = tmp_path_factory.mktemp("logs") / "worker.log"
     # this worker alone serves its job metrics (tests/integration/test_metrics.py)
-    env = environment({**stack_settings, "WORKER_METRICS_BIND": WORKER_METRICS_BIND})
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", *WORKER_COMMAND],
-            cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    app = create_app({"TESTING": True, **stack_settings})
-    deadline = time.monotonic() + 60
-    while not app.extensions["celery"].control.ping(timeout=0.5):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"the Celery worker did not start:\n{log.read_text()[-3000:]}")
+    process = start_worker({**stack_settings, "WORKER_METRICS_BIND": WORKER_METRICS_BIND}, log)
     try:
         yield process
     finally:

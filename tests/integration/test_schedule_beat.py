@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,30 +22,47 @@ from flask.testing import FlaskClient
 
 from flight_delay import create_app
 from flight_delay.devstack import stop_processes
+from flight_delay.prediction_log import migrate
 from flight_delay.scheduling.runs import schedule_store
-from tests.integration.conftest import admin, finished, start_beat, wait_for
+from tests.integration.conftest import admin, finished, start_beat, start_worker, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 #: beats look for due runs this often in these tests (5 s by default)
-TICK = "0.5"
+TICK = 0.5
 CLAIMED = re.compile(r"schedule (\S+): due (\d+) claimed by (beat \S+), (run|skipped)")
 #: a due time another beat had claimed when this one tried
 REFUSED = re.compile(r"schedule (\S+): due (\d+) was claimed by another beat before (beat \S+):")
 
 
 @pytest.fixture(scope="module")
-def beat(
-    stack_settings: dict[str, Any], worker: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Path]:
-    """One beat for the module, started after every earlier test's schedule is gone (they
-    would run here otherwise); yields its log."""
-    app = create_app({"TESTING": True, **stack_settings})
-    store = schedule_store(app)
-    for schedule in store.schedules():
-        store.delete(schedule["id"])
+def beat_stack(
+    stack_settings: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """This module's own stack on the session's Redis: its own key prefix (so its own queue,
+    models, deployment and schedules), prediction log and worker. Other tests' deployments and
+    logged outcomes (real flights among them) stay out of these runs' decisions."""
+    root = tmp_path_factory.mktemp("beat-stack")
+    settings = {
+        **stack_settings,
+        "KEY_PREFIX": f"fdbeat{uuid.uuid4().hex[:8]}",
+        "PREDICTION_LOG_URL": f"sqlite:///{root / 'predictions.db'}",
+        "METRICS_DIR": str(root / "metrics"),
+        "SCHEDULE_TICK_SECONDS": TICK,
+    }
+    migrate.upgrade(settings["PREDICTION_LOG_URL"])
+    process = start_worker(settings, root / "worker.log")
+    try:
+        yield settings
+    finally:
+        stop_processes([process])
+
+
+@pytest.fixture(scope="module")
+def beat(beat_stack: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One beat for the module; yields its log."""
     log = tmp_path_factory.mktemp("beat") / "beat-a.log"
-    process = start_beat(stack_settings, log, SCHEDULE_TICK_SECONDS=TICK)
+    process = start_beat(beat_stack, log)
     try:
         yield log
     finally:
@@ -52,9 +70,9 @@ def beat(
 
 
 @pytest.fixture
-def client(stack_settings: dict[str, Any], beat: Path) -> FlaskClient:
+def client(beat_stack: dict[str, Any], beat: Path) -> FlaskClient:
     # intervals under a minute for the two-beat test; the must-show test uses 60 s
-    app: Flask = create_app({"TESTING": True, **stack_settings, "SCHEDULE_MIN_INTERVAL_SECONDS": 1})
+    app: Flask = create_app({"TESTING": True, **beat_stack, "SCHEDULE_MIN_INTERVAL_SECONDS": 1})
     return app.test_client()
 
 
@@ -164,17 +182,14 @@ def test_a_one_minute_schedule_keeps_a_worse_challenger_and_promotes_a_better_on
 
 
 def test_two_beats_never_run_a_due_time_twice(
-    client: FlaskClient,
-    stack_settings: dict[str, Any],
-    beat: Path,
-    tmp_path: Path,
+    client: FlaskClient, beat_stack: dict[str, Any], beat: Path, tmp_path: Path
 ) -> None:
     """A second beat started by mistake: for 20 s both tick every 0.5 s (on the same clock
     boundaries) against a schedule due every 2 s. Every due time is claimed by exactly one of
     them, the other one's attempts are refused, and every run has its own due time and
     number."""
     second_log = tmp_path / "beat-b.log"
-    second = start_beat(stack_settings, second_log, SCHEDULE_TICK_SECONDS=TICK)
+    second = start_beat(beat_stack, second_log)
     try:
         created = client.post(
             "/schedules",

@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 
 from flight_delay.data import load_flights, schema
 from flight_delay.ml import load_model
-from flight_delay.scheduling.runs import advance, schedule_store
+from flight_delay.scheduling.runs import advance, readable_by_all, schedule_store
 from flight_delay.scheduling.store import ScheduleStore
 from tests.integration.conftest import ADMIN, READER, TRAINER, admin
 from tests.integration.test_prediction_log_api import write_log
@@ -122,6 +122,8 @@ def test_a_schedule_needs_a_key_with_train_and_deploy(client: FlaskClient) -> No
         ({"rule": {"metric": "accuracy"}}, "rule.metric"),
         ({"rule": {"min_margin": 0.9}}, "rule.min_margin"),
         ({"rule": {"min_margin": -0.1}}, "rule.min_margin"),
+        ({"rule": {"min_outcome_flights": 10}}, "rule.min_outcome_flights"),
+        ({"rule": {"min_outcome_flights": 10**7}}, "rule.min_outcome_flights"),
         ({"name": "x" * 101}, "name"),
         ({"surprise": 1}, "surprise"),
     ],
@@ -254,7 +256,8 @@ def test_logged_outcomes_are_a_second_evaluation_set(
     ]
     assert client.post("/outcomes", json={"outcomes": outcomes}, headers=admin()).status_code == 200
 
-    created = client.post("/schedules", json=GOOD, headers=admin()).get_json()
+    rule = {"min_outcome_flights": 100}
+    created = client.post("/schedules", json={**GOOD, "rule": rule}, headers=admin()).get_json()
     started = client.post(f"/schedules/{created['id']}/runs", headers=admin())
     run = finished_run(client, started.headers["Location"])
     assert run["status"] == "completed", run
@@ -262,15 +265,29 @@ def test_logged_outcomes_are_a_second_evaluation_set(
     assert scored["used"] is True, scored
     assert any(reason.startswith("outcomes: roc_auc") for reason in run["reasons"])
 
+    # the same flights scored here: the session's whole log, less what a model cannot read
+    # (real flights of airlines these synthetic models never saw, logged by other tests)
     logged = app.extensions["prediction_log"].store.flights_with_outcomes()
     assert scored["logged_with_outcomes"] == len(logged) >= 300
-    records = [flight for flight, _ in logged]
-    labels = np.array([minutes > 15 for _, minutes in logged], dtype=int)
     challenger = load_model(model_dir / run["challenger_id"])
-    expected = roc_auc_score(labels, challenger.predict_proba(records))
-    if scored["flights"] == len(logged):  # every logged flight readable by both models
-        assert scored["challenger"]["metrics"]["roc_auc"] == pytest.approx(expected, abs=1e-9)
+    champion = load_model(model_dir / deployed["id"])
+    records = [flight for flight, _ in logged]
+    readable = readable_by_all([challenger, champion], records)
+    assert scored["flights"] == len(readable) >= 300
+    labels = np.array([logged[i][1] > 15 for i in readable], dtype=int)
+    for role, model in (("challenger", challenger), ("champion", champion)):
+        expected = roc_auc_score(labels, model.predict_proba([records[i] for i in readable]))
+        assert scored[role]["metrics"]["roc_auc"] == pytest.approx(expected, abs=1e-9), role
     assert scored["champion"]["model_id"] == deployed["id"]
+
+    # below the rule's minimum the log's flights are not an evaluation set, and it says why
+    strict = {**GOOD, "rule": {"min_outcome_flights": 1_000_000}}
+    created = client.post("/schedules", json=strict, headers=admin()).get_json()
+    started = client.post(f"/schedules/{created['id']}/runs", headers=admin())
+    run = finished_run(client, started.headers["Location"])
+    assert run["evaluation"]["outcomes"]["used"] is False
+    assert "min_outcome_flights" in run["evaluation"]["outcomes"]["reason"]
+    assert all(reason.startswith("holdout:") for reason in run["reasons"])
 
 
 def test_a_lost_evaluation_is_taken_over_and_decided(

@@ -65,3 +65,15 @@ def test_the_request_schema_takes_its_defaults_from_train_config() -> None:
     assert {"seed", "split", "test_size", "features", "model_type"} <= shared
     for name in shared:
         assert loaded[name] == defaults[name], name
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("SCHEDULE_TICK_SECONDS", 0), ("SCHEDULE_RUNS_KEPT", 0), ("SCHEDULE_MIN_INTERVAL_SECONDS", -5),
+     ("SCHEDULE_MAX", "many")],
+)  # fmt: skip
+def test_scheduling_settings_no_schedule_could_run_with_are_refused(
+    setting: str, value: object
+) -> None:
+    with pytest.raises(ValueError, match=f"FLIGHT_DELAY_{setting}"):
+        create_app({"TESTING": True, setting: value})

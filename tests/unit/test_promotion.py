@@ -64,7 +64,8 @@ def test_without_a_champion_the_challenger_is_promoted() -> None:
 @pytest.mark.parametrize(
     "settings",
     [{"metric": "accuracy"}, {"min_margin": -0.1}, {"min_margin": 0.6}, {"ece_tolerance": True},
-     {"min_margin": "0.1"}, {"surprise": 1}],
+     {"min_margin": "0.1"}, {"surprise": 1}, {"min_outcome_flights": 49},
+     {"min_outcome_flights": 500.0}, {"min_outcome_flights": 10**7}],
 )  # fmt: skip
 def test_bad_rules_are_refused(settings: dict[str, object]) -> None:
     with pytest.raises((ValueError, TypeError)):
