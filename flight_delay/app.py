@@ -17,7 +17,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the API app: config (defaults, FLIGHT_DELAY_* variables, then ``overrides``),
     extensions, blueprints and error handlers."""
     # imported here: building an app is the only thing that needs Flask, Celery and Redis
-    from flight_delay import drift_jobs, jobs, metrics, scheduling  # noqa: F401 - Celery tasks
+    from flight_delay import drift_jobs, jobs, metrics, scheduling, ui  # noqa: F401 - Celery tasks
     from flight_delay.api import (
         comparisons,
         deploy,
@@ -70,6 +70,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         api.register_blueprint(module.blp)
     register_error_handlers(app)
     app.register_blueprint(docs_assets_blueprint())
+    app.register_blueprint(ui.blp)
 
     served_by = f"{socket.gethostname()}:{os.getpid()}"
 

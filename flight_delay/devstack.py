@@ -581,6 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ensure_deployed(base, key, dataset)
         print()
         print(f"API docs:  {base}/docs")
+        print(f"Dashboard: {base}/ui")
         print(f"Metrics:   {base}/metrics (API), "
               f"http://{env['FLIGHT_DELAY_WORKER_METRICS_BIND']}/metrics (worker)")  # fmt: skip
         if flower_port:

@@ -236,6 +236,11 @@ def test_the_images_hold_the_packages_the_commands_import(tmp_path: Path) -> Non
         "flight_delay/prediction_log/migrations/script.py.mako",
         "flight_delay/prediction_log/migrations/versions/0001_prediction_log.py",
         "flight_delay/prediction_log/migrations/versions/0002_outcomes.py",
+        # the dashboard's templates and files are package data too
+        "flight_delay/ui/templates/ui/base.html",
+        "flight_delay/ui/templates/ui/schedule.html",
+        "flight_delay/ui/static/ui.js",
+        "flight_delay/ui/static/ui.css",
     ):
         assert module in names
 

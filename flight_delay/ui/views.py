@@ -1,0 +1,428 @@
+"""The dashboard's pages. Each view checks the read rule, reads what the API reads, and renders."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from datetime import datetime
+from http import HTTPStatus
+from typing import Any
+
+import redis
+from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request
+from flask.typing import ResponseReturnValue
+from markupsafe import Markup
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from flight_delay.api.errors import STATUS_OF, ComparisonNotFound
+from flight_delay.api.models import present
+from flight_delay.api.schedules import present as present_schedule
+from flight_delay.api.schedules import present_run
+from flight_delay.auth import Forbidden, Unauthorized, require_configured_scope
+from flight_delay.comparison_jobs import read_comparison
+from flight_delay.drift_jobs import lookup_or_queue
+from flight_delay.errors import FlightDelayError, scrub_paths
+from flight_delay.ml.families import FAMILIES
+from flight_delay.ml.features import FEATURE_SETS
+from flight_delay.prediction_log import outcomes
+from flight_delay.registry import ModelRegistry, Status
+from flight_delay.scheduling.runs import schedule_store
+from flight_delay.ui.charts import Series, bar_chart, line_chart
+
+blp = Blueprint(
+    "ui",
+    __name__,
+    url_prefix="/ui",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+#: what the dashboard's responses may load and run: its own files only, no inline script
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+#: models a comparison takes (POST /comparisons' limit)
+MAX_COMPARED = 10
+#: seconds between reloads of a page that waits for a job
+REFRESH_SECONDS = 3
+
+
+def registry() -> ModelRegistry:
+    found: ModelRegistry = current_app.extensions["model_registry"]
+    return found
+
+
+def app_object() -> Flask:
+    return current_app._get_current_object()  # type: ignore[attr-defined]
+
+
+@blp.before_request
+def check_read_scope() -> None:
+    # static files are the same for everyone; every page follows the API's read rule
+    if request.endpoint != "ui.static":
+        require_configured_scope("READ_SCOPE")
+
+
+@blp.after_request
+def secure(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Frame-Options"] = "DENY"
+    if request.endpoint != "ui.static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blp.errorhandler(FlightDelayError)
+def domain_error(exc: FlightDelayError) -> ResponseReturnValue:
+    status = next(code for kind, code in STATUS_OF if isinstance(exc, kind))
+    roots = {name: current_app.config[name] for name in ("MODEL_DIR", "DATA_ROOT", "EXPORT_DIR")}
+    needs_key = isinstance(exc, Unauthorized | Forbidden)
+    return (
+        render_template(
+            "ui/error.html",
+            status=status,
+            message=scrub_paths(exc.message, roots),
+            needs_key=needs_key,
+        ),
+        int(status),
+    )
+
+
+@blp.errorhandler(redis.RedisError)
+def redis_error(exc: redis.RedisError) -> ResponseReturnValue:
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    message = f"the model registry (Redis) is unreachable ({type(exc).__name__}); retry later"
+    return render_template("ui/error.html", status=status, message=message), int(status)
+
+
+@blp.errorhandler(HTTPException)
+def http_error(exc: HTTPException) -> ResponseReturnValue:
+    status = HTTPStatus(exc.code or 500)
+    return render_template("ui/error.html", status=status, message=exc.description), status
+
+
+@blp.app_template_filter("when")
+def when(value: str | None) -> str:
+    """An ISO time as "2026-12-01 13:18 UTC" (or the text as it is)."""
+    if not value:
+        return "—"
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is None:
+        return moment.strftime("%Y-%m-%d %H:%M")
+    return moment.strftime("%Y-%m-%d %H:%M %Z").replace("+00:00", "").strip()
+
+
+@blp.app_template_filter("figure")
+def figure(value: Any, digits: int = 4) -> str:
+    if value is None or isinstance(value, bool):
+        return "—"
+    try:
+        return f"{float(value):.{digits}f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+# -- pages --------------------------------------------------------------------------------------
+@blp.get("/")
+def index() -> ResponseReturnValue:
+    return redirect("/ui/models")
+
+
+@blp.get("/models")
+def models() -> ResponseReturnValue:
+    filters = {
+        name: request.args.get(name, "")
+        for name in ("status", "model_type", "features", "deployed")
+    }
+    deployed_id = registry().deployed_id()
+    shown = []
+    for record in registry().models(filters["status"] or None):
+        if filters["model_type"] and record.get("model_type") != filters["model_type"]:
+            continue
+        if filters["features"] and record.get("features") != filters["features"]:
+            continue
+        if filters["deployed"] == "yes" and record["id"] != deployed_id:
+            continue
+        shown.append(present(record, deployed_id))
+    return render_template(
+        "ui/models.html",
+        models=shown,
+        filters=filters,
+        statuses=Status.ALL,
+        families=sorted(FAMILIES),
+        feature_sets=sorted(FEATURE_SETS),
+        deployed_id=deployed_id,
+    )
+
+
+@blp.get("/models/<uuid:model_id>")
+def model(model_id: Any) -> ResponseReturnValue:
+    record = registry().get(str(model_id))
+    shown = present(record, registry().deployed_id())
+    holdout = (record.get("metrics") or {}).get("holdout") or {}
+    charts = []
+    if holdout:
+        series = [Series("holdout", [], f"AUC {holdout['roc_auc']:.3f}")]
+        recorded = holdout.get("curves")
+        if recorded:
+            charts.append(roc_chart([(series[0], recorded)]))
+            charts.append(
+                pr_chart([(Series("holdout", [], f"AP {holdout['pr_auc']:.3f}"), recorded)])
+            )
+        charts.append(reliability_chart([("holdout", holdout.get("reliability") or [])]))
+    importances = record.get("importances") or {}
+    if importances:
+        top = sorted(importances.items(), key=lambda item: -item[1])[:15]
+        charts.append(bar_chart("Feature importance (share of split gain)", top, "gain share"))
+    return render_template(
+        "ui/model.html",
+        model=shown,
+        holdout=holdout,
+        charts=charts,
+        curves_recorded=bool(holdout.get("curves")),
+        live=_live_performance(str(model_id)) if record["status"] == Status.COMPLETED else None,
+        refresh=REFRESH_SECONDS if record["status"] in Status.UNFINISHED else None,
+    )
+
+
+def _live_performance(model_id: str) -> dict[str, Any]:
+    """The model's live performance from logged outcomes, or why there is none."""
+    if not current_app.config["PREDICTION_LOG"]:
+        return {"note": "the prediction log is off (FLIGHT_DELAY_PREDICTION_LOG)"}
+    try:
+        found = outcomes.performance(current_app.extensions["prediction_log"].store, model_id)
+    except SQLAlchemyError as exc:
+        return {"note": f"the prediction log cannot be read ({type(exc).__name__})"}
+    if not found["flights"]:
+        return {"note": "no logged prediction of this model has an outcome yet (POST /outcomes)"}
+    return found
+
+
+@blp.get("/models/<uuid:model_id>/drift")
+def drift(model_id: Any) -> ResponseReturnValue:
+    registry().get(str(model_id))  # 404 first
+    found = lookup_or_queue(app_object(), str(model_id), None, None)
+    chart = None
+    if found["status"] == "completed" and found.get("png"):
+        chart = "data:image/png;base64," + base64.b64encode(found["png"]).decode()
+    return render_template(
+        "ui/drift.html",
+        model_id=str(model_id),
+        found=found,
+        chart=chart,
+        refresh=REFRESH_SECONDS if found["status"] == "pending" else None,
+    )
+
+
+@blp.get("/compare")
+def compare() -> ResponseReturnValue:
+    ids = list(dict.fromkeys(request.args.getlist("model")))[:MAX_COMPARED]
+    records = []
+    for model_id in ids:
+        with contextlib.suppress(FlightDelayError):
+            records.append(registry().get(model_id))
+    completed = [r for r in records if r["status"] == Status.COMPLETED]
+    deployed_id = registry().deployed_id()
+    entries: list[dict[str, Any]] = [
+        {
+            "record": present(r, deployed_id),
+            "holdout": (r.get("metrics") or {}).get("holdout") or {},
+            "label": _label(r),
+        }
+        for r in completed
+    ]
+    charts = []
+    if entries:
+        with_curves = [e for e in entries if e["holdout"].get("curves")]
+        charts.append(
+            roc_chart(
+                [
+                    (
+                        Series(e["label"], [], f"AUC {e['holdout']['roc_auc']:.3f}"),
+                        e["holdout"]["curves"],
+                    )
+                    for e in with_curves
+                ]
+            )
+        )
+        charts.append(
+            pr_chart(
+                [
+                    (
+                        Series(e["label"], [], f"AP {e['holdout']['pr_auc']:.3f}"),
+                        e["holdout"]["curves"],
+                    )
+                    for e in with_curves
+                ]
+            )
+        )
+        charts.append(
+            reliability_chart(
+                [(e["label"], e["holdout"].get("reliability") or []) for e in entries]
+            )
+        )
+    return render_template(
+        "ui/compare.html",
+        entries=entries,
+        charts=charts,
+        missing=[m for m in ids if m not in {r["id"] for r in completed}],
+        candidates=[present(r, deployed_id) for r in registry().models(Status.COMPLETED)[:50]],
+        chosen=set(ids),
+        dataset=completed[0]["dataset"] if completed else "",
+    )
+
+
+@blp.get("/comparisons/<uuid:comparison_id>")
+def comparison(comparison_id: Any) -> ResponseReturnValue:
+    found = read_comparison(app_object(), str(comparison_id))
+    if found is None:
+        raise ComparisonNotFound(str(comparison_id))
+    charts = []
+    if found["status"] == "completed":
+        shown = [
+            (Series(_label(m), [], f"AUC {m['metrics']['roc_auc']:.3f}"), m["curves"])
+            for m in found["models"]
+        ]
+        charts = [
+            roc_chart(shown),
+            pr_chart(
+                [
+                    (Series(_label(m), [], f"AP {m['metrics']['pr_auc']:.3f}"), m["curves"])
+                    for m in found["models"]
+                ]
+            ),
+            reliability_chart([(_label(m), m["curves"]["reliability"]) for m in found["models"]]),
+        ]
+    return render_template(
+        "ui/comparison.html",
+        comparison=found,
+        charts=charts,
+        refresh=REFRESH_SECONDS if found["status"] in ("pending", "running") else None,
+    )
+
+
+@blp.get("/deployment")
+def deployment() -> ResponseReturnValue:
+    model_id, version = registry().deployment()
+    history = registry().deployment_history()[:100]
+    current = None
+    if model_id:
+        with contextlib.suppress(FlightDelayError):
+            current = present(registry().get(model_id), model_id)
+    completed = [present(r, model_id) for r in registry().models(Status.COMPLETED)[:100]]
+    return render_template(
+        "ui/deployment.html",
+        model_id=model_id,
+        version=version,
+        current=current,
+        history=history,
+        completed=completed,
+    )
+
+
+@blp.get("/schedules")
+def schedules() -> ResponseReturnValue:
+    store = schedule_store(app_object())
+    shown = []
+    for schedule in store.schedules():
+        last = None
+        if schedule.get("last_run_id"):
+            with contextlib.suppress(FlightDelayError):
+                last = store.get_run(schedule["last_run_id"])
+        shown.append({**present_schedule(schedule), "last_run": last})
+    return render_template("ui/schedules.html", schedules=shown)
+
+
+@blp.get("/schedules/<uuid:schedule_id>")
+def schedule(schedule_id: Any) -> ResponseReturnValue:
+    store = schedule_store(app_object())
+    found = present_schedule(store.get(str(schedule_id)))
+    runs = [present_run(run, curves=False) for run in store.runs(str(schedule_id), 50)]
+    charts = []
+    latest = next((r for r in runs if r["status"] == "completed"), None)
+    if latest:
+        holdout = present_run(store.get_run(latest["id"]))["evaluation"]["holdout"]
+        pairs = [
+            (
+                Series(
+                    f"{role}: {_label(holdout[role])}",
+                    [],
+                    f"AUC {holdout[role]['metrics']['roc_auc']:.3f}",
+                ),
+                holdout[role]["curves"],
+            )
+            for role in ("champion", "challenger")
+            if holdout.get(role) and holdout[role].get("curves")
+        ]
+        charts = [roc_chart(pairs, f"ROC of run {latest['number']} on its holdout")]
+    unfinished = any(r["status"] not in ("completed", "failed") for r in runs)
+    return render_template(
+        "ui/schedule.html",
+        schedule=found,
+        runs=runs,
+        charts=charts,
+        latest=latest,
+        refresh=REFRESH_SECONDS if unfinished else None,
+    )
+
+
+# -- charts from recorded curves ------------------------------------------------------------------
+def roc_chart(
+    pairs: list[tuple[Series, dict[str, Any]]], title: str = "ROC curve (holdout)"
+) -> Markup:
+    return line_chart(
+        title,
+        [
+            Series(s.name, [(p["fpr"], p["tpr"]) for p in curves["roc"]], s.summary)
+            for s, curves in pairs
+        ],
+        "false positive rate",
+        "true positive rate (recall)",
+        diagonal=True,
+    )
+
+
+def pr_chart(pairs: list[tuple[Series, dict[str, Any]]]) -> Markup:
+    return line_chart(
+        "Precision-recall (holdout)",
+        [
+            Series(
+                s.name,
+                [(p["recall"], p["precision"]) for p in curves["precision_recall"]],
+                s.summary,
+            )
+            for s, curves in pairs
+        ],
+        "recall",
+        "precision",
+    )
+
+
+def reliability_chart(tables: list[tuple[str, list[dict[str, Any]]]]) -> Markup:
+    return line_chart(
+        "Reliability (holdout, 10 bins)",
+        [
+            Series(name, [(b["mean_predicted"], b["delay_rate"]) for b in table])
+            for name, table in tables
+        ],
+        "mean predicted probability",
+        "observed delay rate",
+        diagonal=True,
+        markers=True,
+    )
+
+
+def _label(entry: dict[str, Any]) -> str:
+    """A model as a chart legend names it: short id, family and feature set."""
+    model_id = str(entry.get("model_id") or entry.get("id") or "")
+    family = entry.get("model_type") or ""
+    features = entry.get("features") or ""
+    return f"{model_id[:8]} {family}/{features}".strip()

@@ -1,0 +1,119 @@
+"""The dashboard's pages as the server sends them (issue 12): every page answers with its
+security headers and no inline script, what callers wrote is shown as text, unknown things are
+HTML 404s, and a configured read scope closes the pages (not their static files) until the key
+comes in the header. In a real browser: test_dashboard_browser.py."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from flight_delay import create_app
+from tests.integration.conftest import ADMIN, READER, admin
+
+pytestmark = pytest.mark.integration
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+@pytest.fixture
+def model(client: FlaskClient, train: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    record = train(description=HOSTILE)
+    assert client.put(f"/deploy?model-id={record['id']}", headers=admin()).status_code == 204
+    return record
+
+
+@pytest.fixture
+def schedule(client: FlaskClient) -> dict[str, Any]:
+    created = client.post(
+        "/schedules",
+        json={"name": HOSTILE[:100], "dataset": "flights.csv", "every_seconds": 3600},
+        headers=admin(),
+    )
+    assert created.status_code == 201
+    body: dict[str, Any] = created.get_json()
+    return body
+
+
+def pages(model: dict[str, Any], schedule: dict[str, Any]) -> list[str]:
+    return [
+        "/ui/models",
+        "/ui/models?status=completed&model_type=lightgbm&features=schedule&deployed=yes",
+        f"/ui/models/{model['id']}",
+        f"/ui/compare?model={model['id']}",
+        "/ui/deployment",
+        "/ui/schedules",
+        f"/ui/schedules/{schedule['id']}",
+    ]
+
+
+def test_every_page_has_its_security_headers_and_no_inline_script(
+    client: FlaskClient, model: dict[str, Any], schedule: dict[str, Any]
+) -> None:
+    for path in pages(model, schedule):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert response.mimetype == "text/html"
+        policy = response.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Cache-Control"] == "no-store"
+        html = response.get_data(as_text=True)
+        scripts = re.findall(r"<script\b[^>]*>", html)
+        assert scripts == ['<script src="/ui/static/ui.js" defer>'], (path, scripts)
+        # no inline event handler on any element (the CSP would block it anyway)
+        assert not re.findall(r"<[a-z][^>]*\son[a-z]+=", html), path
+        assert ADMIN not in html, path
+
+
+def test_what_callers_wrote_is_shown_as_text(
+    client: FlaskClient, model: dict[str, Any], schedule: dict[str, Any]
+) -> None:
+    for path in ("/ui/models", f"/ui/models/{model['id']}", "/ui/schedules"):
+        html = client.get(path).get_data(as_text=True)
+        assert "&lt;script&gt;alert(" in html, path
+        assert "<script>alert(" not in html and "<img src=x" not in html, path
+
+
+def test_unknown_things_are_html_404s(client: FlaskClient) -> None:
+    other = "3f1c2a9e-8d7b-4c55-9a61-2b7e0f4d8c10"
+    for path in (f"/ui/models/{other}", f"/ui/schedules/{other}", f"/ui/comparisons/{other}",
+                 f"/ui/models/{other}/drift"):  # fmt: skip
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.mimetype == "text/html"
+        assert "404 Not Found" in response.get_data(as_text=True)
+    assert client.get("/ui/models/not-a-uuid").status_code == 404
+
+
+def test_compare_shows_completed_models_and_names_the_rest(
+    client: FlaskClient, model: dict[str, Any]
+) -> None:
+    other = "3f1c2a9e-8d7b-4c55-9a61-2b7e0f4d8c10"
+    html = client.get(f"/ui/compare?model={model['id']}&model={other}").get_data(as_text=True)
+    assert "Not shown (unknown, or not completed)" in html and other in html
+    assert html.count('<svg class="chart"') == 3
+    many = "&".join(f"model={other[:-2]}{n:02d}" for n in range(40))
+    assert client.get(f"/ui/compare?{many}").status_code == 200
+
+
+def test_a_read_scope_closes_the_pages_until_the_key_comes_in_the_header(
+    stack_settings: dict[str, Any], worker: Any
+) -> None:
+    closed: Flask = create_app({"TESTING": True, **stack_settings, "READ_SCOPE": "read"})
+    client = closed.test_client()
+    response = client.get("/ui/models")
+    assert response.status_code == 401 and response.mimetype == "text/html"
+    html = response.get_data(as_text=True)
+    assert 'data-needs-key="1"' in html and 'id="needs-key"' in html
+    assert client.get("/ui/models", headers=admin(READER)).status_code == 200
+    assert client.get("/ui/models", headers=admin("not-a-key")).status_code == 401
+    for path, expected in (("/ui/static/ui.js", 200), ("/ui/static/ui.css", 200),
+                           ("/ui/static/../app.py", 404), ("/ui/static/%2e%2e/app.py", 404)):  # fmt: skip
+        with client.get(path) as response:
+            assert response.status_code == expected, path
