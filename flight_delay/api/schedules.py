@@ -24,7 +24,7 @@ from flight_delay.errors import FlightDelayError, InvalidConfig
 from flight_delay.ml.config import TrainConfig
 from flight_delay.ml.promotion import PromotionRule
 from flight_delay.scheduling.runs import RUN_SETTINGS, start_challenger, timing_of
-from flight_delay.scheduling.store import ScheduleStore, TooManySchedules
+from flight_delay.scheduling.store import KEEP_DUE, ScheduleStore, TooManySchedules
 from flight_delay.scheduling.timing import InvalidTiming, Timing, iso
 
 blp = Blueprint(
@@ -186,12 +186,11 @@ class Schedule(MethodView):
         merged = {**current, **fields}
         timing_changed = bool({"every_seconds", "cron", "timezone"} & set(body))
         resumed = current.get("paused") and "paused" in body and not body["paused"]
+        due: int | str | None = KEEP_DUE  # never the value read above: a beat may move it
         if merged.get("paused"):
             due = None
-        elif timing_changed or resumed or current.get("next_run_at") in (None, ""):
+        elif timing_changed or resumed:
             due = timing_of(merged).first_run(time.time())
-        else:
-            due = int(current["next_run_at"])
         store().update(str(schedule_id), fields, due)
         return present(store().get(str(schedule_id)))
 

@@ -10,7 +10,6 @@ from flask import Flask
 
 from flight_delay.scheduling.store import ScheduleStore
 
-
 #: the scheduling settings and the least each may be
 _LOWEST = {
     "SCHEDULE_TICK_SECONDS": 0.1,

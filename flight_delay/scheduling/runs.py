@@ -6,9 +6,9 @@ A run trains its challenger as an ordinary training job (a model record like any
 recent ``test_size`` of the dataset's flights is a holdout the challenger never saw. The
 evaluation scores the challenger and the model deployed at that moment on that holdout (and on
 the prediction log's flights with outcomes, when the rule's ``min_outcome_flights`` of both
-classes are there), decides with the schedule's rule (flight_delay.ml.promotion) and either completes the
-run as ``kept`` or deploys the challenger and completes it as ``promoted`` in one atomic step
-that also checks the deployment did not change meanwhile.
+classes are there), decides with the schedule's rule (flight_delay.ml.promotion) and either
+completes the run as ``kept`` or deploys the challenger and completes it as ``promoted`` in one
+atomic step that also checks the deployment did not change meanwhile.
 
 Nothing is lost to a dead process: the tick re-sends an evaluation whose message was lost or
 whose worker stopped renewing its lease (at most JOB_MAX_ATTEMPTS attempts), and a challenger's
@@ -22,10 +22,12 @@ import os
 import socket
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import redis
 from celery import shared_task
 from flask import Flask, current_app
@@ -45,7 +47,7 @@ from flight_delay.ml.comparison import (
 from flight_delay.ml.config import TrainConfig
 from flight_delay.ml.promotion import PromotionRule, decide
 from flight_delay.ml.splits import split_positions
-from flight_delay.registry import ModelNotFound, ModelRegistry, Status
+from flight_delay.registry import JobCancelled, ModelNotFound, ModelRegistry, Status
 from flight_delay.scheduling.store import RunNotFound, RunStatus, ScheduleStore
 from flight_delay.scheduling.timing import InvalidTiming, Timing
 
@@ -203,8 +205,6 @@ def _redis_now(store: ScheduleStore) -> float:
 
 
 def _epoch(text: str | None) -> float | None:
-    from datetime import datetime
-
     if not text:
         return None
     try:
@@ -252,6 +252,9 @@ def run_evaluation(app: Flask, run_id: str) -> str:
     with Lease(lambda: store.renew_evaluation(run_id, token, lease), lease, run_id) as held:
         try:
             return _evaluate_and_decide(app, run, token, held)
+        except JobCancelled:  # the lease was lost: the attempt that holds the run records it
+            log.info("evaluation %s of run %s lost its lease", token, run_id)
+            return "cancelled"
         except (RunFailed, FlightDelayError, EmptyHoldout) as exc:
             reason = scrub_paths(str(exc), roots)
         except Exception as exc:
@@ -354,7 +357,10 @@ def _evaluate_and_decide(app: Flask, run: dict[str, Any], token: str, held: Leas
         reason=f"not promoted: {why}; the rule held: {fields['reason']}",
         reasons=[f"not promoted: {why}", *decision.reasons],
     )
-    store.finish(run, RunStatus.COMPLETED, token=token, fields=fields)
+    held.retrying(
+        lambda: store.finish(run, RunStatus.COMPLETED, token=token, fields=fields),
+        f"recording run {run_id}",
+    )
     return "kept"
 
 
@@ -391,8 +397,6 @@ def outcome_scores(
             "reason": f"fewer than {min_flights} logged flights with outcomes of both classes "
             "that both models can read (the rule's min_outcome_flights)",
         }
-    import pandas as pd
-
     frame = pd.DataFrame.from_records(records)
     result: dict[str, Any] = {**summary, "used": True, "delay_rate": float(labels.mean())}
     for role, model_id in (("challenger", challenger_id), ("champion", champion_id)):

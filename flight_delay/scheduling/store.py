@@ -252,15 +252,24 @@ redis.call('DEL', KEYS[4])
 return 1
 """
 
-# KEYS: schedule, due. ARGV: id, the due time ('' = not due: paused), field, value, ...
+# KEYS: schedule, due. ARGV: id, the due time ('' = not due: paused; 'keep' = as it is now,
+# which a beat may have moved since the caller read it), field, value, ...
 # -> 1, or 0 when the schedule is gone
 _UPDATE_SCHEDULE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
-if ARGV[2] == '' then redis.call('ZREM', KEYS[2], ARGV[1])
-else redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1]) end
+if ARGV[2] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('HSET', KEYS[1], 'next_run_at', '')
+elseif ARGV[2] ~= 'keep' then
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+  redis.call('HSET', KEYS[1], 'next_run_at', ARGV[2])
+end
 return 1
 """
+
+#: ScheduleStore.update's ``due`` that leaves the next run time as it is
+KEEP_DUE = "keep"
 
 
 class ScheduleStore:
@@ -359,9 +368,12 @@ class ScheduleStore:
             rows = pipe.execute()
         return [_decode(raw) for raw in rows if raw]
 
-    def update(self, schedule_id: str, fields: Mapping[str, Any], due: int | None) -> None:
-        """Set ``fields`` and the next run time (None: paused) in one step."""
-        changed = {**fields, "updated_at": now_iso(), "next_run_at": "" if due is None else due}
+    def update(
+        self, schedule_id: str, fields: Mapping[str, Any], due: int | str | None = KEEP_DUE
+    ) -> None:
+        """Set ``fields`` and the next run time (None: paused; KEEP_DUE: unchanged, whatever a
+        beat made it meanwhile) in one step."""
+        changed = {**fields, "updated_at": now_iso()}
         args = [item for k, v in self._encode_all(changed).items() for item in (k, v)]
         done = self._scripts["update_schedule"](
             keys=[self._schedule_key(schedule_id), self._due_key],
@@ -396,7 +408,8 @@ class ScheduleStore:
         self, schedule_id: str, due: int, following: int, requested_by: str
     ) -> tuple[str, str]:
         """Claim the due time ``due`` of a schedule and move it on to ``following``: (outcome,
-        detail) as the script says; 'started' comes with the run number and creates the run."""
+        detail) as the script says; 'started' (the run is created) comes with the run's id,
+        'skipped' with the unfinished run's."""
         run_id = str(uuid.uuid4())
         outcome, detail = self._scripts["claim_due"](
             keys=self._start_keys(schedule_id, run_id),

@@ -181,6 +181,24 @@ def test_patch_changes_only_what_it_names(client: FlaskClient, schedule: dict[st
     assert client.get(url).status_code == 404
 
 
+def test_a_change_never_moves_a_due_time_a_beat_moved_meanwhile(
+    app: Flask, client: FlaskClient, schedule: dict[str, Any]
+) -> None:
+    """PATCH reads the schedule, then writes: a beat that claimed a due time in between moved
+    the next run on, and a change of name or model must not put the old time back (it would
+    run twice)."""
+    store = schedule_store(app)
+    due = int(time.time()) - 5
+    store.update(schedule["id"], {}, due)
+    assert store.claim_due(schedule["id"], due, due + 3600, "a beat")[0] == "started"
+    # what a PATCH that read the schedule before the claim writes: fields, due time kept
+    store.update(schedule["id"], {"name": "renamed"})
+    shown = client.get(f"/schedules/{schedule['id']}").get_json()
+    assert shown["name"] == "renamed"
+    assert datetime.fromisoformat(shown["next_run_at"]).timestamp() == due + 3600
+    assert schedule["id"] not in dict(store.due(time.time()))
+
+
 # -- runs -----------------------------------------------------------------------------------------
 def test_a_run_asked_for_now_trains_scores_and_keeps_a_worse_challenger(
     client: FlaskClient, schedule: dict[str, Any], deployed: dict[str, Any], model_dir: Path
