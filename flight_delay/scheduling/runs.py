@@ -325,11 +325,18 @@ def _evaluate_and_decide(app: Flask, run: dict[str, Any], token: str, held: Leas
         }
     decision = decide(rule, sets)
     held.checkpoint()
+    reasons = list(decision.reasons)
+    seen = (holdout_set["champion"] or {}).get("holdout_flights_in_training")
+    if seen:  # a champion refit on every row, say: said, not hidden, and not held against it
+        reasons.append(
+            f"holdout: the champion was fitted on {seen} of these {holdout_set['flights']} "
+            "flights, so its figures there are optimistic"
+        )
     fields = {
         "champion_id": champion_id or "",
         "decision": decision.verdict,
-        "reason": decision.explanation(),
-        "reasons": decision.reasons,
+        "reason": "; ".join(reasons),
+        "reasons": reasons,
         "evaluation": evaluation,
     }
     run_id = run["id"]
@@ -355,7 +362,7 @@ def _evaluate_and_decide(app: Flask, run: dict[str, Any], token: str, held: Leas
     fields.update(
         decision="kept",
         reason=f"not promoted: {why}; the rule held: {fields['reason']}",
-        reasons=[f"not promoted: {why}", *decision.reasons],
+        reasons=[f"not promoted: {why}", *reasons],
     )
     held.retrying(
         lambda: store.finish(run, RunStatus.COMPLETED, token=token, fields=fields),

@@ -232,6 +232,10 @@ def test_a_run_asked_for_now_trains_scores_and_keeps_a_worse_challenger(
     assert holdout["challenger"]["holdout_flights_in_training"] == 0
     # the champion was refit on every row of this file: flagged, not hidden
     assert holdout["champion"]["holdout_flights_in_training"] == len(newest)
+    assert run["reasons"][-1] == (
+        f"holdout: the champion was fitted on {len(newest)} of these {len(newest)} flights, "
+        "so its figures there are optimistic"
+    )
     assert client.get("/deployment").get_json()["model_id"] == deployed["id"]
 
     listed = client.get(url).get_json()
