@@ -2,8 +2,8 @@
 
 Each model predicts the same flights with its own pipeline, as the API would; the metrics are
 the offline evaluation's (flight_delay.ml.evaluation) at each model's own threshold, and the
-curves are thinned to at most ``evaluation.CURVE_POINTS`` points for plotting. A model whose training rows
-include holdout flights is flagged: its figures there are not an honest test.
+curves are thinned to at most ``evaluation.CURVE_POINTS`` points for plotting. A model whose
+training rows include holdout flights is flagged: its figures there are not an honest test.
 """
 
 from __future__ import annotations

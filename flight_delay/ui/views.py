@@ -170,13 +170,10 @@ def model(model_id: Any) -> ResponseReturnValue:
     holdout = (record.get("metrics") or {}).get("holdout") or {}
     charts = []
     if holdout:
-        series = [Series("holdout", [], f"AUC {holdout['roc_auc']:.3f}")]
         recorded = holdout.get("curves")
         if recorded:
-            charts.append(roc_chart([(series[0], recorded)]))
-            charts.append(
-                pr_chart([(Series("holdout", [], f"AP {holdout['pr_auc']:.3f}"), recorded)])
-            )
+            charts.append(roc_chart([("holdout", holdout["roc_auc"], recorded)]))
+            charts.append(pr_chart([("holdout", holdout["pr_auc"], recorded)]))
         charts.append(reliability_chart([("holdout", holdout.get("reliability") or [])]))
     importances = record.get("importances") or {}
     if importances:
@@ -241,34 +238,16 @@ def compare() -> ResponseReturnValue:
     ]
     charts = []
     if entries:
-        with_curves = [e for e in entries if e["holdout"].get("curves")]
-        charts.append(
+        drawn = [e for e in entries if e["holdout"].get("curves")]
+        charts = [
             roc_chart(
-                [
-                    (
-                        Series(e["label"], [], f"AUC {e['holdout']['roc_auc']:.3f}"),
-                        e["holdout"]["curves"],
-                    )
-                    for e in with_curves
-                ]
-            )
-        )
-        charts.append(
-            pr_chart(
-                [
-                    (
-                        Series(e["label"], [], f"AP {e['holdout']['pr_auc']:.3f}"),
-                        e["holdout"]["curves"],
-                    )
-                    for e in with_curves
-                ]
-            )
-        )
-        charts.append(
+                [(e["label"], e["holdout"]["roc_auc"], e["holdout"]["curves"]) for e in drawn]
+            ),
+            pr_chart([(e["label"], e["holdout"]["pr_auc"], e["holdout"]["curves"]) for e in drawn]),
             reliability_chart(
                 [(e["label"], e["holdout"].get("reliability") or []) for e in entries]
-            )
-        )
+            ),
+        ]
     return render_template(
         "ui/compare.html",
         entries=entries,
@@ -287,19 +266,11 @@ def comparison(comparison_id: Any) -> ResponseReturnValue:
         raise ComparisonNotFound(str(comparison_id))
     charts = []
     if found["status"] == "completed":
-        shown = [
-            (Series(_label(m), [], f"AUC {m['metrics']['roc_auc']:.3f}"), m["curves"])
-            for m in found["models"]
-        ]
+        models = found["models"]
         charts = [
-            roc_chart(shown),
-            pr_chart(
-                [
-                    (Series(_label(m), [], f"AP {m['metrics']['pr_auc']:.3f}"), m["curves"])
-                    for m in found["models"]
-                ]
-            ),
-            reliability_chart([(_label(m), m["curves"]["reliability"]) for m in found["models"]]),
+            roc_chart([(_label(m), m["metrics"]["roc_auc"], m["curves"]) for m in models]),
+            pr_chart([(_label(m), m["metrics"]["pr_auc"], m["curves"]) for m in models]),
+            reliability_chart([(_label(m), m["curves"]["reliability"]) for m in models]),
         ]
     return render_template(
         "ui/comparison.html",
@@ -350,19 +321,16 @@ def schedule(schedule_id: Any) -> ResponseReturnValue:
     latest = next((r for r in runs if r["status"] == "completed"), None)
     if latest:
         holdout = present_run(store.get_run(latest["id"]))["evaluation"]["holdout"]
-        pairs = [
+        lines = [
             (
-                Series(
-                    f"{role}: {_label(holdout[role])}",
-                    [],
-                    f"AUC {holdout[role]['metrics']['roc_auc']:.3f}",
-                ),
+                f"{role}: {_label(holdout[role])}",
+                holdout[role]["metrics"]["roc_auc"],
                 holdout[role]["curves"],
             )
             for role in ("champion", "challenger")
             if holdout.get(role) and holdout[role].get("curves")
         ]
-        charts = [roc_chart(pairs, f"ROC of run {latest['number']} on its holdout")]
+        charts = [roc_chart(lines, f"ROC of run {latest['number']} on its holdout")]
     unfinished = any(r["status"] not in ("completed", "failed") for r in runs)
     return render_template(
         "ui/schedule.html",
@@ -375,14 +343,16 @@ def schedule(schedule_id: Any) -> ResponseReturnValue:
 
 
 # -- charts from recorded curves ------------------------------------------------------------------
-def roc_chart(
-    pairs: list[tuple[Series, dict[str, Any]]], title: str = "ROC curve (holdout)"
-) -> Markup:
+#: one model on a chart: its legend name, its headline figure (ROC AUC or PR AUC) and its curves
+Curve = tuple[str, float, dict[str, Any]]
+
+
+def roc_chart(lines: list[Curve], title: str = "ROC curve (holdout)") -> Markup:
     return line_chart(
         title,
         [
-            Series(s.name, [(p["fpr"], p["tpr"]) for p in curves["roc"]], s.summary)
-            for s, curves in pairs
+            Series(name, [(p["fpr"], p["tpr"]) for p in curves["roc"]], f"AUC {auc:.3f}")
+            for name, auc, curves in lines
         ],
         "false positive rate",
         "true positive rate (recall)",
@@ -390,16 +360,16 @@ def roc_chart(
     )
 
 
-def pr_chart(pairs: list[tuple[Series, dict[str, Any]]]) -> Markup:
+def pr_chart(lines: list[Curve]) -> Markup:
     return line_chart(
         "Precision-recall (holdout)",
         [
             Series(
-                s.name,
+                name,
                 [(p["recall"], p["precision"]) for p in curves["precision_recall"]],
-                s.summary,
+                f"AP {average_precision:.3f}",
             )
-            for s, curves in pairs
+            for name, average_precision, curves in lines
         ],
         "recall",
         "precision",
