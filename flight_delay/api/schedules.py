@@ -23,7 +23,7 @@ from flight_delay.data.sources import check_reference
 from flight_delay.errors import FlightDelayError, InvalidConfig
 from flight_delay.ml.config import TrainConfig
 from flight_delay.ml.promotion import PromotionRule
-from flight_delay.scheduling.runs import RUN_SETTINGS, start_challenger, timing_of
+from flight_delay.scheduling.runs import RUN_SETTINGS, schedule_store, start_challenger, timing_of
 from flight_delay.scheduling.store import KEEP_DUE, ScheduleStore, TooManySchedules
 from flight_delay.scheduling.timing import InvalidTiming, Timing, iso
 
@@ -36,8 +36,7 @@ blp = Blueprint(
 
 
 def store() -> ScheduleStore:
-    schedules: ScheduleStore = current_app.extensions["schedules"]
-    return schedules
+    return schedule_store(current_app)
 
 
 def present(schedule: dict[str, Any]) -> dict[str, Any]:

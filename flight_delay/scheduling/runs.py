@@ -251,7 +251,7 @@ def run_evaluation(app: Flask, run_id: str) -> str:
     roots = {"MODEL_DIR": config["MODEL_DIR"], "DATA_ROOT": config["DATA_ROOT"]}
     with Lease(lambda: store.renew_evaluation(run_id, token, lease), lease, run_id) as held:
         try:
-            return _evaluate_and_decide(app, run, token, held)
+            return _evaluate_and_decide(app, run, challenger, token, held)
         except JobCancelled:  # the lease was lost: the attempt that holds the run records it
             log.info("evaluation %s of run %s lost its lease", token, run_id)
             return "cancelled"
@@ -267,13 +267,15 @@ def run_evaluation(app: Flask, run_id: str) -> str:
         return RunStatus.FAILED
 
 
-def _evaluate_and_decide(app: Flask, run: dict[str, Any], token: str, held: Lease) -> str:
+def _evaluate_and_decide(
+    app: Flask, run: dict[str, Any], challenger: dict[str, Any], token: str, held: Lease
+) -> str:
+    """``challenger`` is its completed record (a completed record no longer changes)."""
     store = schedule_store(app)
     registry: ModelRegistry = app.extensions["model_registry"]
     config = app.config
     model_dir = Path(config["MODEL_DIR"])
     challenger_id = str(run["challenger_id"])
-    challenger = registry.get(challenger_id)
     flights = fetch_dataset(config, run["dataset"])
     held.checkpoint()
     if (challenger.get("data") or {}).get("sha256") != flights.fingerprint.sha256:

@@ -373,8 +373,7 @@ class ScheduleStore:
     ) -> None:
         """Set ``fields`` and the next run time (None: paused; KEEP_DUE: unchanged, whatever a
         beat made it meanwhile) in one step."""
-        changed = {**fields, "updated_at": now_iso()}
-        args = [item for k, v in self._encode_all(changed).items() for item in (k, v)]
+        args = self._args({**fields, "updated_at": now_iso()})
         done = self._scripts["update_schedule"](
             keys=[self._schedule_key(schedule_id), self._due_key],
             args=[schedule_id, "" if due is None else due, *args],
@@ -527,22 +526,14 @@ class ScheduleStore:
     ) -> bool:
         """Complete or fail a run with ``fields`` and ``more`` (while ``token`` holds it /
         while it is ``expected_status``)."""
-        fields = {**(fields or {}), **more}
-        args = [
-            item
-            for k, v in self._encode_all(
-                {"status": status, "finished_at": now_iso(), **fields}
-            ).items()
-            for item in (k, v)
-        ]
-        done = bool(
+        args = self._args({"status": status, "finished_at": now_iso(), **(fields or {}), **more})
+        # a run whose schedule was deleted already expires (the delete script set it; HSET
+        # keeps a key's expiry)
+        return bool(
             self._scripts["finish_run"](
                 keys=self._run_keys(run), args=[run["id"], token, expected_status, *args]
             )
         )
-        if done:
-            self._expire_if_orphan(run)
-        return done
 
     def promote(
         self,
@@ -553,13 +544,7 @@ class ScheduleStore:
         fields: Mapping[str, Any],
     ) -> tuple[str, str]:
         """Deploy the run's challenger and complete the run, in one step (see _PROMOTE)."""
-        args = [
-            item
-            for k, v in self._encode_all(
-                {"status": RunStatus.COMPLETED, "finished_at": now_iso(), **fields}
-            ).items()
-            for item in (k, v)
-        ]
+        args = self._args({"status": RunStatus.COMPLETED, "finished_at": now_iso(), **fields})
         challenger = str(run["challenger_id"])
         outcome, detail = self._scripts["promote"](
             keys=[
@@ -585,11 +570,12 @@ class ScheduleStore:
                 pipe.execute()
         return len(gone)
 
-    def _expire_if_orphan(self, run: Mapping[str, Any]) -> None:
-        if not self.redis.exists(self._schedule_key(run["schedule_id"])):
-            self.redis.expire(self._run_key(run["id"]), 86400)
-
     # -- encoding ------------------------------------------------------------------------------
+    @classmethod
+    def _args(cls, fields: Mapping[str, Any]) -> list[str]:
+        """``fields`` encoded as a script's field, value, ... arguments."""
+        return [item for pair in cls._encode_all(fields).items() for item in pair]
+
     @staticmethod
     def _encode_all(fields: Mapping[str, Any]) -> dict[str, str]:
         encoded = {}

@@ -15,19 +15,20 @@ from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from flight_delay.api.errors import STATUS_OF, ComparisonNotFound
-from flight_delay.api.models import present
+from flight_delay.api.errors import ComparisonNotFound, handle_domain_error, handle_redis_error
+from flight_delay.api.models import present, registry
 from flight_delay.api.schedules import present as present_schedule
 from flight_delay.api.schedules import present_run
+from flight_delay.api.schedules import store as schedule_store
 from flight_delay.auth import Forbidden, Unauthorized, require_configured_scope
 from flight_delay.comparison_jobs import read_comparison
 from flight_delay.drift_jobs import lookup_or_queue
-from flight_delay.errors import FlightDelayError, scrub_paths
+from flight_delay.errors import FlightDelayError
 from flight_delay.ml.families import FAMILIES
 from flight_delay.ml.features import FEATURE_SETS
 from flight_delay.prediction_log import outcomes
-from flight_delay.registry import ModelRegistry, Status
-from flight_delay.scheduling.runs import schedule_store
+from flight_delay.registry import Status
+from flight_delay.scheduling.store import RunStatus
 from flight_delay.ui.charts import Series, bar_chart, line_chart
 
 blp = Blueprint(
@@ -48,11 +49,6 @@ CONTENT_SECURITY_POLICY = (
 MAX_COMPARED = 10
 #: seconds between reloads of a page that waits for a job
 REFRESH_SECONDS = 3
-
-
-def registry() -> ModelRegistry:
-    found: ModelRegistry = current_app.extensions["model_registry"]
-    return found
 
 
 def app_object() -> Flask:
@@ -77,27 +73,23 @@ def secure(response: Response) -> Response:
     return response
 
 
+# the API's own mappings (status, scrubbed message), shown as a page instead of JSON
 @blp.errorhandler(FlightDelayError)
 def domain_error(exc: FlightDelayError) -> ResponseReturnValue:
-    status = next(code for kind, code in STATUS_OF if isinstance(exc, kind))
-    roots = {name: current_app.config[name] for name in ("MODEL_DIR", "DATA_ROOT", "EXPORT_DIR")}
+    body, status = handle_domain_error(exc)
     needs_key = isinstance(exc, Unauthorized | Forbidden)
-    return (
-        render_template(
-            "ui/error.html",
-            status=status,
-            message=scrub_paths(exc.message, roots),
-            needs_key=needs_key,
-        ),
-        int(status),
+    page = render_template(
+        "ui/error.html", status=HTTPStatus(status), message=body["message"], needs_key=needs_key
     )
+    return page, status
 
 
 @blp.errorhandler(redis.RedisError)
 def redis_error(exc: redis.RedisError) -> ResponseReturnValue:
-    status = HTTPStatus.SERVICE_UNAVAILABLE
-    message = f"the model registry (Redis) is unreachable ({type(exc).__name__}); retry later"
-    return render_template("ui/error.html", status=status, message=message), int(status)
+    body, status = handle_redis_error(exc)
+    return render_template(
+        "ui/error.html", status=HTTPStatus(status), message=body["message"]
+    ), status
 
 
 @blp.errorhandler(HTTPException)
@@ -301,7 +293,7 @@ def deployment() -> ResponseReturnValue:
 
 @blp.get("/schedules")
 def schedules() -> ResponseReturnValue:
-    store = schedule_store(app_object())
+    store = schedule_store()
     shown = []
     for schedule in store.schedules():
         last = None
@@ -314,13 +306,15 @@ def schedules() -> ResponseReturnValue:
 
 @blp.get("/schedules/<uuid:schedule_id>")
 def schedule(schedule_id: Any) -> ResponseReturnValue:
-    store = schedule_store(app_object())
+    store = schedule_store()
     found = present_schedule(store.get(str(schedule_id)))
-    runs = [present_run(run, curves=False) for run in store.runs(str(schedule_id), 50)]
+    recorded = store.runs(str(schedule_id), 50)
+    runs = [present_run(run, curves=False) for run in recorded]
     charts = []
-    latest = next((r for r in runs if r["status"] == "completed"), None)
+    # the newest decided run, as recorded: its evaluation still holds the curves
+    latest = next((r for r in recorded if r["status"] == RunStatus.COMPLETED), None)
     if latest:
-        holdout = present_run(store.get_run(latest["id"]))["evaluation"]["holdout"]
+        holdout = latest["evaluation"]["holdout"]
         lines = [
             (
                 f"{role}: {_label(holdout[role])}",
@@ -331,7 +325,7 @@ def schedule(schedule_id: Any) -> ResponseReturnValue:
             if holdout.get(role) and holdout[role].get("curves")
         ]
         charts = [roc_chart(lines, f"ROC of run {latest['number']} on its holdout")]
-    unfinished = any(r["status"] not in ("completed", "failed") for r in runs)
+    unfinished = any(r["status"] in RunStatus.UNFINISHED for r in runs)
     return render_template(
         "ui/schedule.html",
         schedule=found,

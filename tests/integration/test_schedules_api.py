@@ -369,3 +369,14 @@ def test_deleting_a_schedule_keeps_its_models(
     assert client.delete(f"/schedules/{schedule['id']}", headers=admin(ADMIN)).status_code == 204
     assert client.get(f"/schedules/{schedule['id']}/runs/{run['id']}").status_code == 404
     assert client.get(f"/models/{run['challenger_id']}").status_code == 200
+
+
+def test_a_run_that_ends_after_its_schedule_was_deleted_expires(
+    app: Flask, schedule: dict[str, Any], train: Callable[..., dict[str, Any]]
+) -> None:
+    challenger = train(model_type="logistic_regression", features="minimal", refit=False)
+    store, run = run_with_challenger(app, schedule, challenger["id"])
+    store.delete(schedule["id"])
+    assert store.finish(run, "failed", expected_status="training", error="ended late")
+    key = f"{store.prefix}:schedule-run:{run['id']}"
+    assert 0 < store.redis.ttl(key) <= 86400  # finishing kept the expiry the deletion set
