@@ -30,6 +30,11 @@ ENVIRONMENT = "PROMETHEUS_MULTIPROC_DIR"
 #: request latency buckets, in seconds: single flights take ~1 ms, 10,000 flights ~90 ms
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 JOB_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
+#: request methods counted under their own name; any other method a caller invents is counted as
+#: "other": a label value never comes from the caller, or each new name is a new time series
+#: kept in every process's file and in every scrape (10,000 invented names made /metrics 20 MB)
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
 
 
 def prepare_multiprocess_dir(base: str | None, role: str) -> str:
@@ -214,11 +219,21 @@ def init_app(app: Flask) -> None:
     def observe(response: Response) -> Response:
         started = g.pop("metrics_started", None)
         if started is not None:
-            rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
+            rule, method, status = request_labels(response.status_code)
             metrics = api_metrics()
-            metrics.requests.labels(rule, request.method, str(response.status_code)).inc()
-            metrics.latency.labels(rule, request.method).observe(time.perf_counter() - started)
+            metrics.requests.labels(rule, method, status).inc()
+            metrics.latency.labels(rule, method).observe(time.perf_counter() - started)
         return response
+
+
+def request_labels(status_code: int) -> tuple[str, str, str]:
+    """(route, method, status) of the current request, each from a closed set: the route is
+    the matched rule (a path that matches none is "(no route)"), the method one of
+    KNOWN_METHODS or "other", the status a code from 100 to 599 or "other"."""
+    rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
+    method = request.method if request.method in KNOWN_METHODS else OTHER
+    status = str(status_code) if 100 <= status_code <= 599 else OTHER
+    return rule, method, status
 
 
 def exposition(extra: list[Any]) -> tuple[bytes, str]:
