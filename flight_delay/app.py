@@ -72,15 +72,56 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(docs_assets_blueprint())
     app.register_blueprint(ui.blp)
 
+    app.extensions["html_error_page"] = ui.error_page
     served_by = f"{socket.gethostname()}:{os.getpid()}"
 
     @app.after_request
     def identify(response: Response) -> Response:
         # which process answered: useful behind a load balancer, and in the deployment test
         response.headers["X-Served-By"] = served_by
-        return response
+        return secure_headers(response)
 
     return app
+
+
+#: every answer, JSON and the docs page included, may not be framed or sniffed; the dashboard's
+#: answers (its pages, and redirects and errors under /ui) carry its stricter policy
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def secure_headers(response: Response) -> Response:
+    """Security headers on every answer, and redirects that stay on this server.
+
+    A redirect werkzeug makes itself (``/ui`` -> ``/ui/``) names the host the request's Host
+    header gave; it is sent as a path, so a forged Host header cannot send anyone elsewhere."""
+    from flask import request
+
+    from flight_delay import ui
+
+    if request.path == "/ui" or request.path.startswith("/ui/"):
+        ui.secure(response)
+    else:
+        for name, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+    location = response.headers.get("Location")
+    if location:
+        response.headers["Location"] = local_location(location, request.host_url)
+    return response
+
+
+def local_location(location: str, host_url: str) -> str:
+    """``location`` as a path (with query) when it points at this server's own host."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts, own = urlsplit(location), urlsplit(host_url)
+    if parts.netloc and parts.netloc == own.netloc:
+        return urlunsplit(("", "", parts.path or "/", parts.query, parts.fragment))
+    return location
 
 
 def configure_logging(app: Flask) -> None:

@@ -182,7 +182,8 @@ LAUNCHER_VARIABLES: dict[str, str] = {
     "default 9808",
     "FLOWER": "1: make run also starts Flower, the Celery dashboard, on 127.0.0.1",
     "FLOWER_PORT": "Flower's port under make run; default 5555",
-    "FLOWER_BASIC_AUTH": "user:password Flower asks for (compose; set it in .env)",
+    "FLOWER_BASIC_AUTH": "user:password Flower asks for; Flower does not start without it "
+    "(compose: set it in .env; make run: made for you unless set)",
     "PROMETHEUS_MULTIPROC_DIR": "set by the gunicorn config and the worker from "
     "FLIGHT_DELAY_METRICS_DIR; not to be set by hand",
     "POSTGRES_PASSWORD": "the password of the prediction log's PostgreSQL in docker compose",

@@ -91,6 +91,11 @@ def start_redis(
             "yes",
             "--appendfsync",
             "everysec",
+            # the append-only file is the persistence; no RDB snapshots besides it: a snapshot
+            # that fails (a full disk) makes Redis refuse every write until one succeeds,
+            # where a failed append heals by itself once there is room again
+            "--save",
+            "",
         ]
     # its log is kept: the reason it exits (say, "address already in use") must not be lost
     log_file = (data_dir / "redis-server.log") if data_dir is not None else None
@@ -353,15 +358,46 @@ def choose_dataset(env: dict[str, str], given: str) -> str:
 
 def admin_key(state_dir: Path) -> str:
     """The key `make run` gives itself: kept in .flight-delay/admin-key (mode 600)."""
-    key_file = state_dir / ADMIN_KEY_NAME
-    if key_file.is_file():
-        return key_file.read_text().strip()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(24)
-    descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return _secret(state_dir / ADMIN_KEY_NAME)
+
+
+def _secret(path: Path) -> str:
+    """A random secret kept in ``path`` (mode 600), made on first use."""
+    if path.is_file():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(24)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
-        handle.write(key + "\n")
-    return key
+        handle.write(secret + "\n")
+    return secret
+
+
+#: Flower shows every task's arguments and tracebacks: under make run it always asks for a
+#: user and password (FLOWER_BASIC_AUTH, else this user and a password kept in the state dir)
+FLOWER_USER = "flower"
+FLOWER_PASSWORD_NAME = "flower-password"
+
+
+def flower_auth(env: Mapping[str, str], state_dir: Path) -> tuple[str, str]:
+    """(FLOWER_BASIC_AUTH's value, how to find the password) for make run's Flower."""
+    given = env.get("FLOWER_BASIC_AUTH", "").strip()
+    if given:
+        return given, "FLOWER_BASIC_AUTH"
+    password = _secret(state_dir / FLOWER_PASSWORD_NAME)
+    return (
+        f"{FLOWER_USER}:{password}",
+        f"user {FLOWER_USER}, password: cat {state_dir / FLOWER_PASSWORD_NAME}",
+    )
+
+
+def private_state_dir(state_dir: Path) -> None:
+    """make run's files are this user's alone: the state directory is 700, and whatever the
+    stack creates (the prediction log, Redis' append-only file, models, keys) is 600 or 700 by
+    the umask its processes inherit."""
+    os.umask(0o077)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(state_dir, 0o700)
 
 
 # -- before starting: busy ports, an earlier run ----------------------------------------------
@@ -518,6 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     key = None
     try:
         host, port = listen_address(env, args.port)
+        private_state_dir(state_dir)
         check_earlier_run(state_dir)
         redis_port = int(env.get("FLIGHT_DELAY_REDIS_PORT", "6380"))
         embedded_redis = not env.get("FLIGHT_DELAY_REDIS_URL")
@@ -563,8 +600,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         env.setdefault("FLIGHT_DELAY_WORKER_METRICS_BIND", f"127.0.0.1:{worker_metrics_port}")
         supervisor.add("celery worker", lambda preexec: start_worker(env, None, preexec))
         supervisor.add("celery beat", lambda preexec: start_beat(env, None, preexec))
+        flower_login = ""
         if flower_port:
-            supervisor.add("flower", lambda preexec: start_flower(env, flower_port, None, preexec))
+            flower_env = {**env}
+            flower_env["FLOWER_BASIC_AUTH"], flower_login = flower_auth(env, state_dir)
+            supervisor.add(
+                "flower", lambda preexec: start_flower(flower_env, flower_port, None, preexec)
+            )
         supervisor.add("log writer", lambda preexec: start_log_writer(env, None, preexec))
         supervisor.add(
             "gunicorn",
@@ -585,7 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Metrics:   {base}/metrics (API), "
               f"http://{env['FLIGHT_DELAY_WORKER_METRICS_BIND']}/metrics (worker)")  # fmt: skip
         if flower_port:
-            print(f"Flower:    http://127.0.0.1:{flower_port}")
+            print(f"Flower:    http://127.0.0.1:{flower_port} ({flower_login})")
         print(
             f"Admin key: cat {state_dir / ADMIN_KEY_NAME}"
             if key

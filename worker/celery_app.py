@@ -1,11 +1,27 @@
 """Celery worker entry point: ``celery -A worker.celery_app:celery worker``."""
 
+import os
+import sys
+
 from celery.signals import worker_init, worker_process_shutdown, worker_ready
 
 from flight_delay import create_app
 from flight_delay.jobs import start_recovery
 from flight_delay.metrics import serve_worker_metrics, worker_process_gone
 
+
+def refuse_open_flower(argv: list[str], environ: "os._Environ[str] | dict[str, str]") -> None:
+    """Flower (``celery ... flower``) shows every task's arguments and tracebacks to whoever
+    reaches its port: it starts only with FLOWER_BASIC_AUTH=user:password (make run sets one;
+    compose takes it from .env)."""
+    if "flower" in argv[1:] and not environ.get("FLOWER_BASIC_AUTH", "").strip():
+        raise SystemExit(
+            "Flower shows task arguments and tracebacks: set FLOWER_BASIC_AUTH=user:password "
+            "(in .env for docker compose) before starting it"
+        )
+
+
+refuse_open_flower(sys.argv, os.environ)
 flask_app = create_app()
 celery = flask_app.extensions["celery"]
 # job metrics: a multiprocess folder named before the pool forks, served on

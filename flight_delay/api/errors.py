@@ -276,9 +276,13 @@ class Blueprint(SmorestBlueprint):
 class Api(SmorestApi):
     ERROR_SCHEMA = ErrorSchema
 
-    def handle_http_exception(
-        self, error: HTTPException
-    ) -> tuple[dict[str, Any], int, dict[str, Any]]:
+    def handle_http_exception(self, error: HTTPException) -> Any:
+        # a path that belongs to the dashboard gets its HTML page (its 404 and 405 included)
+        page = current_app.extensions.get("html_error_page")
+        if page is not None:
+            shown = page(error)
+            if shown is not None:
+                return shown
         payload, code, headers = super().handle_http_exception(error)
         raw = payload.get("errors")
         details = flatten_messages(raw) if isinstance(raw, dict) else []

@@ -75,8 +75,8 @@ def present(record: dict[str, Any], deployed_id: str | None) -> dict[str, Any]:
         shown["progress"] = {"stage": record.get("stage", ""), "percent": record.get("percent", 0)}
     for name in ("started_at", "finished_at", "error"):
         shown[name] = record.get(name) or None
-    if record.get("threshold"):
-        shown["threshold"] = float(record["threshold"])
+    # every field the views and schemas name is there, null until the job sets it
+    shown["threshold"] = float(record["threshold"]) if record.get("threshold") else None
     return shown
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -389,16 +389,41 @@ class PredictResponseSchema(Schema):
     )
 
 
+#: request times a window may name: the prediction log holds nothing outside these, and a time
+#: at the edge of Python's range with an offset (0001-01-01T00:00:00+21:21) has no UTC value
+EARLIEST_RECEIVED = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_RECEIVED = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _received_time(value: datetime) -> None:
+    try:
+        moment = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        moment = None
+    if moment is None or not EARLIEST_RECEIVED <= moment <= LATEST_RECEIVED:
+        raise ValidationError(
+            f"must be from {EARLIEST_RECEIVED:%Y-%m-%d} to {LATEST_RECEIVED:%Y-%m-%d} (UTC)"
+        )
+
+
 class ReceivedWindowQuerySchema(StrictSchema):
     """A window of request time (the prediction log's received_at)."""
 
     since = fields.AwareDateTime(
         default_timezone=UTC,
-        metadata={"description": "received at or after this time (ISO 8601; no offset: UTC)"},
+        validate=_received_time,
+        metadata={
+            "description": "received at or after this time (ISO 8601; no offset: UTC), "
+            "1970-01-01 to 9000-01-01"
+        },
     )
     until = fields.AwareDateTime(
         default_timezone=UTC,
-        metadata={"description": "received before this time (ISO 8601; no offset: UTC)"},
+        validate=_received_time,
+        metadata={
+            "description": "received before this time (ISO 8601; no offset: UTC), "
+            "1970-01-01 to 9000-01-01"
+        },
     )
 
 

@@ -14,6 +14,9 @@ from croniter import CroniterBadDateError, croniter
 #: the longest interval a schedule may have
 MAX_INTERVAL_SECONDS = 366 * 24 * 3600
 MAX_CRON_LENGTH = 100
+#: run times of a cron expression looked at for its shortest interval (a day of every-15-minutes
+#: runs, or years of monthly ones)
+CRON_RUNS_CHECKED = 100
 
 
 class InvalidTiming(ValueError):
@@ -67,7 +70,28 @@ class Timing:
         zone(self.timezone)
         # an expression that never fires ("0 0 31 2 *") is refused now, not at its first tick
         self.next_after(datetime.now(UTC))
+        shortest = self.shortest_gap(datetime.now(UTC))
+        if shortest < min_interval_seconds:
+            raise InvalidTiming(
+                "cron",
+                f"runs {shortest} s apart at times; a schedule runs at most once every "
+                f"{min_interval_seconds} s (FLIGHT_DELAY_SCHEDULE_MIN_INTERVAL_SECONDS)",
+            )
         return self
+
+    def shortest_gap(self, moment: datetime, runs: int = CRON_RUNS_CHECKED) -> int:
+        """The shortest time in seconds between two of the next ``runs`` run times of a cron
+        timing after ``moment`` (the minimum interval holds for cron as for every_seconds)."""
+        assert self.cron is not None
+        local = moment.astimezone(zone(self.timezone))
+        times = croniter(self.cron.strip(), local)
+        previous = times.get_next(datetime)
+        shortest = MAX_INTERVAL_SECONDS
+        for _ in range(runs - 1):
+            following = times.get_next(datetime)
+            gap = int((following.astimezone(UTC) - previous.astimezone(UTC)).total_seconds())
+            shortest, previous = min(shortest, gap), following
+        return shortest
 
     def next_after(self, moment: datetime) -> datetime:
         """The first run time strictly after ``moment`` (aware, UTC) on a cron timing."""

@@ -8,6 +8,6 @@ key the user typed in, kept in the tab's sessionStorage and sent as the X-api-ke
 in a URL, a cookie or the server's pages.
 """
 
-from flight_delay.ui.views import blp
+from flight_delay.ui.views import blp, error_page, secure
 
-__all__ = ["blp"]
+__all__ = ["blp", "error_page", "secure"]

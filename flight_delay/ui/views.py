@@ -57,13 +57,16 @@ def app_object() -> Flask:
 
 @blp.before_request
 def check_read_scope() -> None:
-    # static files are the same for everyone; every page follows the API's read rule
-    if request.endpoint != "ui.static":
+    # static files are the same for everyone, and the key box's no-script answer reads
+    # nothing; every page follows the API's read rule
+    if request.endpoint not in ("ui.static", "ui.key_without_script"):
         require_configured_scope("READ_SCOPE")
 
 
-@blp.after_request
 def secure(response: Response) -> Response:
+    """The dashboard's headers, on every answer under /ui: pages, static files, and the
+    redirects and errors of paths that match no page (set by the app for the whole /ui tree,
+    flight_delay.app)."""
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -71,6 +74,14 @@ def secure(response: Response) -> Response:
     if request.endpoint != "ui.static":
         response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def error_page(error: HTTPException) -> ResponseReturnValue | None:
+    """The HTML page of an HTTP error (404, 405, ...) under /ui, None elsewhere: a path under
+    /ui that matches no page is answered as a page, not as the API's JSON."""
+    if not (request.path == "/ui" or request.path.startswith("/ui/")):
+        return None
+    return http_error(error)
 
 
 # the API's own mappings (status, scrubbed message), shown as a page instead of JSON
@@ -126,6 +137,21 @@ def figure(value: Any, digits: int = 4) -> str:
 @blp.get("/")
 def index() -> ResponseReturnValue:
     return redirect("/ui/models")
+
+
+@blp.post("/key")
+def key_without_script() -> ResponseReturnValue:
+    """The key box submitted without JavaScript: the key is kept by the page's script in the
+    tab's sessionStorage, so without it nothing can be kept. Nothing is stored; the key came in
+    a POST body, never in a URL."""
+    message = (
+        "Using an API key in the dashboard needs JavaScript: the key is kept only in this tab "
+        "(sessionStorage) and sent as the X-api-key header of the actions you take. Nothing was "
+        "kept. Without JavaScript, call the REST API with the X-api-key header (see /docs)."
+    )
+    return render_template(
+        "ui/error.html", status=HTTPStatus.BAD_REQUEST, message=message
+    ), HTTPStatus.BAD_REQUEST
 
 
 @blp.get("/models")

@@ -117,3 +117,67 @@ def test_a_read_scope_closes_the_pages_until_the_key_comes_in_the_header(
                            ("/ui/static/../app.py", 404), ("/ui/static/%2e%2e/app.py", 404)):  # fmt: skip
         with client.get(path) as response:
             assert response.status_code == expected, path
+
+
+def test_a_model_page_shows_every_status(client: FlaskClient, app: Flask) -> None:
+    """Pending, running and failed models have no threshold or metrics yet: their pages are
+    pages, not 500s (issue 19, finding 11). Records made here, not trained: no job is sent."""
+    registry = app.extensions["model_registry"]
+    pending = registry.create({"model_type": "lightgbm", "features": "schedule"}, "flights.csv")
+    running = registry.create({"model_type": "lightgbm", "features": "schedule"}, "flights.csv")
+    assert registry.claim(running["id"], "t1", "test", 30, 2)[0] == "claimed"
+    failed = registry.create({"model_type": "lightgbm", "features": "schedule"}, "flights.csv")
+    assert registry.claim(failed["id"], "t2", "test", 30, 2)[0] == "claimed"
+    assert registry.attempt_finish(failed["id"], "t2", "failed", error=HOSTILE)
+    try:
+        for record, status in ((pending, "pending"), (running, "running"), (failed, "failed")):
+            response = client.get(f"/ui/models/{record['id']}")
+            assert response.status_code == 200, (status, response.get_data(as_text=True)[:300])
+            html = response.get_data(as_text=True)
+            assert f'<span class="badge {status}">{status}</span>' in html
+            assert "<script>alert(" not in html
+        assert client.get("/ui/models").status_code == 200
+    finally:
+        for record in (pending, running, failed):
+            registry.delete(record["id"])
+
+
+def test_the_key_box_never_puts_the_key_in_a_url(client: FlaskClient) -> None:
+    """Without JavaScript the key form is submitted by the browser: as a GET it went to
+    /ui/models?api-key=<KEY>, into the access log (issue 19, finding 11)."""
+    html = client.get("/ui/models").get_data(as_text=True)
+    form = re.search(r'<form id="key-form"[^>]*>', html)
+    assert form is not None
+    assert 'method="post"' in form.group(0) and 'action="/ui/key"' in form.group(0)
+    answer = client.post("/ui/key", data={"api-key": ADMIN})
+    assert answer.status_code == 400 and answer.mimetype == "text/html"
+    page = answer.get_data(as_text=True)
+    assert "needs JavaScript" in page and ADMIN not in page
+
+
+def test_every_answer_carries_framing_and_sniffing_headers(client: FlaskClient) -> None:
+    """/ui's redirects and errors, the docs page and the API's JSON answers all forbid framing;
+    a redirect never names the host the caller's Host header gave (issue 19, finding 12)."""
+    forged = {"Host": "evil.example"}
+    checks = [
+        ("GET", "/ui", 308, "text/html"),
+        ("GET", "/ui/no-such-page", 404, "text/html"),
+        ("POST", "/ui/models", 405, "text/html"),
+        ("GET", "/docs", 200, "text/html"),
+        ("GET", "/openapi.json", 200, "application/json"),
+        ("GET", "/no-such-path", 404, "application/json"),
+        ("GET", "/models", 200, "application/json"),
+    ]
+    for method, path, status, mimetype in checks:
+        response = client.open(path, method=method, headers=forged)
+        assert response.status_code == status, path
+        if status != 308:
+            assert response.mimetype == mimetype, path
+        assert response.headers["X-Frame-Options"] == "DENY", path
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"], path
+        assert response.headers["X-Content-Type-Options"] == "nosniff", path
+        if path.startswith("/ui"):
+            assert "script-src 'self'" in response.headers["Content-Security-Policy"], path
+        location = response.headers.get("Location", "")
+        assert "evil.example" not in location, (path, location)
+    assert client.get("/ui", headers=forged).headers["Location"] == "/ui/"

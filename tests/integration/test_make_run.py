@@ -7,11 +7,13 @@ loopback ports with its own state directory, and leaves no process behind.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -325,13 +327,19 @@ def test_make_run_honours_bind_and_web_workers(tmp_path: Path, stacks: list[Stac
 def test_flower_and_the_metrics_endpoints_under_make_run(
     tmp_path: Path, stacks: list[Stack]
 ) -> None:
-    """FLOWER=1 make run adds Flower on loopback; the API's and the worker's metrics answer;
-    stopping leaves none of them behind."""
+    """FLOWER=1 make run adds Flower on loopback, behind a user and password (it shows task
+    arguments and tracebacks); the API's and the worker's metrics answer; stopping leaves none
+    of them behind."""
     flower_port = free_port()
     stack = Stack(tmp_path, FLOWER="1", FLOWER_PORT=str(flower_port))
+    stack.env.pop("FLOWER_BASIC_AUTH", None)
     stack.start()
     stacks.append(stack)
-    assert f"Flower:    http://127.0.0.1:{flower_port}" in stack.output()
+    password_file = tmp_path / "state" / "flower-password"
+    assert (
+        f"Flower:    http://127.0.0.1:{flower_port} (user flower, password: cat {password_file})"
+        in stack.output()
+    )
     deploy_small_model(stack)
     with urllib.request.urlopen(f"{stack.base}/metrics", timeout=10) as response:
         api = response.read().decode()
@@ -341,15 +349,34 @@ def test_flower_and_the_metrics_endpoints_under_make_run(
         assert (
             'flight_delay_training_jobs_total{outcome="completed"} 1.0' in response.read().decode()
         )
+    credentials = base64.b64encode(f"flower:{password_file.read_text().strip()}".encode())
     deadline = time.monotonic() + 60
-    while True:  # Flower's page, from its own process on loopback
+    while True:  # Flower's page, from its own process on loopback: 401 without the password
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{flower_port}/", timeout=5) as page:
+            anonymous = urllib.request.Request(f"http://127.0.0.1:{flower_port}/")
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(anonymous, timeout=5)
+            refused.value.close()
+            assert refused.value.code == 401
+            signed = urllib.request.Request(
+                f"http://127.0.0.1:{flower_port}/",
+                headers={"Authorization": f"Basic {credentials.decode()}"},
+            )
+            with urllib.request.urlopen(signed, timeout=5) as page:
                 assert page.status == 200 and b"Flower" in page.read()
                 break
         except (urllib.error.URLError, ConnectionError):
             assert time.monotonic() < deadline, stack.output()[-2000:]
             time.sleep(0.5)
+    # what the stack wrote is this user's alone (issue 19, finding 12): 0644 files before
+    state = tmp_path / "state"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    written = [p for p in state.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("predictions.db") for p in written)
+    assert any(p.name.startswith("appendonly.aof") for p in written), written
+    loose = {str(p): oct(stat.S_IMODE(p.stat().st_mode)) for p in written
+             if stat.S_IMODE(p.stat().st_mode) & 0o077}  # fmt: skip
+    assert not loose, loose
     processes = stack.processes()
     assert any("flower" in " ".join(p.cmdline()) for p in processes)
     stack.stop()

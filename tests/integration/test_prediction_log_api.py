@@ -103,6 +103,28 @@ def test_bad_reads_of_the_log_are_400_and_unknown_ids_404(client: FlaskClient) -
     assert missing.get_json()["errors"][0]["field"] == "request_id"
 
 
+@pytest.mark.parametrize(
+    "window",
+    [
+        "since=0001-01-01T00:00:00%2B21:21",
+        "until=9999-12-31T23:59:59-12:00",
+        "since=0001-01-01T00:00:00",
+        "until=9999-12-31T23:59:59",
+    ],
+)
+@pytest.mark.parametrize(
+    "path", ["/predictions", f"/models/{'3f1c2a9e-8d7b-4c55-9a61-2b7e0f4d8c10'}/drift"]
+)
+def test_a_time_beyond_the_supported_range_is_a_400(
+    client: FlaskClient, window: str, path: str
+) -> None:
+    """Times at the edge of Python's range with an offset have no UTC value: a 500
+    (OverflowError) for an anonymous caller before (issue 19, finding 12)."""
+    response = client.get(f"{path}?{window}")
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert response.get_json()["errors"][0]["field"] == window.split("=")[0]
+
+
 def test_reading_the_log_follows_the_read_scope(stack_settings: dict[str, Any]) -> None:
     closed = create_app({"TESTING": True, **stack_settings, "READ_SCOPE": "read"}).test_client()
     assert closed.get("/predictions").status_code == 401

@@ -60,6 +60,18 @@ def test_timings_that_cannot_run_are_refused(timing: Timing, field: str) -> None
     assert refused.value.field == field
 
 
+@pytest.mark.parametrize(
+    "cron", ["* * * * *", "*/5 * * * *", "0,1 3 * * *", "0 * * * *", "0-59/30 * * * *"]
+)
+def test_cron_cannot_run_more_often_than_the_minimum_interval(cron: str) -> None:
+    # every_seconds below the minimum was refused; a cron expression could run every minute
+    with pytest.raises(InvalidTiming) as refused:
+        Timing(cron=cron).check(min_interval_seconds=3601)
+    assert refused.value.field == "cron"
+    assert "3601" in refused.value.problem
+    Timing(cron="0 3 * * *", timezone="America/Santiago").check(min_interval_seconds=3600 * 22)
+
+
 def test_descriptions_read_as_people_say_them() -> None:
     assert Timing(every_seconds=86400).describe() == "every 1 day"
     assert Timing(every_seconds=90).describe() == "every 90 s"
