@@ -232,7 +232,20 @@ class Artifact(MethodView):
         """Download a model file"""
         record = registry().get(str(model_id))
         path = model_file(record).resolve()
-        return send_file(path, as_attachment=True, download_name=f"{record['id']}.joblib")
+        try:
+            # opened here: a model deleted from now on is still sent whole (the open file
+            # keeps its bytes), and one deleted since the check above is a 404, not a 500
+            handle = path.open("rb")
+        except FileNotFoundError:
+            raise files_gone(record["id"]) from None
+        return send_file(handle, as_attachment=True, download_name=f"{record['id']}.joblib")
+
+
+def files_gone(model_id: str) -> ArtifactGone:
+    """What a model's missing files mean: a 404 when the model was deleted meanwhile (records
+    go before files), otherwise a completed model whose files are gone (410)."""
+    registry().get(model_id)  # raises ModelNotFound: deleted meanwhile
+    return ArtifactGone(model_id)
 
 
 def model_file(record: dict[str, Any]) -> Path:
@@ -261,7 +274,11 @@ def export_model(record: dict[str, Any], file_name: str | None) -> str:
     root.mkdir(parents=True, exist_ok=True)
     target = root / name  # the schema admits plain names only: no separators, no leading dot
     if target.exists() or target.is_symlink():
-        if target.is_file() and not target.is_symlink() and _same_bytes(source, target):
+        try:
+            same = target.is_file() and not target.is_symlink() and _same_bytes(source, target)
+        except FileNotFoundError:  # the model (or the export) went away meanwhile
+            raise files_gone(record["id"]) from None
+        if same:
             return name
         raise ExportConflict(name)
     descriptor, temporary = tempfile.mkstemp(dir=root, prefix=".export-")
@@ -271,6 +288,8 @@ def export_model(record: dict[str, Any], file_name: str | None) -> str:
         os.link(temporary, target)
     except FileExistsError:  # another request took the name meanwhile
         raise ExportConflict(name) from None
+    except FileNotFoundError:  # the model was deleted since model_file looked
+        raise files_gone(record["id"]) from None
     finally:
         Path(temporary).unlink(missing_ok=True)
     return name

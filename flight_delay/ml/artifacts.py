@@ -335,9 +335,19 @@ def load_model(directory: str | Path, compiled_trees: bool = True) -> TrainedMod
 
     Raises:
         ModelArtifactError: a file is missing or corrupt, the metadata is of another format, or the
-            model was saved with library versions this environment cannot safely load.
+            model was saved with library versions this environment cannot safely load. Files
+            that go away while they are read (a model deleted meanwhile) are missing files too.
     """
-    directory = Path(directory)
+    try:
+        return _load_model(Path(directory), compiled_trees)
+    except OSError as exc:  # removed between a check and a read: never a crash of the caller
+        raise ModelArtifactError(
+            f"{directory}: model files disappeared while loading ({type(exc).__name__}: "
+            f"{exc.strerror or exc}); was the model deleted?"
+        ) from exc
+
+
+def _load_model(directory: Path, compiled_trees: bool) -> TrainedModel:
     meta_path = directory / METADATA_FILE
     model_path = directory / MODEL_FILE
     if not meta_path.is_file():

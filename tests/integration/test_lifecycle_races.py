@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import threading
 import time
 import uuid
@@ -17,7 +18,10 @@ from typing import Any
 
 import pytest
 
-from flight_delay import create_app
+from flight_delay import comparison_jobs, create_app, drift_jobs
+from flight_delay.api import models as models_api
+from flight_delay.errors import FlightDelayError
+from flight_delay.ml import artifacts
 from flight_delay.registry import ModelNotFound, ModelRegistry
 from tests.integration.conftest import admin
 
@@ -176,3 +180,85 @@ def test_deploy_and_delete_decide_atomically(stack_settings: dict[str, Any], wor
             if len(history) > 1:
                 assert history[0]["previous_model_id"] == history[1]["model_id"]
     print(f"\natomic deploy vs delete, 300 pairs: {wins}")
+
+
+# -- a DELETE landing between a check and a use (issue 19, finding 10) ----------------------------
+# The concurrent test above hits these interleavings only now and then (a fresh-clone run on a busy
+# machine found one as a 500). Here the delete is made to land exactly between the check and the
+# use, every time, by running it from inside the step that comes between them.
+def delete_model(app: Any, model_id: str) -> None:
+    """What DELETE /models/{id} does: the record first, then the files."""
+    app.extensions["model_registry"].delete(model_id)
+    shutil.rmtree(Path(app.config["MODEL_DIR"]) / model_id, ignore_errors=True)
+
+
+@pytest.fixture
+def victim(train: Callable[..., dict[str, Any]], app: Any) -> str:
+    """A completed model, not deployed, that the test deletes."""
+    return str(train()["id"])
+
+
+@pytest.fixture
+def delete_while_reading_the_model_file(
+    app: Any, victim: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model is deleted right after load_model found its files, before it reads them."""
+    real = artifacts._sha256
+
+    def checksum_after_delete(path: Path) -> str:
+        if victim in str(path):
+            delete_model(app, victim)
+        return real(path)
+
+    monkeypatch.setattr(artifacts, "_sha256", checksum_after_delete)
+
+
+@pytest.fixture
+def delete_after_the_file_check(app: Any, victim: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model is deleted right after the API checked its file is there."""
+    real = models_api.model_file
+
+    def checked_then_deleted(record: dict[str, Any]) -> Path:
+        path = real(record)
+        delete_model(app, record["id"])
+        return path
+
+    monkeypatch.setattr(models_api, "model_file", checked_then_deleted)
+
+
+@pytest.mark.usefixtures("delete_while_reading_the_model_file")
+def test_a_deploy_whose_model_is_deleted_during_its_load_check_is_a_404(
+    client: Any, victim: str
+) -> None:
+    response = client.put(f"/deploy?model-id={victim}", headers=admin())
+    assert response.status_code == 404, response.get_data(as_text=True)[:300]
+    assert response.get_json()["errors"][0]["field"] == "model_id"
+
+
+@pytest.mark.usefixtures("delete_after_the_file_check")
+@pytest.mark.parametrize("read", ["export", "artifact"])
+def test_an_export_or_download_of_a_model_deleted_meanwhile_is_a_404(
+    client: Any, victim: str, read: str
+) -> None:
+    path = f"/models/{victim}?export=true" if read == "export" else f"/models/{victim}/artifact"
+    response = client.get(path, headers=admin())
+    assert response.status_code == 404, response.get_data(as_text=True)[:300]
+
+
+@pytest.mark.usefixtures("delete_while_reading_the_model_file")
+def test_a_comparison_of_a_model_deleted_meanwhile_fails_with_the_reason(
+    app: Any, victim: str, train: Callable[..., dict[str, Any]]
+) -> None:
+    other = str(train()["id"])
+    with app.app_context(), pytest.raises(FlightDelayError) as failed:
+        comparison_jobs.score(app, {"dataset": "flights.csv", "model_ids": [other, victim]})
+    assert "deleted" in str(failed.value)
+
+
+@pytest.mark.usefixtures("delete_while_reading_the_model_file")
+def test_a_drift_report_of_a_model_deleted_meanwhile_fails_with_the_reason(
+    app: Any, victim: str
+) -> None:
+    with app.app_context(), pytest.raises(FlightDelayError) as failed:
+        drift_jobs.build(app, victim, None, None)
+    assert "deleted" in str(failed.value)
