@@ -83,10 +83,15 @@ def require_configured_scope(setting: str) -> None:
 def caller_name() -> str:
     """Who made this request, for records such as the deployment history: the name of the key's
     first scope plus a short fingerprint of the key (never the key), else the address."""
+    return caller()[0]
+
+
+def caller() -> tuple[str, bool]:
+    """(``caller_name()``, whether the request came with a valid key)."""
     presented = request.headers.get(HEADER)
     if presented:
         scopes = _scopes_of(presented, current_app.extensions["api_keys"])
         if scopes is not None:
             digest = hashlib.sha256(presented.encode()).hexdigest()[:8]
-            return f"key {'+'.join(sorted(scopes))} #{digest}"
-    return request.remote_addr or ""
+            return f"key {'+'.join(sorted(scopes))} #{digest}", True
+    return request.remote_addr or "", False

@@ -66,6 +66,18 @@ class DefaultConfig:
     #: the prediction log's database (SQLAlchemy URL): SQLite by default (make run keeps it in
     #: its state directory), PostgreSQL in docker-compose
     PREDICTION_LOG_URL = "sqlite:///predictions.db"
+    #: the log's retention, applied by the writer at start and every PREDICTION_LOG_PRUNE_SECONDS:
+    #: requests older than this many days go (0: kept whatever their age), and beyond
+    #: PREDICTION_LOG_MAX_FLIGHTS flights the oldest requests go, down to nine tenths of it (0: no
+    #: bound; a flight takes about 0.5 kB in SQLite, see docs/operations.md)
+    PREDICTION_LOG_RETENTION_DAYS = 90.0
+    PREDICTION_LOG_MAX_FLIGHTS = 2_000_000
+    PREDICTION_LOG_PRUNE_SECONDS = 300.0
+    #: bytes of request bodies an API process keeps queued for the log while Redis is away or
+    #: refuses writes, and bytes of logged requests Redis holds for the writer; past either bound
+    #: the oldest entries are dropped and counted, never memory or disk without end
+    PREDICTION_LOG_BUFFER_BYTES = 64 * 1024 * 1024
+    PREDICTION_LOG_BACKLOG_BYTES = 128 * 1024 * 1024
     #: where API and worker processes keep their metrics files (prometheus_client's
     #: multiprocess mode; <dir>/api and <dir>/worker, emptied at start); empty: a temporary folder
     METRICS_DIR = ""

@@ -506,6 +506,25 @@ def write_run_state(supervisor: Supervisor, state_dir: Path) -> None:
     temporary.replace(state_dir / RUN_STATE_NAME)
 
 
+def record_run_state(supervisor: Supervisor, state_dir: Path, recorded_before: bool) -> bool:
+    """``write_run_state``, whose failure (an unwritable or full state directory) never stops
+    the stack: it is said once, tried again every check, and said again when it works. Returns
+    whether the state is recorded."""
+    try:
+        write_run_state(supervisor, state_dir)
+    except OSError as exc:
+        if recorded_before:
+            print(
+                f"could not record the running processes in {state_dir / RUN_STATE_NAME} "
+                f"({exc.strerror or exc}); the stack keeps running, trying again",
+                file=sys.stderr,
+            )
+        return False
+    if not recorded_before:
+        print(f"running processes recorded again in {state_dir / RUN_STATE_NAME}", file=sys.stderr)
+    return True
+
+
 # -- the run -----------------------------------------------------------------------------------
 class Stopped(Exception):
     """SIGTERM or SIGHUP reached the supervisor."""
@@ -634,13 +653,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             else "Admin key: one of FLIGHT_DELAY_API_KEYS"
         )
         print("Stop with Ctrl-C (or SIGTERM / SIGHUP); a crashed component is restarted.")
+        state_recorded = True
         while True:
-            if supervisor.check():
-                write_run_state(supervisor, state_dir)
+            if supervisor.check() or not state_recorded:
+                state_recorded = record_run_state(supervisor, state_dir, state_recorded)
             time.sleep(0.5)
     except (KeyboardInterrupt, Stopped):
         return 0
-    except RuntimeError as exc:
+    except (RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

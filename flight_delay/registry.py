@@ -458,6 +458,11 @@ class ModelRegistry:
     def ping(self) -> bool:
         return bool(self.redis.ping())
 
+    def check_writable(self) -> None:
+        """Raise the Redis error when Redis answers but refuses writes (MISCONF: it cannot
+        persist, say its disk is full), which a ping does not show."""
+        self.redis.set(f"{self.prefix}:write-check", "1", ex=60)
+
     def _args(self, fields: Mapping[str, Any]) -> list[str]:
         return [item for k, v in fields.items() for item in (k, self._encode(k, v))]
 

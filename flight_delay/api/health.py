@@ -7,6 +7,7 @@ import time
 from http import HTTPStatus
 from typing import Any
 
+import redis
 from flask import current_app, jsonify
 from flask.typing import ResponseReturnValue
 from flask.views import MethodView
@@ -40,10 +41,15 @@ class Readiness(MethodView):
         """
         checks: dict[str, str] = {}
         failed: list[str] = []
+        registry = current_app.extensions["model_registry"]
         try:
-            current_app.extensions["model_registry"].ping()
+            registry.ping()
+            registry.check_writable()  # a Redis that cannot persist answers, then refuses
             checks["redis"] = "ok"
-        except Exception as exc:  # any client error means the same thing here
+        except redis.ResponseError as exc:  # MISCONF (PING too is refused then)
+            checks["redis"] = f"refuses writes (is its disk full?): {str(exc)[:200]}"
+            return _not_ready(["redis"], checks)
+        except Exception as exc:  # any other client error means the same thing here
             checks["redis"] = f"unreachable: {type(exc).__name__}"
             return _not_ready(["redis"], checks)
         try:

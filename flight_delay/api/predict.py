@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import orjson
-from flask import Response, current_app
+from flask import Response, current_app, request
 from flask.views import MethodView
 
 from flight_delay.api.errors import (
@@ -28,7 +28,7 @@ from flight_delay.api.schemas import (
     PredictRequestSchema,
     PredictResponseSchema,
 )
-from flight_delay.auth import caller_name
+from flight_delay.auth import caller
 from flight_delay.metrics import record_prediction
 from flight_delay.prediction_log.service import PredictionLog
 from flight_delay.serving import DeployedModelCache
@@ -102,21 +102,26 @@ class Predict(MethodView):
         request_id = uuid.uuid4().hex
         log: PredictionLog = current_app.extensions["prediction_log"]
         if log.buffer is not None:
+            name, keyed = caller()
             # the probabilities unrounded and the threshold, not the answer's rows: the writer
-            # derives each decision as the answer did, and live metrics see what the model said
+            # derives each decision as the answer did, and live metrics see what the model said.
+            # The flights go as sent; the buffer's thread keeps only what the log keeps of them
+            # (off the request path), and the body's size bounds what the queue holds.
             log.buffer.add(
                 {
                     "request_id": request_id,
                     "received_at": time.time(),
                     "model_id": served.model_id,
                     "deployment_version": served.version,
-                    "caller": caller_name(),
+                    "caller": name,
+                    "keyed": keyed,
                     "latency_ms": (time.perf_counter() - started) * 1000,
                     "flights": flights,
                     "probabilities": probability_list,
                     "threshold": threshold,
                     "warnings": warning_list,
-                }
+                },
+                len(request.get_data(cache=True)),
             )
         if explanations:
             predictions = [

@@ -1,14 +1,21 @@
 """The API side of the prediction log: requests never wait for Redis or the database.
 
 ``/predict`` hands each logged request to this process's ``LogBuffer`` (a deque append); a
-background thread sends what has gathered to the Redis stream every ``flush_seconds``, up to
-``batch`` entries per stream message (one command and one JSON document for many requests: 1.5
-µs per entry against 10 µs for a message each, measured), serialising there, off the request
-path. If Redis is away the entries stay in the buffer and are sent when it is back; beyond
-``max_entries`` the oldest are dropped and counted (``dropped``; logged), so a long Redis outage
-costs log entries, never memory or predictions.
-Entries still in memory when a process is killed with SIGKILL are lost: at most one flush
-interval's worth; a graceful stop (SIGTERM) sends them first (``close``).
+background thread sends what has gathered to the Redis stream every ``flush_seconds``, serialising
+there, off the request path: only the fields a model reads are kept of each flight, text cut to
+``LOGGED_TEXT`` characters (flight_delay.prediction_log.store.logged_flight), packed into stream
+messages of at most ``batch`` entries and about ``message_bytes`` bytes (one command and one JSON
+document for many requests: 1.5 µs per entry against 10 µs for a message each, measured).
+
+Everything on the way is bounded in bytes, not only in entries. The queue holds at most
+``max_bytes`` of request bodies (a request's size is its body's, which the entry references until
+it is sent); the stream holds at most ``backlog_bytes`` waiting for the writer (a counter kept
+beside it by the same Lua script that appends, and decreased by the writer as it settles
+messages). When Redis is away, refuses writes (a full disk) or the writer is behind, entries wait
+here; past the bound the oldest are dropped and counted (``dropped``; logged). A long outage costs
+log entries, never memory, disk or predictions. Entries still in memory when a process is killed
+with SIGKILL are lost: at most one flush interval's worth; a graceful stop (SIGTERM) sends them
+first (``close``).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import Any
 import redis
 
 from flight_delay.metrics import api_metrics
-from flight_delay.prediction_log.writer import append_many
+from flight_delay.prediction_log.writer import BacklogFull, append_packed, pack
 
 log = logging.getLogger(__name__)
 
@@ -37,32 +44,56 @@ class LogBuffer:
         flush_seconds: float = 0.1,
         max_entries: int = 100_000,
         batch: int = 500,
+        max_bytes: int = 64 * 1024 * 1024,
+        backlog_bytes: int = 128 * 1024 * 1024,
+        message_bytes: int = 1024 * 1024,
     ) -> None:
         self.client = client
         self.stream = stream
         self.flush_seconds = flush_seconds
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.backlog_bytes = backlog_bytes
+        # a message is a small part of the backlog, so the budget binds message by message (an
+        # empty stream takes one message whatever its size: one entry alone larger than it)
+        self.message_bytes = max(1, min(message_bytes, backlog_bytes // 8))
         self.batch = batch
         self.dropped = 0
-        self._entries: deque[dict[str, Any]] = deque()
+        self._entries: deque[tuple[dict[str, Any], int]] = deque()
+        self._bytes = 0
         self._wake = threading.Event()
         self._lock = threading.Lock()  # one flush at a time
+        self._queue_lock = threading.Lock()  # the deque and its byte count move together
         self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def add(self, entry: dict[str, Any]) -> None:
-        """Queue ``entry`` (what POST /predict calls: an append, no I/O)."""
-        self._entries.append(entry)
-        if len(self._entries) > self.max_entries:
-            self._entries.popleft()
-            self.dropped += 1
-            if self.dropped % 1000 == 1:
-                log.error("prediction log: buffer full, %d entries dropped so far", self.dropped)
+    def add(self, entry: dict[str, Any], size: int) -> None:
+        """Queue ``entry`` (what POST /predict calls: an append, no I/O). ``size``: the bytes it
+        holds on to, the request body's length."""
+        with self._queue_lock:
+            self._entries.append((entry, size))
+            self._bytes += size
+            while self._entries and (
+                len(self._entries) > self.max_entries or self._bytes > self.max_bytes
+            ):
+                _, dropped_size = self._entries.popleft()
+                self._bytes -= dropped_size
+                self.dropped += 1
+                if self.dropped % 1000 == 1:
+                    log.error(
+                        "prediction log: queue full (%d entries, %d bytes waiting for Redis); "
+                        "%d entries dropped so far",
+                        len(self._entries), self._bytes, self.dropped,
+                    )  # fmt: skip
         if self._pid != os.getpid():  # first use in this process (gunicorn forks after import)
             self._start()
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
 
     def _start(self) -> None:
         with self._lock:
@@ -78,10 +109,13 @@ class LogBuffer:
             self._wake.clear()
             try:
                 self.flush()
+            except BacklogFull as exc:
+                log.warning("prediction log: %s; %d entries wait here", exc, len(self))
             except redis.RedisError as exc:
                 log.warning(
-                    "prediction log: Redis unreachable (%s); %d entries wait", exc, len(self)
-                )
+                    "prediction log: Redis unreachable or refusing writes (%s); %d entries wait",
+                    exc, len(self),
+                )  # fmt: skip
             except Exception:  # the thread must outlive any surprise, or the log stops
                 log.exception("prediction log: sending the queue failed; trying again")
             try:
@@ -89,21 +123,38 @@ class LogBuffer:
             except Exception:
                 log.exception("prediction log: the queue's gauge could not be set")
 
+    def _take(self) -> list[tuple[dict[str, Any], int]]:
+        with self._queue_lock:
+            taken: list[tuple[dict[str, Any], int]] = []
+            while self._entries and len(taken) < self.batch:
+                taken.append(self._entries.popleft())
+            self._bytes -= sum(size for _, size in taken)
+            return taken
+
+    def _give_back(self, taken: list[tuple[dict[str, Any], int]]) -> None:
+        with self._queue_lock:
+            self._entries.extendleft(reversed(taken))
+            self._bytes += sum(size for _, size in taken)
+
     def flush(self) -> int:
-        """Send every queued entry to the stream now; the number sent. On a Redis error the
-        unsent entries go back to the front of the queue, in order, and the error is raised."""
+        """Send every queued entry to the stream now; the number sent. On a Redis error (or a
+        full backlog) the unsent entries go back to the front of the queue, in order, and the
+        error is raised."""
         sent = 0
         with self._lock:
             while self._entries:
-                taken: list[dict[str, Any]] = []
-                while self._entries and len(taken) < self.batch:
-                    taken.append(self._entries.popleft())
+                taken = self._take()
+                messages = pack([entry for entry, _ in taken], self.message_bytes)
+                done = 0
                 try:
-                    append_many(self.client, self.stream, taken)
-                except redis.RedisError:
-                    self._entries.extendleft(reversed(taken))
+                    for payload, count in messages:
+                        append_packed(self.client, self.stream, payload, self.backlog_bytes)
+                        done += count
+                except (redis.RedisError, BacklogFull):
+                    self._give_back(taken[done:])
                     raise
-                sent += len(taken)
+                finally:
+                    sent += done
         return sent
 
     def close(self, timeout: float = 5.0) -> None:
@@ -113,7 +164,7 @@ class LogBuffer:
         def send() -> None:
             try:
                 self.flush()
-            except redis.RedisError as exc:
+            except (redis.RedisError, BacklogFull) as exc:
                 log.error("prediction log: %d entries not sent at shutdown: %s", len(self), exc)
             done.set()
 

@@ -23,7 +23,12 @@ class PredictionLog:
         bound._url = str(app.config["PREDICTION_LOG_URL"])
         if app.config["PREDICTION_LOG"]:
             registry = app.extensions["model_registry"]
-            bound.buffer = LogBuffer(registry.redis, stream_key(str(app.config["KEY_PREFIX"])))
+            bound.buffer = LogBuffer(
+                registry.redis,
+                stream_key(str(app.config["KEY_PREFIX"])),
+                max_bytes=int(app.config["PREDICTION_LOG_BUFFER_BYTES"]),
+                backlog_bytes=int(app.config["PREDICTION_LOG_BACKLOG_BYTES"]),
+            )
         app.extensions["prediction_log"] = bound
 
     @property

@@ -11,20 +11,52 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Engine, Table, and_, create_engine, event, or_, select
+from sqlalchemy import Engine, Table, and_, create_engine, delete, event, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from flight_delay.data.schema import DATETIME_FORMAT
+from flight_delay.data.schema import DATETIME_FORMAT, PREDICTION_FIELDS
 from flight_delay.ml.flight_input import clean_text, is_scalar, parse_scheduled
 from flight_delay.prediction_log.tables import PredictedFlight, PredictionRequest
 
 _REQUESTS = cast(Table, PredictionRequest.__table__)
 _FLIGHTS = cast(Table, PredictedFlight.__table__)
 
-#: longest text kept in the matching columns and the caller name (the flight itself is kept whole)
+#: longest text kept in the matching columns and the caller name
 _KEY_TEXT = 40
 _CALLER_TEXT = 200
+#: longest text kept of a flight's field: every real value is far shorter (Fecha-I 19, OPERA
+#: 30 characters); a caller's 7 MB string is kept as its first 64 characters
+LOGGED_TEXT = 64
+#: request ids deleted per statement when pruning
+_PRUNE_BATCH = 500
+
+
+def logged_flight(flight: Mapping[str, Any]) -> dict[str, Any]:
+    """What the log keeps of a flight as sent: the fields a prediction reads, text cut to
+    LOGGED_TEXT characters. Anything else a caller adds is not kept."""
+    return {field: _logged_value(flight[field]) for field in PREDICTION_FIELDS if field in flight}
+
+
+def _logged_value(value: Any) -> Any:
+    if type(value) is str:
+        return value[:LOGGED_TEXT]
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, int) and -(2**63) <= value < 2**63:
+        return value
+    return str(value)[:LOGGED_TEXT]  # an integer beyond 64 bits, or a stray type
+
+
+def compact_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A logged request with only what the log keeps of its flights."""
+    flights = entry.get("flights")
+    if not isinstance(flights, list):
+        return dict(entry)
+    return {
+        **entry,
+        "flights": [logged_flight(f) if isinstance(f, Mapping) else f for f in flights],
+    }
 
 
 class InvalidCursor(ValueError):
@@ -131,6 +163,74 @@ class PredictionStore:
                     flights,
                 )
         return len(written)
+
+    # -- retention ---------------------------------------------------------------------------
+    def prune(self, older_than: datetime | None, max_flights: int | None) -> tuple[int, int]:
+        """Delete the requests received before ``older_than`` and, while more than
+        ``max_flights`` flights are kept, the oldest requests, down to nine tenths of it (so that
+        a log at its bound is not pruned on every call). Returns (requests, flights) deleted."""
+        deleted_requests = deleted_flights = 0
+        if older_than is not None:
+            cutoff = _utc(older_than)
+            while True:
+                ids = self._oldest_ids(_REQUESTS.c.received_at < cutoff)
+                if not ids:
+                    break
+                flights = self._delete_requests(ids)
+                deleted_requests += len(ids)
+                deleted_flights += flights
+        if max_flights is not None:
+            kept = self.flight_count()
+            if kept > max_flights:
+                excess = kept - int(max_flights * 0.9)
+                while excess > 0:
+                    ids = self._oldest_covering(excess)
+                    if not ids:
+                        break
+                    flights = self._delete_requests(ids)
+                    excess -= flights
+                    deleted_requests += len(ids)
+                    deleted_flights += flights
+        return deleted_requests, deleted_flights
+
+    def flight_count(self) -> int:
+        """Flights kept in the log (the sum of the requests' flight counts)."""
+        with self.engine.connect() as connection:
+            total = connection.execute(select(func.sum(_REQUESTS.c.flight_count))).scalar()
+        return int(total or 0)
+
+    def _oldest_covering(self, flights: int) -> list[str]:
+        """The oldest requests (at most a batch) that hold at least ``flights`` flights."""
+        query = (
+            select(_REQUESTS.c.request_id, _REQUESTS.c.flight_count)
+            .order_by(_REQUESTS.c.received_at, _REQUESTS.c.request_id)
+            .limit(_PRUNE_BATCH)
+        )
+        ids, covered = [], 0
+        with self.engine.connect() as connection:
+            for request_id, count in connection.execute(query):
+                if covered >= flights:
+                    break
+                ids.append(request_id)
+                covered += int(count or 0)
+        return ids
+
+    def _oldest_ids(self, condition: Any) -> list[str]:
+        query = select(_REQUESTS.c.request_id)
+        if condition is not None:
+            query = query.where(condition)
+        query = query.order_by(_REQUESTS.c.received_at, _REQUESTS.c.request_id).limit(_PRUNE_BATCH)
+        with self.engine.connect() as connection:
+            return list(connection.scalars(query))
+
+    def _delete_requests(self, ids: list[str]) -> int:
+        """Delete requests and their flights in one transaction; the flights deleted."""
+        with self.engine.begin() as connection:
+            flights = connection.execute(
+                delete(_FLIGHTS).where(_FLIGHTS.c.request_id.in_(ids))
+            ).rowcount
+            connection.execute(delete(_REQUESTS).where(_REQUESTS.c.request_id.in_(ids)))
+        return int(flights or 0)
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, request_id: str) -> dict[str, Any] | None:
@@ -310,7 +410,7 @@ def _flight_rows(entry: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
         yield {
             "request_id": request_id,
             "position": position,
-            "flight": flight,
+            "flight": logged_flight(flight),
             "delay_probability": probability,
             "delayed": delayed,
             "warnings": warnings.get(position, []),

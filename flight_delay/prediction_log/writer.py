@@ -22,14 +22,16 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import redis
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
-from flight_delay.prediction_log.store import LoggedRows, PredictionStore
+from flight_delay.prediction_log.store import LoggedRows, PredictionStore, compact_entry
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +43,81 @@ BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 30.0
 
 
+#: a message's size as counted in the backlog (the packed JSON's bytes)
+SIZE_FIELD = "bytes"
+#: dead letters kept for inspection (the oldest go first)
+DEAD_LETTERS_KEPT = 10_000
+#: the most of an unwritable message a dead letter keeps (enough to see what it was)
+DEAD_LETTER_TEXT = 64 * 1024
+
+
+class BacklogFull(Exception):
+    """The stream already holds its byte budget of entries waiting for the writer."""
+
+
 def stream_key(prefix: str) -> str:
     """The Redis stream of logged requests for a deployment's key prefix."""
     return f"{prefix}:prediction-log"
 
 
+def backlog_key(stream: str) -> str:
+    """The bytes of the stream's messages not yet settled by a writer."""
+    return f"{stream}:bytes"
+
+
+# KEYS: stream, backlog counter. ARGV: packed entries, their size, the byte budget -> 1, or 0
+# when the budget is spent (nothing added). An empty stream owes nothing: the counter starts
+# over (it would drift only if messages were removed by hand).
+_APPEND = """
+if redis.call('XLEN', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[2], 0)
+elseif tonumber(redis.call('GET', KEYS[2]) or '0') + tonumber(ARGV[2]) > tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('XADD', KEYS[1], '*', 'entries', ARGV[1], 'bytes', ARGV[2])
+redis.call('INCRBY', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+def pack(entries: list[dict[str, Any]], message_bytes: int) -> list[tuple[bytes, int]]:
+    """Logged requests as stream payloads of about ``message_bytes`` at most (a larger entry
+    goes alone): (JSON array, entries in it). Only what a model reads is kept of each flight."""
+    messages: list[tuple[bytes, int]] = []
+    current: list[bytes] = []
+    size = 0
+    for entry in entries:
+        encoded = _dumps(compact_entry(entry))
+        if current and size + len(encoded) + 1 > message_bytes:
+            messages.append((b"[" + b",".join(current) + b"]", len(current)))
+            current, size = [], 0
+        current.append(encoded)
+        size += len(encoded) + 1
+    if current:
+        messages.append((b"[" + b",".join(current) + b"]", len(current)))
+    return messages
+
+
+def append_packed(client: redis.Redis, stream: str, payload: bytes, budget: int) -> None:
+    """Put one packed payload on the stream, counted in its backlog; BacklogFull when the
+    stream already holds ``budget`` bytes waiting for the writer."""
+    added = client.eval(_APPEND, 2, stream, backlog_key(stream), payload, len(payload), budget)
+    if not added:
+        raise BacklogFull(
+            f"{budget} bytes of logged requests already wait in Redis for the log writer "
+            "(is it running?)"
+        )
+
+
 def append(client: redis.Redis, stream: str, entry: dict[str, Any]) -> None:
-    """Put one logged request on the stream as a message of its own."""
+    """Put one logged request on the stream as a message of its own (no budget: tests, tools)."""
     client.xadd(stream, {FIELD: _dumps(entry)})
 
 
 def append_many(client: redis.Redis, stream: str, entries: list[dict[str, Any]]) -> None:
-    """Put logged requests on the stream as one message (what the API's buffer does)."""
-    client.xadd(stream, {BATCH_FIELD: _dumps(entries)})
+    """Put logged requests on the stream as the API's buffer does, without a byte budget."""
+    for payload, _ in pack(entries, 1 << 62):
+        append_packed(client, stream, payload, 1 << 62)
 
 
 def _dumps(value: Any) -> bytes:
@@ -72,10 +136,18 @@ def _loads(raw: str | bytes) -> Any:
         return json.loads(raw)  # what orjson refuses and the standard library wrote (above)
 
 
+def _size(fields: dict[str, str] | None) -> int:
+    """The bytes a message counts in the backlog (0: deleted, or from an earlier version)."""
+    try:
+        return int((fields or {}).get(SIZE_FIELD, 0))
+    except ValueError:
+        return 0
+
+
 def _letter(message_id: str, field: str, raw: str | bytes, reason: str) -> dict[str, str]:
     """A dead letter: what could not be written, the message it came in and why."""
     text = raw if isinstance(raw, str) else raw.decode("utf-8", "surrogatepass")
-    return {field: text, "id": message_id, "reason": reason}
+    return {field: text[:DEAD_LETTER_TEXT], "id": message_id, "reason": reason}
 
 
 def _unpack(
@@ -115,6 +187,9 @@ class LogWriter:
         batch: int = 20,
         claim_idle_seconds: float = 60.0,
         gather_seconds: float = 0.5,
+        retention_seconds: float | None = None,
+        max_flights: int | None = None,
+        prune_every_seconds: float = 300.0,
     ) -> None:
         self.client = client
         self.store = store
@@ -125,6 +200,32 @@ class LogWriter:
         self.claim_idle_ms = int(claim_idle_seconds * 1000)
         self.gather_seconds = gather_seconds
         self.last_read = 0
+        self.retention_seconds = retention_seconds
+        self.max_flights = max_flights
+        self.prune_every_seconds = prune_every_seconds
+        self._pruned_at: float | None = None
+
+    # -- retention ---------------------------------------------------------------------------
+    def prune_when_due(self) -> tuple[int, int]:
+        """Apply the retention (age, then size) at start and every ``prune_every_seconds``;
+        (requests, flights) deleted."""
+        now = time.monotonic()
+        if self.retention_seconds is None and self.max_flights is None:
+            return 0, 0
+        if self._pruned_at is not None and now - self._pruned_at < self.prune_every_seconds:
+            return 0, 0
+        older_than = (
+            datetime.now(UTC) - timedelta(seconds=self.retention_seconds)
+            if self.retention_seconds
+            else None
+        )
+        requests, flights = self.store.prune(older_than, self.max_flights or None)
+        self._pruned_at = now
+        if requests:
+            log.info(
+                "prediction log: retention deleted %d requests (%d flights)", requests, flights
+            )
+        return requests, flights
 
     def ensure_group(self) -> None:
         try:
@@ -161,15 +262,24 @@ class LogWriter:
         if dead:
             pipeline = self.client.pipeline()
             for letter in dead:
-                pipeline.xadd(self.dead_letters, letter)  # type: ignore[arg-type]
+                pipeline.xadd(
+                    self.dead_letters,
+                    letter,  # type: ignore[arg-type]
+                    maxlen=DEAD_LETTERS_KEPT,
+                    approximate=True,
+                )
             pipeline.execute()
             log.error(
                 "%d log entries could not be written; kept in %s", len(dead), self.dead_letters
             )
         settled = [message_id for message_id, _ in messages]
-        pipeline = self.client.pipeline()
+        # one transaction: a settled message leaves the stream and the backlog together
+        pipeline = self.client.pipeline(transaction=True)
         pipeline.xack(self.stream, GROUP, *settled)
         pipeline.xdel(self.stream, *settled)
+        freed = sum(_size(fields) for _, fields in messages)
+        if freed:
+            pipeline.decrby(backlog_key(self.stream), freed)
         pipeline.execute()
         return len(good) + len(dead)
 
@@ -225,15 +335,29 @@ class LogWriter:
         about ``gather_seconds`` plus the API's flush interval."""
         wait = sleep or stop.wait
         delay = BACKOFF_FIRST_SECONDS
+        failing_since: float | None = None
         self.ensure_group()
         while not stop.is_set():
             try:
                 settled = self.run_once()
                 delay = BACKOFF_FIRST_SECONDS
+                if failing_since is not None:
+                    log.warning(
+                        "prediction log: writing again after %.0f s of failures",
+                        time.monotonic() - failing_since,
+                    )
+                    failing_since = None
+                self.prune_when_due()
                 if settled and self.last_read < self.batch and self.gather_seconds:
                     wait(self.gather_seconds)
             except (SQLAlchemyError, redis.RedisError, OSError) as exc:
+                if failing_since is None:
+                    failing_since = time.monotonic()
                 log.warning("prediction log: %s; trying again in %.0f s", _short(exc), delay)
+                # the next attempt opens new connections: a pooled SQLite connection opened
+                # while the file could not be written stays read-only ("attempt to write a
+                # readonly database") long after the file is writable again
+                self.store.engine.dispose()
                 wait(delay)
                 delay = min(delay * 2, BACKOFF_MAX_SECONDS)
                 with contextlib.suppress(redis.RedisError):
@@ -264,10 +388,14 @@ def main() -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    days = float(config["PREDICTION_LOG_RETENTION_DAYS"])
     writer = LogWriter(
         redis.Redis.from_url(str(config["REDIS_URL"]), decode_responses=True),
         PredictionStore.from_url(url),
         stream_key(str(config["KEY_PREFIX"])),
+        retention_seconds=days * 86400 if days > 0 else None,
+        max_flights=int(config["PREDICTION_LOG_MAX_FLIGHTS"]) or None,
+        prune_every_seconds=float(config["PREDICTION_LOG_PRUNE_SECONDS"]),
     )
     log.info("prediction log writer: %s -> %s", writer.stream, _display(url))
     # A batch is thousands of short-lived, acyclic dicts; with the default thresholds the cyclic

@@ -29,6 +29,7 @@ import pytest
 from flight_delay.data import make_synthetic_flights
 from flight_delay.devstack import free_port
 from tests.conftest import REPO
+from tests.integration.filesystems import without_file_privileges
 
 pytestmark = pytest.mark.slow
 
@@ -80,11 +81,14 @@ class Stack:
         self.log = tmp_path / f"make-run-{self.port}.log"
         self.make: subprocess.Popen[bytes] | None = None
 
-    def start(self, wait: bool = True, timeout: float = 120) -> Stack:
+    def start(self, wait: bool = True, timeout: float = 120, unprivileged: bool = False) -> Stack:
+        """``unprivileged``: file permissions bind the whole stack, although the tests run as
+        root (as they bind a deployment under its own user)."""
         with self.log.open("ab") as output:
             self.make = subprocess.Popen(
                 ["make", "-s", "-C", str(REPO), "run"], env=self.env, stdout=output,
                 stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=without_file_privileges if unprivileged else None,
             )  # fmt: skip
         if wait:
             self.wait_for("Stop with Ctrl-C", timeout)
@@ -253,6 +257,38 @@ def test_a_killed_worker_and_redis_come_back_while_predictions_keep_answering(
     print(f"{len(outcomes)} single-flight predictions during the kills, {len(failures)} failed")
     assert len(outcomes) > 50
     assert failures == []
+
+
+def test_an_unwritable_state_directory_does_not_stop_the_stack(
+    tmp_path: Path, stacks: list[Stack]
+) -> None:
+    """The state directory turns unwritable (a full or read-only volume) and a component
+    crashes: it is restarted, the stack keeps answering, and the supervisor says it could not
+    record the new process and records it once it can. Before, the PermissionError of the
+    restart's bookkeeping ended the supervisor and the whole stack (issue 19, finding 9)."""
+    stack = Stack(tmp_path).start(unprivileged=True)
+    stacks.append(stack)
+    state = tmp_path / "state"
+    assert request(stack.base, "GET", "/healthz")[0] == 200
+    worker = stack.child("celery worker")
+    state.chmod(0o500)
+    try:
+        os.kill(worker, signal.SIGKILL)
+        stack.wait_for("could not record the running processes", 30)
+        assert stack.make is not None and stack.make.poll() is None
+        deadline = time.monotonic() + 30
+        while not any(
+            "celery" in " ".join(p.cmdline()) and "worker" in " ".join(p.cmdline())
+            for p in stack.supervisor().children()
+        ):
+            assert time.monotonic() < deadline, stack.output()[-2000:]
+            time.sleep(0.2)
+        assert request(stack.base, "GET", "/healthz")[0] == 200
+    finally:
+        state.chmod(0o700)
+    stack.wait_for("running processes recorded again", 30)
+    assert stack.child("celery worker") != worker
+    assert request(stack.base, "GET", "/healthz")[0] == 200
 
 
 def test_a_busy_port_is_one_line_with_the_fix(tmp_path: Path, stacks: list[Stack]) -> None:

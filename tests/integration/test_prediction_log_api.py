@@ -4,7 +4,9 @@ writer run in process against the tests' SQLite log."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +17,7 @@ from flask.testing import FlaskClient
 
 from flight_delay import create_app
 from flight_delay.prediction_log.store import PredictionStore
-from flight_delay.prediction_log.writer import LogWriter, stream_key
+from flight_delay.prediction_log.writer import BacklogFull, LogWriter, stream_key
 from tests.integration.conftest import READER, TRAINER, admin
 
 pytestmark = pytest.mark.integration
@@ -34,7 +36,8 @@ def deployed(client: FlaskClient, train: Callable[..., dict[str, Any]]) -> str:
 
 def write_log(app: Flask, stack_settings: dict[str, Any]) -> None:
     """What the buffer's thread and the writer process do, now: stream, then SQL."""
-    app.extensions["prediction_log"].buffer.flush()
+    with contextlib.suppress(BacklogFull):  # the stream's budget is spent: the rest waits
+        app.extensions["prediction_log"].buffer.flush()
     client = redis.Redis.from_url(stack_settings["REDIS_URL"], decode_responses=True)
     store = PredictionStore.from_url(stack_settings["PREDICTION_LOG_URL"])
     writer = LogWriter(client, store, stream_key(stack_settings["KEY_PREFIX"]), consumer="test")
@@ -140,3 +143,78 @@ def test_logging_can_be_turned_off(
     assert quiet.extensions["prediction_log"].buffer is None
     response = quiet.test_client().post("/predict", json={"flights": [FLIGHT]})
     assert response.status_code == 200 and response.headers["X-Request-Id"]
+
+
+# -- nothing a caller sends grows the log without bound (issue 19, finding 1) --------------------
+def stream_bytes(stack_settings: dict[str, Any]) -> int:
+    """The bytes of logged requests waiting in the Redis stream."""
+    client = redis.Redis.from_url(stack_settings["REDIS_URL"], decode_responses=True)
+    stream = stream_key(stack_settings["KEY_PREFIX"])
+    return sum(len(value) for _, fields in client.xrange(stream) for value in fields.values())
+
+
+def test_a_flight_is_logged_with_only_the_fields_a_prediction_reads(
+    app: Flask, client: FlaskClient, deployed: str, stack_settings: dict[str, Any]
+) -> None:
+    """A 7 MB field added to a flight: answered as before, and neither the stream nor the
+    database keeps it (40 such requests added 410 MB before)."""
+    write_log(app, stack_settings)  # what earlier tests left
+    padded = {**FLIGHT, "remarks": "x" * 7_000_000, "Fecha-O": "2017-12-20 21:30:00"}
+    response = client.post("/predict", json={"flights": [padded]})
+    assert response.status_code == 200
+    app.extensions["prediction_log"].buffer.flush()
+    waiting = stream_bytes(stack_settings)
+    assert waiting < 2_000, waiting
+    write_log(app, stack_settings)
+    logged = client.get(f"/predictions/{response.headers['X-Request-Id']}").get_json()
+    assert logged["flights"][0]["flight"] == FLIGHT
+
+
+def test_an_api_process_queues_at_most_its_byte_bound_while_redis_refuses(
+    stack_settings: dict[str, Any], deployed: str
+) -> None:
+    """Redis unreachable (or refusing writes on a full disk): each request's body waits in the
+    API process until it can be sent, at most PREDICTION_LOG_BUFFER_BYTES of them; the oldest
+    go first, counted. Before, every request grew the process by its body, without bound."""
+    from flight_delay.devstack import free_port
+
+    app = create_app({"TESTING": True, **stack_settings, "PREDICTION_LOG_BUFFER_BYTES": 1_000_000})
+    buffer = app.extensions["prediction_log"].buffer
+    buffer.client = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
+    client = app.test_client()
+    padded = {**FLIGHT, "remarks": "x" * 300_000}
+    for _ in range(20):
+        assert client.post("/predict", json={"flights": [padded]}).status_code == 200
+    assert len(buffer) <= 3, len(buffer)
+    assert buffer.dropped >= 17
+
+
+def test_redis_holds_at_most_its_byte_budget_for_the_writer_and_loses_nothing_within_it(
+    stack_settings: dict[str, Any], deployed: str
+) -> None:
+    """No writer runs: the stream takes logged requests up to PREDICTION_LOG_BACKLOG_BYTES and
+    the rest wait in the API process (within its own bound); once the writer catches up, they
+    all reach the log. Before, the stream grew without bound in Redis' memory and its disk."""
+    app = create_app({"TESTING": True, **stack_settings, "PREDICTION_LOG_BACKLOG_BYTES": 100_000})
+    buffer = app.extensions["prediction_log"].buffer
+    client = app.test_client()
+    write_log(app, stack_settings)
+    ids = []
+    for _ in range(30):
+        response = client.post("/predict", json={"flights": [FLIGHT] * 100})
+        assert response.status_code == 200
+        ids.append(response.headers["X-Request-Id"])
+    with contextlib.suppress(BacklogFull):
+        buffer.flush()
+    assert stream_bytes(stack_settings) <= 100_000 + 20_000, stream_bytes(stack_settings)
+    assert len(buffer) > 0  # the rest wait here
+    deadline = time.monotonic() + 60
+    while len(buffer):
+        write_log(app, stack_settings)  # frees the budget; the buffer sends what waited
+        with contextlib.suppress(BacklogFull):
+            buffer.flush()
+        assert time.monotonic() < deadline
+    write_log(app, stack_settings)
+    store = PredictionStore.from_url(stack_settings["PREDICTION_LOG_URL"])
+    assert all(store.get(request_id) is not None for request_id in ids)
+    store.engine.dispose()

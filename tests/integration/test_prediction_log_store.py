@@ -161,15 +161,27 @@ def test_pages_are_newest_first_without_gaps_or_repeats(store: PredictionStore) 
         store.list(cursor="not-a-cursor")
 
 
-def test_long_and_odd_values_are_kept_whole_in_the_flight(store: PredictionStore) -> None:
+def test_the_log_keeps_the_prediction_fields_cut_to_64_characters(store: PredictionStore) -> None:
+    """What a caller adds beyond the fields a prediction reads is not kept, and no kept value is
+    longer than 64 characters: a caller cannot grow the log by its bodies (issue 19, finding 1)."""
     odd = entry(datetime(2026, 11, 25, tzinfo=UTC), flights=1, caller="x" * 500)
     odd["flights"][0]["Vlo-I"] = "9" * 1000
     odd["flights"][0]["Des-I"] = "São Paulo 🛫"
+    odd["flights"][0]["MES"] = 11
+    odd["flights"][0]["junk"] = "y" * 100_000
+    odd["flights"][0]["Fecha-O"] = "2017-11-02 07:20:00"
     store.write([odd])
     read = store.get(odd["request_id"])
     assert read is not None
-    assert read["flights"][0]["flight"]["Vlo-I"] == "9" * 1000
-    assert read["flights"][0]["flight"]["Des-I"] == "São Paulo 🛫"
+    assert read["flights"][0]["flight"] == {
+        "Fecha-I": "2017-11-02 07:00:00",
+        "Vlo-I": "9" * 64,
+        "Des-I": "São Paulo 🛫",
+        "Emp-I": "LAN",
+        "OPERA": "Grupo LATAM",
+        "TIPOVUELO": "N",
+        "MES": 11,
+    }
     assert read["caller"] == "x" * 200
 
 

@@ -4,8 +4,10 @@ that cannot be written."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import threading
 import time
 import uuid
@@ -22,6 +24,7 @@ from flight_delay.prediction_log import migrate
 from flight_delay.prediction_log.store import PredictionStore
 from flight_delay.prediction_log.tables import PredictedFlight, PredictionRequest
 from flight_delay.prediction_log.writer import GROUP, LogWriter, append, append_many
+from tests.integration.filesystems import without_file_privileges
 from tests.integration.postgres import PostgresServer, postgres_server
 
 pytestmark = pytest.mark.integration
@@ -255,7 +258,7 @@ def test_the_api_buffer_keeps_entries_while_redis_is_away(
     buffer = LogBuffer(away, stream, flush_seconds=3600, max_entries=5)
     buffer._pid = os.getpid()  # no background thread: the test flushes
     for i in range(7):
-        buffer.add(entry(i))
+        buffer.add(entry(i), 100)
     assert len(buffer) == 5 and buffer.dropped == 2
     with pytest.raises(redis.ConnectionError):
         buffer.flush()
@@ -265,3 +268,106 @@ def test_the_api_buffer_keeps_entries_while_redis_is_away(
     messages = [json.loads(fields["entries"]) for _, fields in client.xrange(stream)]
     assert len(messages) == 1  # one stream message for the flush
     assert [logged["flights"][0]["Vlo-I"] for logged in messages[0]] == ["2", "3", "4", "5", "6"]
+
+
+# -- recovery by itself (issue 19, finding 9) -------------------------------------------------------
+def start_writer(redis_url: str, prefix: str, url: str, log: Path) -> Any:
+    """The writer process (`python -m flight_delay.prediction_log.writer`), bound by file
+    permissions."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHT_DELAY_")}
+    env.update(
+        FLIGHT_DELAY_REDIS_URL=redis_url,
+        FLIGHT_DELAY_KEY_PREFIX=prefix,
+        FLIGHT_DELAY_PREDICTION_LOG_URL=url,
+    )
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "flight_delay.prediction_log.writer"], cwd=REPO, env=env,
+            stdout=output, stderr=subprocess.STDOUT, preexec_fn=without_file_privileges,
+        )  # fmt: skip
+
+
+def test_a_writer_started_while_its_database_was_read_only_recovers_by_itself(
+    client: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    """The database file is read-only for a while (an operator's chmod, a volume remounted) and
+    the writer is restarted meanwhile: its connection opens read-only. Once the file is writable
+    again, the writer writes again by itself and says so; before, every batch kept failing with
+    "attempt to write a readonly database" until the writer was restarted by hand."""
+    import subprocess
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("drops Linux capabilities to make file permissions bind")
+    database = tmp_path / "log.db"
+    url = f"sqlite:///{database}"
+    migrate.upgrade(url)
+    prefix = f"fdtest{uuid.uuid4().hex[:8]}"
+    stream = f"{prefix}:prediction-log"
+    log = tmp_path / "writer.log"
+    writers: list[subprocess.Popen[bytes]] = []
+    try:
+        writers.append(start_writer(redis_url, prefix, url, log))
+        for i in range(5):
+            append(client, stream, entry(i))
+        store = PredictionStore.from_url(url)
+        wait_until(lambda: counts(store) == (5, 5), 30, log)
+        database.chmod(0o444)
+        writers[-1].terminate()  # the writer restarts while the file is read-only
+        writers[-1].wait(timeout=10)
+        writers.append(start_writer(redis_url, prefix, url, log))
+        for i in range(5, 10):
+            append(client, stream, entry(i))
+        wait_until(lambda: "readonly database" in log.read_text(errors="replace"), 30, log)
+        database.chmod(0o644)
+        writable_at = time.monotonic()
+        wait_until(lambda: counts(store) == (10, 10), 60, log)
+        recovered = time.monotonic() - writable_at
+        print(f"\nwriter wrote again {recovered:.1f} s after the file was writable")
+        assert "writing again after" in log.read_text(errors="replace")
+        assert client.xlen(stream) == 0
+        store.engine.dispose()
+    finally:
+        for writer in writers:
+            writer.terminate()
+            with contextlib.suppress(Exception):
+                writer.wait(timeout=10)
+        client.delete(stream, f"{stream}:dead", f"{stream}:bytes")
+
+
+def wait_until(condition: Any, seconds: float, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+        time.sleep(0.2)
+
+
+def test_the_writer_applies_the_retention_by_age_and_by_size(
+    client: redis.Redis, stream: str, store: PredictionStore
+) -> None:
+    """Requests older than the retention go, then the oldest beyond the size bound (down to
+    nine tenths of it); the newest stay. Before, the log was never pruned (issue 19, finding 1)."""
+    from datetime import timedelta
+
+    now = datetime.now(UTC)
+    old = [{**entry(i), "received_at": (now - timedelta(days=200)).isoformat()} for i in range(10)]
+    recent = [
+        {**entry(100 + i), "received_at": (now - timedelta(minutes=30 - i)).isoformat()}
+        for i in range(30)
+    ]
+    store.write(old + recent)
+    assert counts(store) == (40, 40)
+    writer = LogWriter(client, store, stream, retention_seconds=90 * 86400, max_flights=None)
+    assert writer.prune_when_due() == (10, 10)
+    assert counts(store) == (30, 30)
+    assert writer.prune_when_due() == (0, 0)  # not due again before prune_every_seconds
+    sized = LogWriter(client, store, stream, retention_seconds=None, max_flights=20)
+    assert sized.prune_when_due()[1] >= 12
+    kept, _ = counts(store)
+    assert kept <= 18
+    assert all(store.get(e["request_id"]) is not None for e in recent[-kept:])
+    assert all(store.get(e["request_id"]) is None for e in recent[: 30 - kept])
