@@ -17,7 +17,14 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the API app: config (defaults, FLIGHT_DELAY_* variables, then ``overrides``),
     extensions, blueprints and error handlers."""
     # imported here: building an app is the only thing that needs Flask, Celery and Redis
-    from flight_delay import drift_jobs, jobs, metrics, scheduling, ui  # noqa: F401 - Celery tasks
+    from flight_delay import (  # noqa: F401 - Celery tasks
+        drift_jobs,
+        jobs,
+        metrics,
+        performance_jobs,
+        scheduling,
+        ui,
+    )
     from flight_delay.api import (
         comparisons,
         deploy,

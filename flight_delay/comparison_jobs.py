@@ -20,14 +20,13 @@ from celery import shared_task
 from flask import Flask, current_app
 
 from flight_delay.errors import FlightDelayError, scrub_paths
+from flight_delay.extensions import COMPARISON_TASK
 from flight_delay.jobs import fetch_dataset
 from flight_delay.ml import load_model
 from flight_delay.ml.comparison import EmptyHoldout, compare, fitted_positions, holdout_positions
 from flight_delay.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
-
-COMPARISON_TASK = "flight_delay.compare"
 
 
 def comparison_key(prefix: str, comparison_id: str) -> str:

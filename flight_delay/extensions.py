@@ -8,6 +8,7 @@ from typing import Any
 
 from celery import Celery, Task
 from flask import Flask
+from kombu import Queue
 
 from flight_delay.prediction_log.service import PredictionLog
 from flight_delay.registry import ModelRegistry
@@ -18,6 +19,11 @@ from flight_delay.serving import DeployedModelCache
 TRAIN_TASK = "flight_delay.train_model"
 #: a scheduled run's evaluation (flight_delay.scheduling.runs), sent when its challenger is done
 EVALUATE_RUN_TASK = "flight_delay.evaluate_schedule_run"
+#: reports over caller-grown data and comparisons: the analysis queue's tasks
+DRIFT_TASK = "flight_delay.drift"
+PERFORMANCE_TASK = "flight_delay.performance"
+COMPARISON_TASK = "flight_delay.compare"
+ANALYSIS_TASKS = (DRIFT_TASK, PERFORMANCE_TASK, COMPARISON_TASK)
 
 model_registry = ModelRegistry()
 deployed_model = DeployedModelCache()
@@ -49,12 +55,28 @@ def init_celery(app: Flask) -> Celery:
     limit = int(app.config["JOB_TIME_LIMIT_SECONDS"])
     celery = FlaskCelery(app.import_name, task_cls=FlaskTask)
     celery.flask_app = app
+    training, analysis = f"{prefix}-training", f"{prefix}-analysis"
+    consumed = {
+        "training": training,
+        "analysis": analysis,
+    }
+    wanted = [name.strip() for name in str(app.config["WORKER_QUEUES"]).split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in consumed]
+    if unknown or not wanted:
+        raise ValueError(
+            f"FLIGHT_DELAY_WORKER_QUEUES: expected training, analysis or both, got "
+            f"{app.config['WORKER_QUEUES']!r}"
+        )
     celery.conf.update(
+        # reports never wait behind training, nor training behind them: their own queue
+        task_routes={name: {"queue": analysis} for name in ANALYSIS_TASKS},
+        # the queues a worker of this app consumes (producers route by task_routes)
+        task_queues=[Queue(consumed[name], routing_key=consumed[name]) for name in wanted],
         broker_url=app.config["REDIS_URL"],
         broker_connection_retry_on_startup=True,
         # keep reconnecting to a Redis that restarts, however long it takes
         broker_connection_max_retries=None,
-        task_default_queue=f"{prefix}-training",
+        task_default_queue=training,
         task_ignore_result=True,
         # acknowledged when it ends and re-queued if the process running it dies; a duplicate
         # delivery is harmless: the registry's claim lets one attempt run a job at a time and

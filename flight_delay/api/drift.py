@@ -45,15 +45,22 @@ class Drift(MethodView):
         description="the report cannot be made: too few logged flights in the window, the model "
         "is not completed, or its dataset changed since training",
     )
+    @blp.alt_response(
+        429,
+        description="as many reports as FLIGHT_DELAY_ANALYSIS_MAX_ACTIVE are being computed; "
+        "ask again after Retry-After seconds",
+    )
     def get(self, query: dict[str, Any], model_id: Any) -> Any:
         """Drift of a model's requests
 
         Compares the flights logged for this model (requests received in [`since`, `until`))
         with its training rows, over the features the model sees: adversarial validation (the
         out-of-fold ROC AUC of a classifier telling them apart, and the features it splits on)
-        and each feature's PSI. Computed by a worker and kept for FLIGHT_DELAY_DRIFT_CACHE_SECONDS:
-        the first request answers 202 (with Retry-After) until the report is ready. The chart is
-        at `/models/{id}/drift.png` with the same parameters.
+        and each feature's PSI. An `until` in the future means until now.
+        Computed by a worker and kept for FLIGHT_DELAY_DRIFT_CACHE_SECONDS: the first request
+        answers 202 (with Retry-After) until the report is ready; a new window while
+        FLIGHT_DELAY_ANALYSIS_MAX_ACTIVE reports are being computed is a 429. The chart is at
+        `/models/{id}/drift.png` with the same parameters.
         """
         found = _report(str(model_id), query)
         if isinstance(found, Response):
@@ -71,6 +78,7 @@ class DriftChart(MethodView):
     @blp.alt_response(202, schema=DriftPendingSchema, description="being computed; ask again")
     @blp.alt_response(404, description="no model with this id")
     @blp.alt_response(409, description="the report cannot be made (see the JSON)")
+    @blp.alt_response(429, description="too many reports being computed; see Retry-After")
     def get(self, query: dict[str, Any], model_id: Any) -> Any:
         """Drift chart (PNG)"""
         found = _report(str(model_id), query)

@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from flight_delay.analysis_jobs import TooManyReports
 from flight_delay.auth import Forbidden, Unauthorized, require_configured_scope, require_scope
 from flight_delay.errors import (
     FlightDelayError,
@@ -120,6 +121,7 @@ class DriftUnavailable(FlightDelayError):
 
 # most specific first
 STATUS_OF: tuple[tuple[type[FlightDelayError], HTTPStatus], ...] = (
+    (TooManyReports, HTTPStatus.TOO_MANY_REQUESTS),
     (ModelNotFound, HTTPStatus.NOT_FOUND),
     (LoggedRequestNotFound, HTTPStatus.NOT_FOUND),
     (ComparisonNotFound, HTTPStatus.NOT_FOUND),
@@ -351,7 +353,7 @@ def _details(exc: FlightDelayError) -> list[dict[str, Any]]:
     return details
 
 
-def handle_domain_error(exc: FlightDelayError) -> tuple[dict[str, Any], int]:
+def handle_domain_error(exc: FlightDelayError) -> tuple[dict[str, Any], int, dict[str, str]]:
     status = next(code for kind, code in STATUS_OF if isinstance(exc, kind))
     # library messages name files for CLI users; API callers never learn server locations
     roots = {name: current_app.config[name] for name in ("MODEL_DIR", "DATA_ROOT", "EXPORT_DIR")}
@@ -359,7 +361,11 @@ def handle_domain_error(exc: FlightDelayError) -> tuple[dict[str, Any], int]:
         {**d, "problem": scrub_paths(d["problem"], roots)} if "problem" in d else d
         for d in _details(exc)
     ]
-    return error_body(status, scrub_paths(exc.message, roots), details), int(status)
+    headers = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:  # 429 and 503 that know when to come back say it
+        headers["Retry-After"] = str(int(retry_after))
+    return error_body(status, scrub_paths(exc.message, roots), details), int(status), headers
 
 
 def handle_redis_error(exc: redis.RedisError) -> tuple[dict[str, Any], int]:

@@ -1,14 +1,16 @@
-"""Outcomes of logged flights and the live performance of a model (issue 11)."""
+"""Outcomes of logged flights and the live performance of a model."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
+from flask import current_app, jsonify
 from flask.views import MethodView
 
+from flight_delay import performance_jobs
 from flight_delay.api.errors import (
     Blueprint,
+    PredictionLogUnavailable,
     prediction_log_call,
     requires_configured_scope,
     requires_scope,
@@ -16,6 +18,7 @@ from flight_delay.api.errors import (
 from flight_delay.api.schemas import (
     OutcomesRecordedSchema,
     OutcomesRequestSchema,
+    PerformancePendingSchema,
     PerformanceQuerySchema,
     PerformanceSchema,
 )
@@ -27,6 +30,9 @@ from flight_delay.registry import ModelRegistry
 blp = Blueprint(
     "outcomes", __name__, description="Actual departures of logged flights; live performance."
 )
+
+#: seconds a 202 asks the caller to wait before asking again
+PENDING_RETRY_SECONDS = 2
 
 
 def _log() -> PredictionLog:
@@ -71,11 +77,13 @@ class Outcomes(MethodView):
         """Record actual departures
 
         Needs the `outcomes` scope. Each outcome names a logged flight by `request_id` and
-        `index` (its position in that request), or by `Fecha-I`, `Vlo-I` and `Des-I` (every
-        logged prediction of that flight), and gives `Fecha-O`, when it actually left. Its
-        delay is `Fecha-O - Fecha-I`; more than 15 minutes is delayed, as in training. Sending
-        an outcome again replaces it. Outcomes no logged flight matches are listed by position
-        in `unmatched` (an answer reaches the log about a second after it was sent).
+        `index` (its position in that request), or by `Fecha-I`, `Vlo-I` and `Des-I` (the
+        flight, for every model that predicted it), and gives `Fecha-O`, when it actually left.
+        Its delay is `Fecha-O - Fecha-I`; more than 15 minutes is delayed, as in training.
+        Sending an outcome again replaces it. Each scheduled flight counts once per model in
+        live metrics and promotion decisions, however often it was predicted. Outcomes no
+        logged flight matches are listed by position in `unmatched` (an answer reaches the log
+        about a second after it was sent).
         """
         items = [
             outcomes.Outcome(
@@ -93,6 +101,8 @@ class Outcomes(MethodView):
             for item in body["outcomes"]
         ]
         recorded = prediction_log_call(lambda: outcomes.record(_log().store, items))
+        if recorded.matched:
+            performance_jobs.outcomes_recorded(current_app._get_current_object())  # type: ignore[attr-defined]
         return {
             "matched": recorded.matched,
             "flights_updated": recorded.flights_updated,
@@ -105,21 +115,37 @@ class Performance(MethodView):
     @requires_configured_scope(blp, "READ_SCOPE")
     @blp.arguments(PerformanceQuerySchema, location="query")
     @blp.response(200, PerformanceSchema)
+    @blp.alt_response(202, schema=PerformancePendingSchema, description="being computed; ask again")
     @blp.alt_response(404, description="no model with this id")
+    @blp.alt_response(
+        429,
+        description="as many reports as FLIGHT_DELAY_ANALYSIS_MAX_ACTIVE are being computed; "
+        "ask again after Retry-After seconds",
+    )
     @blp.alt_response(503, description="the prediction log's database is unavailable")
-    def get(self, query: dict[str, Any], model_id: Any) -> dict[str, Any]:
+    def get(self, query: dict[str, Any], model_id: Any) -> Any:
         """Live performance of a model
 
         Over the model's logged predictions that have an outcome (POST /outcomes), for flights
-        scheduled in [`since`, `until`): ROC AUC, PR AUC (average precision), Brier score,
-        expected calibration error and the delay rate, computed as the offline evaluation
-        computes them, overall and per ISO week of the scheduled departure. Each logged
-        prediction counts once: a flight predicted twice counts twice.
+        scheduled in [`since`, `until`): ROC AUC, PR AUC (average precision),
+        Brier score, expected calibration error and the delay rate, computed as the offline
+        evaluation computes them, overall and per ISO week of the scheduled departure. Each
+        scheduled flight counts once, however often it was predicted (the first copy a caller
+        with a key sent, else the first copy; one an outcome names by request id). Computed by
+        a worker and kept until new outcomes arrive (at most FLIGHT_DELAY_PERFORMANCE_CACHE_SECONDS):
+        the first request answers 202 with Retry-After until it is ready.
         """
-        registry: ModelRegistry = current_app.extensions["model_registry"]
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        registry: ModelRegistry = app.extensions["model_registry"]
         registry.get(str(model_id))  # 404 for a model that does not exist
-        return prediction_log_call(
-            lambda: outcomes.performance(
-                _log().store, str(model_id), query.get("since"), query.get("until")
-            )
+        found = performance_jobs.lookup_or_queue(
+            app, str(model_id), query.get("since"), query.get("until")
         )
+        if found["status"] == "failed":
+            raise PredictionLogUnavailable(found["error"])
+        if found["status"] != "completed":
+            response = jsonify({"status": "pending", "retry_after_seconds": PENDING_RETRY_SECONDS})
+            response.status_code = 202
+            response.headers["Retry-After"] = str(PENDING_RETRY_SECONDS)
+            return response
+        return found["report"]

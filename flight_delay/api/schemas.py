@@ -577,7 +577,10 @@ class OutcomesRequestSchema(StrictSchema):
 class OutcomesRecordedSchema(Schema):
     matched = fields.Integer(metadata={"description": "outcomes that named a logged flight"})
     flights_updated = fields.Integer(
-        metadata={"description": "logged flights given an outcome (a schedule can match several)"}
+        metadata={
+            "description": "distinct scheduled flights given an outcome (each once, however "
+            "often it was predicted)"
+        }
     )
     unmatched = fields.List(
         fields.Integer(),
@@ -623,6 +626,12 @@ class PerformanceSchema(_LiveMetricsSchema):
     since = fields.String(allow_none=True)
     until = fields.String(allow_none=True)
     weeks = fields.List(fields.Nested(WeekPerformanceSchema))
+    computed_at = fields.String(metadata={"description": "when the worker computed it"})
+
+
+class PerformancePendingSchema(Schema):
+    status = fields.String(metadata={"example": "pending"})
+    retry_after_seconds = fields.Integer()
 
 
 class DriftQuerySchema(ReceivedWindowQuerySchema):

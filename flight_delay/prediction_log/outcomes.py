@@ -1,13 +1,14 @@
 """Outcomes of logged flights (when they actually left) and the live performance they give.
 
 An outcome names a flight either by the request that predicted it (``request_id`` and the
-flight's ``index`` in it) or by its schedule (``Fecha-I``, ``Vlo-I`` and ``Des-I``, matching
-every logged prediction of that flight), with ``Fecha-O``, its actual departure. The delay is
-``Fecha-O - Fecha-I`` in minutes and the flight counts as delayed beyond 15, as in training.
-Recording again replaces the earlier outcome.
+flight's ``index`` in it) or by its schedule (``Fecha-I``, ``Vlo-I`` and ``Des-I``), with
+``Fecha-O``, its actual departure. The delay is ``Fecha-O - Fecha-I`` in minutes and the flight
+counts as delayed beyond 15, as in training. Recording again replaces the earlier outcome.
 
-Live performance scores a model's logged predictions that have an outcome: each logged
-prediction counts once (a flight asked about twice counts twice), with the metrics of the
+Each scheduled flight counts once per model (the scheduled_flights table): an outcome by schedule
+is kept on that flight's row of every model that predicted it, never on each logged copy, so
+10,000 copies of one flight sent by anyone weigh as one flight and cost one row to label. Live
+performance scores a model's counted predictions that have an outcome with the metrics of the
 offline evaluation (flight_delay.ml.evaluation), over the whole window and per ISO week of the
 scheduled departure.
 """
@@ -21,14 +22,24 @@ from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import Table, and_, bindparam, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from flight_delay.data.schema import DATETIME_FORMAT, DELAY_THRESHOLD_MINUTES
 from flight_delay.ml.evaluation import expected_calibration_error
 from flight_delay.ml.flight_input import parse_scheduled
-from flight_delay.prediction_log.store import PredictionStore, flight_key
-from flight_delay.prediction_log.tables import PredictedFlight, PredictionRequest
+from flight_delay.prediction_log.store import (
+    PredictionStore,
+    flight_key,
+    request_key,
+    schedule_key,
+)
+from flight_delay.prediction_log.tables import PredictedFlight, PredictionRequest, ScheduledFlight
 
 _FLIGHTS = cast(Table, PredictedFlight.__table__)
+_REQUESTS = cast(Table, PredictionRequest.__table__)
+_SCHEDULED = cast(Table, ScheduledFlight.__table__)
+#: most flights with outcomes live performance reads (the newest by scheduled time)
+MAX_SCORED_FLIGHTS = 500_000
 
 
 @dataclass(frozen=True)
@@ -47,8 +58,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Recorded:
-    """What ``record`` did: outcomes matched, logged flights updated, and the positions (in the
-    posted list) of outcomes no logged flight matched."""
+    """What ``record`` did: outcomes matched, distinct scheduled flights given an outcome, and
+    the positions (in the posted list) of outcomes no logged flight matched."""
 
     matched: int
     flights_updated: int
@@ -56,67 +67,61 @@ class Recorded:
 
 
 def record(store: PredictionStore, outcomes: Sequence[Outcome]) -> Recorded:
-    """Attach ``outcomes`` to the logged flights they name, in one transaction."""
+    """Attach ``outcomes`` to the flights they name, in one transaction, with work bounded by
+    the outcomes posted: an outcome by schedule is the flight's, kept once per model that
+    predicted it (not on every logged copy, however many a caller sent); an outcome by request
+    id is also kept on the copy it names, which becomes the copy that counts for its model."""
     now = datetime.now(UTC).replace(tzinfo=None)
-    updates: list[dict[str, Any]] = []
     unmatched: list[int] = []
+    flights: set[tuple[str, str]] = set()  # (model, flight key) given an outcome
     matched = 0
     with store.engine.begin() as connection:
         by_request = [(i, o) for i, o in enumerate(outcomes) if o.by_request]
-        found: dict[tuple[str, int], str | None] = {}
+        found: dict[tuple[str, int], Any] = {}
         for chunk in _chunks(by_request, 500):
             chunk_rows = connection.execute(
-                select(_FLIGHTS.c.request_id, _FLIGHTS.c.position, _FLIGHTS.c.scheduled_at).where(
-                    tuple_(_FLIGHTS.c.request_id, _FLIGHTS.c.position).in_(
-                        [(o.request_id, o.index) for _, o in chunk]
-                    )
-                )
-            )
-            found.update({(r.request_id, r.position): r.scheduled_at for r in chunk_rows})
-        for position, outcome in by_request:
-            place = (str(outcome.request_id), int(outcome.index or 0))
-            if place not in found:
-                unmatched.append(position)
-                continue
-            matched += 1
-            updates.append(_update(place, found[place], outcome, now))
-        # by schedule, batched too; a key with an empty part matches nothing (never "every
-        # flight without a number")
-        by_schedule = [
-            (i, o, tuple(flight_key(o.flight or {}).values()))
-            for i, o in enumerate(outcomes)
-            if not o.by_request
-        ]
-        complete = list({key for _, _, key in by_schedule if all(key)})
-        logged: dict[tuple[Any, ...], list[Any]] = {}
-        for key_chunk in _chunks(complete, 300):
-            key_rows = connection.execute(
                 select(
                     _FLIGHTS.c.request_id,
                     _FLIGHTS.c.position,
                     _FLIGHTS.c.scheduled_at,
                     _FLIGHTS.c.flight_number,
                     _FLIGHTS.c.destination,
-                ).where(
-                    tuple_(
-                        _FLIGHTS.c.scheduled_at, _FLIGHTS.c.flight_number, _FLIGHTS.c.destination
-                    ).in_(key_chunk)
+                    _FLIGHTS.c.delay_probability,
+                    _REQUESTS.c.model_id,
+                    _REQUESTS.c.received_at,
+                )
+                .join(_REQUESTS, _REQUESTS.c.request_id == _FLIGHTS.c.request_id)
+                .where(
+                    tuple_(_FLIGHTS.c.request_id, _FLIGHTS.c.position).in_(
+                        [(o.request_id, o.index) for _, o in chunk]
+                    )
                 )
             )
-            for row in key_rows:
-                logged.setdefault(
-                    (row.scheduled_at, row.flight_number, row.destination), []
-                ).append(row)
-        for position, outcome, key in by_schedule:
-            rows = logged.get(key, [])
-            if not rows:
+            found.update({(r.request_id, r.position): r for r in chunk_rows})
+        named: dict[tuple[str, str], dict[str, Any]] = {}
+        copies: list[dict[str, Any]] = []
+        for position, outcome in by_request:
+            place = (str(outcome.request_id), int(outcome.index or 0))
+            row = found.get(place)
+            if row is None:
                 unmatched.append(position)
                 continue
             matched += 1
-            updates.extend(
-                _update((r.request_id, r.position), r.scheduled_at, outcome, now) for r in rows
-            )
-        if updates:
+            values = _outcome_values(row.scheduled_at, outcome, now)
+            copies.append({"at_request": place[0], "at_position": place[1], **values})
+            key = schedule_key(row._mapping) or request_key(*place)
+            named[(row.model_id, key)] = {
+                "model_id": row.model_id,
+                "flight_key": key,
+                "scheduled_at": row.scheduled_at,
+                "request_id": place[0],
+                "position": place[1],
+                "delay_probability": row.delay_probability,
+                "keyed": True,  # the outcomes key holder named this copy
+                "received_at": row.received_at,
+                **values,
+            }
+        if copies:
             connection.execute(
                 update(_FLIGHTS)
                 .where(
@@ -130,25 +135,86 @@ def record(store: PredictionStore, outcomes: Sequence[Outcome]) -> Recorded:
                     delay_minutes=bindparam("minutes"),
                     outcome_at=bindparam("recorded"),
                 ),
-                updates,
+                copies,
             )
-    return Recorded(matched, len(updates), sorted(unmatched))
+        if named:
+            rows = [
+                {
+                    **{
+                        k: v for k, v in row.items() if k not in ("departed", "minutes", "recorded")
+                    },
+                    "departed_at": row["departed"],
+                    "delay_minutes": row["minutes"],
+                    "outcome_at": row["recorded"],
+                }
+                for row in named.values()
+            ]
+            dialect = postgresql if store.engine.dialect.name == "postgresql" else sqlite
+            upsert = dialect.insert(_SCHEDULED)
+            connection.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=["model_id", "flight_key"],
+                    set_={
+                        name: upsert.excluded[name]
+                        for name in rows[0]
+                        if name not in ("model_id", "flight_key")
+                    },
+                ),
+                rows,
+            )
+            flights.update(named)
+        # by schedule, batched: a key with an empty part matches nothing (never "every flight
+        # without a number")
+        by_schedule = [
+            (i, o, schedule_key(flight_key(o.flight or {})))
+            for i, o in enumerate(outcomes)
+            if not o.by_request
+        ]
+        wanted = list({key for _, _, key in by_schedule if key is not None})
+        known: dict[str, list[tuple[str, str | None]]] = {}
+        for key_chunk in _chunks(wanted, 500):
+            for key, model_id, scheduled_text in connection.execute(
+                select(
+                    _SCHEDULED.c.flight_key, _SCHEDULED.c.model_id, _SCHEDULED.c.scheduled_at
+                ).where(_SCHEDULED.c.flight_key.in_(key_chunk))
+            ):
+                known.setdefault(key, []).append((model_id, scheduled_text))
+        updates: dict[str, dict[str, Any]] = {}
+        for position, outcome, schedule in by_schedule:
+            if schedule is None or schedule not in known:
+                unmatched.append(position)
+                continue
+            matched += 1
+            scheduled_text = known[schedule][0][1]
+            updates[schedule] = {
+                "at_key": schedule,
+                **_outcome_values(scheduled_text, outcome, now),
+            }
+            flights.update((model_id, schedule) for model_id, _ in known[schedule])
+        if updates:
+            connection.execute(
+                update(_SCHEDULED)
+                .where(_SCHEDULED.c.flight_key == bindparam("at_key"))
+                .values(
+                    departed_at=bindparam("departed"),
+                    delay_minutes=bindparam("minutes"),
+                    outcome_at=bindparam("recorded"),
+                ),
+                list(updates.values()),
+            )
+    return Recorded(matched, len({key for _, key in flights}), sorted(unmatched))
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _update(
-    place: tuple[str, int], scheduled_text: str | None, outcome: Outcome, now: datetime
-) -> dict[str, Any]:
+def _outcome_values(scheduled_text: str | None, outcome: Outcome, now: datetime) -> dict[str, Any]:
     scheduled = parse_scheduled(scheduled_text)
     minutes = (
         (outcome.departed_at - scheduled).total_seconds() / 60.0 if scheduled is not None else None
     )
     return {
-        "at_request": place[0],
-        "at_position": place[1],
         "departed": outcome.departed_at.strftime(DATETIME_FORMAT),
         "minutes": minutes,
         "recorded": now,
@@ -157,18 +223,22 @@ def _update(
 
 # -- live performance ----------------------------------------------------------------------------
 def scored_flights(
-    store: PredictionStore, model_id: str, since: datetime | None, until: datetime | None
+    store: PredictionStore,
+    model_id: str,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int = MAX_SCORED_FLIGHTS,
 ) -> tuple[np.ndarray, np.ndarray, list[datetime]]:
-    """The model's logged probabilities that have an outcome, their labels and scheduled times,
-    for flights scheduled in [since, until)."""
+    """The model's counted predictions that have an outcome (each scheduled flight once),
+    their labels and scheduled times, for flights scheduled in [since, until): the newest
+    ``limit`` by scheduled time."""
     query = (
         select(
-            PredictedFlight.delay_probability,
-            PredictedFlight.delay_minutes,
-            PredictedFlight.scheduled_at,
+            _SCHEDULED.c.delay_probability, _SCHEDULED.c.delay_minutes, _SCHEDULED.c.scheduled_at
         )
-        .join(PredictionRequest, PredictionRequest.request_id == PredictedFlight.request_id)
-        .where(PredictionRequest.model_id == model_id, PredictedFlight.delay_minutes.is_not(None))
+        .where(_SCHEDULED.c.model_id == model_id, _SCHEDULED.c.delay_minutes.is_not(None))
+        .order_by(_SCHEDULED.c.scheduled_at.desc())
+        .limit(limit)
     )
     probabilities, labels, times = [], [], []
     with store.engine.connect() as connection:

@@ -6,21 +6,34 @@ import base64
 import binascii
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Engine, Table, and_, create_engine, delete, event, func, or_, select
+from sqlalchemy import (
+    Engine,
+    Table,
+    and_,
+    create_engine,
+    delete,
+    event,
+    false,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from flight_delay.data.schema import DATETIME_FORMAT, PREDICTION_FIELDS
 from flight_delay.ml.flight_input import clean_text, is_scalar, parse_scheduled
-from flight_delay.prediction_log.tables import PredictedFlight, PredictionRequest
+from flight_delay.prediction_log.tables import PredictedFlight, PredictionRequest, ScheduledFlight
 
 _REQUESTS = cast(Table, PredictionRequest.__table__)
 _FLIGHTS = cast(Table, PredictedFlight.__table__)
+_SCHEDULED = cast(Table, ScheduledFlight.__table__)
 
 #: longest text kept in the matching columns and the caller name
 _KEY_TEXT = 40
@@ -65,10 +78,12 @@ class InvalidCursor(ValueError):
 
 @dataclass(frozen=True)
 class LoggedRows:
-    """One logged request as rows of the two tables."""
+    """One logged request as rows: the request, its flights, and the scheduled flights it may
+    be the counted copy of (those with a full schedule)."""
 
     request: dict[str, Any]
     flights: list[dict[str, Any]]
+    scheduled: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -132,7 +147,24 @@ class PredictionStore:
     def rows(entry: Mapping[str, Any]) -> LoggedRows:
         """``entry`` as table rows. Raises ValueError (or KeyError/TypeError/AttributeError)
         when it cannot become rows: what the writer sets aside instead of retrying forever."""
-        return LoggedRows(_request_row(entry), list(_flight_rows(entry)))
+        request = _request_row(entry)
+        flights = list(_flight_rows(entry))
+        keyed = entry.get("keyed") is True
+        scheduled = [
+            {
+                "model_id": request["model_id"],
+                "flight_key": key,
+                "scheduled_at": row["scheduled_at"],
+                "request_id": request["request_id"],
+                "position": row["position"],
+                "delay_probability": row["delay_probability"],
+                "keyed": keyed,
+                "received_at": request["received_at"],
+            }
+            for row in flights
+            if (key := schedule_key(row)) is not None
+        ]
+        return LoggedRows(request, flights, scheduled)
 
     def write(self, entries: Sequence[Mapping[str, Any]]) -> int:
         """Write ``entries`` in one transaction (see ``write_rows``)."""
@@ -161,6 +193,29 @@ class PredictionStore:
                         index_elements=["request_id", "position"]
                     ),
                     flights,
+                )
+            scheduled = _counted_copies(row for rows in logged for row in rows.scheduled)
+            if scheduled:
+                upsert = insert(_SCHEDULED)
+                # the first copy counts; a keyed copy replaces an anonymous one (never the
+                # other way round), so anonymous traffic cannot choose what a flight counts as
+                connection.execute(
+                    upsert.on_conflict_do_update(
+                        index_elements=["model_id", "flight_key"],
+                        set_={
+                            name: upsert.excluded[name]
+                            for name in (
+                                "request_id",
+                                "position",
+                                "delay_probability",
+                                "keyed",
+                                "received_at",
+                                "scheduled_at",
+                            )
+                        },
+                        where=and_(_SCHEDULED.c.keyed == false(), upsert.excluded.keyed == true()),
+                    ),
+                    scheduled,
                 )
         return len(written)
 
@@ -224,8 +279,10 @@ class PredictionStore:
             return list(connection.scalars(query))
 
     def _delete_requests(self, ids: list[str]) -> int:
-        """Delete requests and their flights in one transaction; the flights deleted."""
+        """Delete requests, their flights and the scheduled flights they are the counted copy
+        of, in one transaction; the flights deleted."""
         with self.engine.begin() as connection:
+            connection.execute(delete(_SCHEDULED).where(_SCHEDULED.c.request_id.in_(ids)))
             flights = connection.execute(
                 delete(_FLIGHTS).where(_FLIGHTS.c.request_id.in_(ids))
             ).rowcount
@@ -244,7 +301,29 @@ class PredictionStore:
                 .where(PredictedFlight.request_id == request_id)
                 .order_by(PredictedFlight.position)
             ).all()
-            return {**_request_dict(request), "flights": [_flight_dict(f) for f in flights]}
+            shown = [_flight_dict(f) for f in flights]
+            # outcomes given by schedule are the flight's (its scheduled-flight row), not each
+            # logged copy's
+            keys = {
+                key: item for f, item in zip(flights, shown, strict=True)
+                if item["delay_minutes"] is None
+                and (key := schedule_key(_key_columns(f))) is not None
+            }  # fmt: skip
+            for chunk in _chunks(list(keys), 500):
+                found = session.execute(
+                    select(
+                        _SCHEDULED.c.flight_key,
+                        _SCHEDULED.c.departed_at,
+                        _SCHEDULED.c.delay_minutes,
+                    ).where(
+                        _SCHEDULED.c.model_id == request.model_id,
+                        _SCHEDULED.c.flight_key.in_(chunk),
+                        _SCHEDULED.c.delay_minutes.is_not(None),
+                    )
+                )
+                for key, departed, minutes in found:
+                    keys[key].update(departed_at=departed, delay_minutes=minutes)
+            return {**_request_dict(request), "flights": shown}
 
     def flights_of(
         self,
@@ -271,14 +350,47 @@ class PredictionStore:
             return [flight for flight in connection.scalars(query) if isinstance(flight, dict)]
 
     def flights_with_outcomes(self, limit: int = 50_000) -> list[tuple[dict[str, Any], float]]:
-        """The newest ``limit`` logged flights (as sent) that have an outcome, each with its
-        delay in minutes, whichever model answered them: what a scheduled run re-predicts
-        with both its models."""
+        """Logged flights (as kept) that have an outcome, each scheduled flight once whichever
+        models answered it and however often, with its delay in minutes: the newest ``limit``
+        by scheduled time. What a scheduled run re-predicts with both its models.
+
+        Of a flight's rows (one per model), the counted copy of a keyed caller comes first, then
+        the earliest: the copy re-predicted is never one an anonymous caller chose over a keyed
+        one."""
+        rank = (
+            func.row_number()
+            .over(
+                partition_by=_SCHEDULED.c.flight_key,
+                order_by=(
+                    _SCHEDULED.c.keyed.desc(),
+                    _SCHEDULED.c.received_at,
+                    _SCHEDULED.c.model_id,
+                ),
+            )
+            .label("rank")
+        )
+        ranked = (
+            select(
+                _SCHEDULED.c.request_id,
+                _SCHEDULED.c.position,
+                _SCHEDULED.c.delay_minutes,
+                _SCHEDULED.c.scheduled_at,
+                rank,
+            )
+            .where(_SCHEDULED.c.delay_minutes.is_not(None))
+            .subquery()
+        )
         query = (
-            select(PredictedFlight.flight, PredictedFlight.delay_minutes)
-            .join(PredictionRequest, PredictionRequest.request_id == PredictedFlight.request_id)
-            .where(PredictedFlight.delay_minutes.is_not(None))
-            .order_by(PredictionRequest.received_at.desc(), PredictedFlight.position)
+            select(_FLIGHTS.c.flight, ranked.c.delay_minutes)
+            .join(
+                ranked,
+                and_(
+                    _FLIGHTS.c.request_id == ranked.c.request_id,
+                    _FLIGHTS.c.position == ranked.c.position,
+                ),
+            )
+            .where(ranked.c.rank == 1)
+            .order_by(ranked.c.scheduled_at.desc(), ranked.c.request_id, ranked.c.position)
             .limit(limit)
         )
         with self.engine.connect() as connection:
@@ -360,6 +472,42 @@ def _request_row(entry: Mapping[str, Any]) -> dict[str, Any]:
         "latency_ms": float(entry["latency_ms"]),
         "flight_count": len(entry["flights"]),
     }
+
+
+def schedule_key(columns: Mapping[str, Any]) -> str | None:
+    """A scheduled flight's key from its matching columns (``scheduled_at``,
+    ``flight_number``, ``destination``), or None when one of them is missing."""
+    parts = (columns.get("scheduled_at"), columns.get("flight_number"), columns.get("destination"))
+    return "|".join(parts) if all(parts) else None  # type: ignore[arg-type]
+
+
+def request_key(request_id: str, position: int) -> str:
+    """The key of a flight logged without a full schedule: its place in its request."""
+    return f"request:{request_id}:{position}"
+
+
+def _key_columns(flight: PredictedFlight) -> dict[str, str | None]:
+    return {
+        "scheduled_at": flight.scheduled_at,
+        "flight_number": flight.flight_number,
+        "destination": flight.destination,
+    }
+
+
+def _counted_copies(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (model, flight) of a batch, the copy that counts as the table keeps it (the
+    first, or the first keyed one): one statement may not touch a row twice."""
+    kept: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        place = (row["model_id"], row["flight_key"])
+        found = kept.get(place)
+        if found is None or (row["keyed"] and not found["keyed"]):
+            kept[place] = row
+    return list(kept.values())
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def flight_key(flight: Mapping[str, Any]) -> dict[str, str | None]:

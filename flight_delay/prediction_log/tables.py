@@ -69,3 +69,42 @@ class PredictedFlight(Base):
     __table_args__ = (
         Index("ix_predicted_flights_schedule", "scheduled_at", "flight_number", "destination"),
     )
+
+
+class ScheduledFlight(Base):
+    """One row per model and scheduled flight: the logged prediction that live metrics and
+    promotion decisions count for that flight (once, however often it was predicted), and its
+    outcome.
+
+    A flight is its schedule (``scheduled_at|flight_number|destination``); a flight logged
+    without all three (a minimal model's) is its own request position (``request:<id>:<index>``)
+    and gets a row only when an outcome names it. Of the logged copies of a flight, the first
+    one a caller with a key sent counts, else the first one; an outcome given by request id
+    makes the copy it names the one that counts.
+    """
+
+    __tablename__ = "scheduled_flights"
+
+    model_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    flight_key: Mapped[str] = mapped_column(String(130), primary_key=True)
+    #: Fecha-I as the outcome-matching column holds it (YYYY-MM-DD HH:MM:SS when it parsed)
+    scheduled_at: Mapped[str | None] = mapped_column(String(40))
+    #: the logged copy that counts
+    request_id: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(Integer)
+    delay_probability: Mapped[float] = mapped_column(Float)
+    #: whether that copy came from a caller with a valid key (or was named by an outcome)
+    keyed: Mapped[bool] = mapped_column()
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    departed_at: Mapped[str | None] = mapped_column(String(40))
+    delay_minutes: Mapped[float | None] = mapped_column(Float)
+    outcome_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        # outcomes by schedule find every model's row of a flight
+        Index("ix_scheduled_flights_key", "flight_key"),
+        # live performance of one model, newest flights first
+        Index("ix_scheduled_flights_model_scheduled", "model_id", "scheduled_at"),
+        # the retention deletes the rows whose copy it deletes
+        Index("ix_scheduled_flights_request", "request_id"),
+    )

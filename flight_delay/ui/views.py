@@ -12,9 +12,10 @@ import redis
 from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
-from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from flight_delay import performance_jobs
+from flight_delay.analysis_jobs import TooManyReports
 from flight_delay.api.errors import ComparisonNotFound, handle_domain_error, handle_redis_error
 from flight_delay.api.models import present, registry
 from flight_delay.api.schedules import present as present_schedule
@@ -26,7 +27,6 @@ from flight_delay.drift_jobs import lookup_or_queue
 from flight_delay.errors import FlightDelayError
 from flight_delay.ml.families import FAMILIES
 from flight_delay.ml.features import FEATURE_SETS
-from flight_delay.prediction_log import outcomes
 from flight_delay.registry import Status
 from flight_delay.scheduling.store import RunStatus
 from flight_delay.ui.charts import Series, bar_chart, line_chart
@@ -87,12 +87,12 @@ def error_page(error: HTTPException) -> ResponseReturnValue | None:
 # the API's own mappings (status, scrubbed message), shown as a page instead of JSON
 @blp.errorhandler(FlightDelayError)
 def domain_error(exc: FlightDelayError) -> ResponseReturnValue:
-    body, status = handle_domain_error(exc)
+    body, status, headers = handle_domain_error(exc)
     needs_key = isinstance(exc, Unauthorized | Forbidden)
     page = render_template(
         "ui/error.html", status=HTTPStatus(status), message=body["message"], needs_key=needs_key
     )
-    return page, status
+    return page, status, headers
 
 
 @blp.errorhandler(redis.RedisError)
@@ -197,28 +197,36 @@ def model(model_id: Any) -> ResponseReturnValue:
     if importances:
         top = sorted(importances.items(), key=lambda item: -item[1])[:15]
         charts.append(bar_chart("Feature importance (share of split gain)", top, "gain share"))
+    live = _live_performance(str(model_id)) if record["status"] == Status.COMPLETED else None
+    waiting = record["status"] in Status.UNFINISHED or bool(live and live.get("pending"))
     return render_template(
         "ui/model.html",
         model=shown,
         holdout=holdout,
         charts=charts,
         curves_recorded=bool(holdout.get("curves")),
-        live=_live_performance(str(model_id)) if record["status"] == Status.COMPLETED else None,
-        refresh=REFRESH_SECONDS if record["status"] in Status.UNFINISHED else None,
+        live=live,
+        refresh=REFRESH_SECONDS if waiting else None,
     )
 
 
 def _live_performance(model_id: str) -> dict[str, Any]:
-    """The model's live performance from logged outcomes, or why there is none."""
+    """The model's live performance from logged outcomes (computed by a worker, as the API's),
+    or why there is none yet."""
     if not current_app.config["PREDICTION_LOG"]:
         return {"note": "the prediction log is off (FLIGHT_DELAY_PREDICTION_LOG)"}
     try:
-        found = outcomes.performance(current_app.extensions["prediction_log"].store, model_id)
-    except SQLAlchemyError as exc:
-        return {"note": f"the prediction log cannot be read ({type(exc).__name__})"}
-    if not found["flights"]:
+        found = performance_jobs.lookup_or_queue(app_object(), model_id, None, None)
+    except TooManyReports as exc:
+        return {"note": f"not computed now: {exc.message}"}
+    if found["status"] == "failed":
+        return {"note": f"not computed: {found['error']}"}
+    if found["status"] != "completed":
+        return {"note": "being computed by a worker; this page reloads", "pending": True}
+    report: dict[str, Any] = found["report"]
+    if not report["flights"]:
         return {"note": "no logged prediction of this model has an outcome yet (POST /outcomes)"}
-    return found
+    return report
 
 
 @blp.get("/models/<uuid:model_id>/drift")

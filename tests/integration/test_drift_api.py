@@ -16,6 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from flight_delay import create_app
 from flight_delay.data import load_flights, schema
 from flight_delay.ml.splits import split_positions
 from tests.integration.conftest import admin
@@ -102,3 +103,43 @@ def test_drift_of_an_unknown_model_or_with_bad_parameters(client: FlaskClient) -
     assert client.get("/models/3f1c2a9e-8d7b-4c55-9a61-2b7e0f4d8c10/drift.png").status_code == 404
     bad = client.get("/models/3f1c2a9e-8d7b-4c55-9a61-2b7e0f4d8c10/drift?since=tomorrow")
     assert bad.status_code == 400
+
+
+def test_reports_are_one_job_per_window_and_capped_at_once(stack_settings: dict[str, Any]) -> None:
+    """Every new window of a drift or performance report queued a job, anonymously: 59 windows
+    delayed training 46 s. Now the ways of asking for the same window are one job, and while
+    FLIGHT_DELAY_ANALYSIS_MAX_ACTIVE reports wait, a new window is a 429 with Retry-After. (No
+    worker consumes this prefix's queue: the queued reports stay queued.)"""
+    import uuid
+
+    app = create_app(
+        {
+            "TESTING": True,
+            **stack_settings,
+            "KEY_PREFIX": f"fdcap{uuid.uuid4().hex[:8]}",
+            "ANALYSIS_MAX_ACTIVE": 2,
+        }
+    )
+    record = app.extensions["model_registry"].create({"model_type": "lightgbm"}, "flights.csv")
+    client = app.test_client()
+    model = f"/models/{record['id']}"
+    assert client.get(f"{model}/drift").status_code == 202
+    # the same report: an until in the future means until now; a since before 1970 the start
+    assert client.get(f"{model}/drift?until=2999-01-01T00:00:00Z").status_code == 202
+    assert client.get(f"{model}/drift.png?since=1970-01-01T00:00:00Z").status_code == 202
+    assert client.get(f"{model}/performance").status_code == 202  # the second one
+    refused = client.get(f"{model}/drift?since=2026-01-01T00:00:00Z")
+    assert refused.status_code == 429, refused.get_json()
+    assert refused.headers["Retry-After"] == "10"
+    assert refused.get_json()["errors"][0]["field"] == "window"
+    for window in range(50):  # and stays refused, whatever the window
+        assert (
+            client.get(
+                f"{model}/performance?since=2017-01-{1 + window % 28:02d}T00:00:{window % 60:02d}"
+            ).status_code
+            == 429
+        )
+    queued = app.extensions["model_registry"].redis.zcard(
+        f"{app.config['KEY_PREFIX']}:analysis:active"
+    )
+    assert queued == 2

@@ -291,6 +291,39 @@ def test_an_unwritable_state_directory_does_not_stop_the_stack(
     assert request(stack.base, "GET", "/healthz")[0] == 200
 
 
+def test_training_never_waits_behind_reports(tmp_path: Path, stacks: list[Stack]) -> None:
+    """Drift reports run on their own queue and worker: a training job asked for while reports
+    are being computed starts at once. Before, reports shared the training queue (one job at a
+    time): 59 anonymous drift requests delayed a training job 46 s (issue 19, finding 4)."""
+    stack = Stack(tmp_path).start()
+    stacks.append(stack)
+    model_id = deploy_small_model(stack)
+    flights = [{**FLIGHT, "Vlo-I": str(100 + i % 500)} for i in range(5000)]
+    assert request(stack.base, "POST", "/predict", {"flights": flights}, timeout=30)[0] == 200
+    time.sleep(2)  # the writer logs them
+    asked = []
+    for minute in range(8):  # distinct windows: the first four are queued, the rest refused
+        since = f"2026-01-01T00:{minute:02d}:00Z"
+        asked.append(request(stack.base, "GET", f"/models/{model_id}/drift?since={since}")[0])
+    assert asked[:4] == [202] * 4 and set(asked[4:]) == {429}, asked
+    status, created = request(
+        stack.base, "POST", "/models", {"dataset": "synthetic:2000", "cv_folds": 0}
+    )
+    assert status == 202
+    asked_at = time.monotonic()
+    while request(stack.base, "GET", f"/models/{created['id']}")[1]["status"] == "pending":
+        assert time.monotonic() - asked_at < 20, stack.output()[-2000:]
+        time.sleep(0.1)
+    started_after = time.monotonic() - asked_at
+    pending = [
+        request(stack.base, "GET", f"/models/{model_id}/drift?since=2026-01-01T00:{m:02d}:00Z")[0]
+        for m in range(4)
+    ]
+    print(f"\ntraining started {started_after:.1f} s after it was asked; reports then: {pending}")
+    assert started_after < 5
+    assert 202 in pending  # reports were still being computed when training started
+
+
 def test_a_busy_port_is_one_line_with_the_fix(tmp_path: Path, stacks: list[Stack]) -> None:
     stack = Stack(tmp_path)
     with socket.socket() as squatter:

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, insert, inspect, text
 
 from flight_delay.prediction_log import migrate
 from flight_delay.prediction_log.store import InvalidCursor, PredictionStore, make_engine
-from flight_delay.prediction_log.tables import Base
+from flight_delay.prediction_log.tables import Base, PredictedFlight, PredictionRequest
 from tests.integration.postgres import postgres_server
 
 pytestmark = pytest.mark.integration
@@ -81,8 +81,8 @@ def test_migrations_create_the_tables_from_empty_and_step_down(empty_database: s
     try:
         assert migrate.current(engine) is None
         migrate.upgrade(empty_database)
-        assert migrate.current(engine) == "0002"
-        assert {"prediction_requests", "predicted_flights"} <= set(
+        assert migrate.current(engine) == "0003"
+        assert {"prediction_requests", "predicted_flights", "scheduled_flights"} <= set(
             inspect(engine).get_table_names()
         )
         with engine.connect() as connection:  # the migrations build exactly the declared tables
@@ -91,7 +91,11 @@ def test_migrations_create_the_tables_from_empty_and_step_down(empty_database: s
         store = PredictionStore(engine)
         logged = entry(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
         store.write([logged])
-        # one step down: the outcome columns go, the logged rows stay
+        # one step down: the scheduled flights go, the logged rows stay
+        migrate.downgrade(empty_database)
+        assert migrate.current(engine) == "0002"
+        assert "scheduled_flights" not in inspect(engine).get_table_names()
+        # and another: the outcome columns go, the logged rows stay
         migrate.downgrade(empty_database)
         assert migrate.current(engine) == "0001"
         columns = {c["name"] for c in inspect(engine).get_columns("predicted_flights")}
@@ -105,7 +109,7 @@ def test_migrations_create_the_tables_from_empty_and_step_down(empty_database: s
             inspect(engine).get_table_names()
         )
         migrate.upgrade(empty_database)  # and up again
-        assert migrate.current(engine) == "0002"
+        assert migrate.current(engine) == "0003"
     finally:
         engine.dispose()
 
@@ -211,3 +215,44 @@ def test_sqlite_runs_in_write_ahead_log_mode(tmp_path: Path) -> None:
     with store.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     store.engine.dispose()
+
+
+def test_the_migration_to_scheduled_flights_counts_what_was_logged_once(
+    empty_database: str,
+) -> None:
+    """A log kept before 0003: three copies of one flight (anonymous, keyed, anonymous), each
+    labelled by an outcome by schedule, and a minimal model's flight labelled by request. After
+    the upgrade each counts once, the keyed copy for the first, with its outcome."""
+    migrate.upgrade(empty_database, "0002")
+    engine = make_engine(empty_database)
+    try:
+        rows = PredictionStore.rows  # the 0002 rows of these entries (no scheduled rows yet)
+        at = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+        copies = [
+            entry(at + timedelta(seconds=i), flights=1, caller=caller)
+            for i, caller in enumerate(["10.0.0.1", "key predict #1a2b3c4d", "10.0.0.2"])
+        ]
+        minimal = entry(at, flights=1, model_id="model-m")
+        minimal["flights"] = [{"OPERA": "Grupo LATAM", "TIPOVUELO": "N", "MES": 11}]
+        with engine.begin() as connection:
+            for logged in [*copies, minimal]:
+                row = rows(logged)
+                connection.execute(insert(PredictionRequest.__table__), [row.request])
+                connection.execute(
+                    insert(PredictedFlight.__table__),
+                    [{**f, "departed_at": "2017-11-02 07:40:00", "delay_minutes": 40.0}
+                     for f in row.flights],
+                )  # fmt: skip
+        migrate.upgrade(empty_database)
+        with engine.connect() as connection:
+            scheduled = connection.execute(
+                text("SELECT model_id, flight_key, request_id, keyed, delay_minutes "
+                     "FROM scheduled_flights ORDER BY model_id")
+            ).all()  # fmt: skip
+        assert [(r.model_id, r.flight_key, r.request_id, bool(r.keyed), r.delay_minutes)
+                for r in scheduled] == [
+            ("model-a", "2017-11-02 07:00:00|0|SCIE", copies[1]["request_id"], True, 40.0),
+            ("model-m", f"request:{minimal['request_id']}:0", minimal["request_id"], True, 40.0),
+        ]  # fmt: skip
+    finally:
+        engine.dispose()

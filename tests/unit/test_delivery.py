@@ -17,6 +17,7 @@ import yaml
 
 from flight_delay.config import documented_settings, known_variables
 from flight_delay.devstack import (
+    ANALYSIS_WORKER_COMMAND,
     BEAT_COMMAND,
     FLOWER_COMMAND,
     GUNICORN_COMMAND,
@@ -104,7 +105,9 @@ def delivery_problems(
     """Every way the delivery files disagree with the code; empty when they agree."""
     problems = []
     services = compose.get("services", {})
-    expected = {"redis", "api", "worker", "beat", "postgres", "log-writer", "flower"}
+    expected = {
+        "redis", "api", "worker", "analysis-worker", "beat", "postgres", "log-writer", "flower"
+    }  # fmt: skip
     if set(services) != expected:
         problems.append(f"services are {sorted(services)}, expected {', '.join(sorted(expected))}")
     writer = services.get("log-writer", {})
@@ -120,6 +123,19 @@ def delivery_problems(
         problems.append("flower: not built from Dockerfile.worker (it imports the worker app)")
     if any(not port.startswith("127.0.0.1:") for port in flower.get("ports", [])):
         problems.append("flower: published beyond loopback")
+    analysis = services.get("analysis-worker", {})
+    if analysis.get("command") != list(ANALYSIS_WORKER_COMMAND):
+        problems.append(
+            f"analysis-worker: compose command {analysis.get('command')} is not make run's"
+        )
+    if analysis.get("build", {}).get("dockerfile") != "Dockerfile.worker":
+        problems.append("analysis-worker: not built from Dockerfile.worker")
+    queues = {
+        name: services.get(name, {}).get("environment", {}).get("FLIGHT_DELAY_WORKER_QUEUES")
+        for name in ("worker", "analysis-worker")
+    }
+    if queues != {"worker": "training", "analysis-worker": "analysis"}:
+        problems.append(f"the workers' queues are {queues}: training and analysis apart")
     beat = services.get("beat", {})
     if beat.get("command") != list(BEAT_COMMAND):
         problems.append(f"beat: compose command {beat.get('command')} is not make run's")
