@@ -3,13 +3,16 @@
 A rule names a metric, the margin by which the challenger must beat the champion on it, and
 whether its calibration (ECE) may be worse. It is checked on every evaluation set a run has
 (the most recent holdout of the dataset always; the prediction log's flights with outcomes
-when there are enough of them): the challenger is promoted only when it holds on all of them.
+when there are enough of them; the deployed model's own data, when the schedule reads other
+data, where the challenger need only be no worse): the challenger is promoted only when it
+holds on all of them, and never when it would refuse flights the deployed model serves
+(``refusals``).
 Pure logic on metric dictionaries; the scheduled runs (flight_delay.scheduling) call it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -91,6 +94,7 @@ class Decision:
 def decide(
     rule: PromotionRule,
     evaluations: Mapping[str, Mapping[str, Mapping[str, Any] | None]],
+    guards: Collection[str] = (),
 ) -> Decision:
     """Check ``rule`` on each evaluation set.
 
@@ -99,6 +103,9 @@ def decide(
         evaluations: per evaluation set (``holdout``, ``outcomes``), the ``champion`` and
             ``challenger`` metrics (each a dict with the rule's metric and ``ece``); a set whose
             ``champion`` is None has no champion (nothing deployed).
+
+        guards: sets on which the challenger need only be no worse than the champion (the
+            margin is for the run's own evaluation sets): a check, not the contest.
 
     Returns:
         promote when the rule holds on every set; the reasons say what was compared.
@@ -117,8 +124,11 @@ def decide(
             continue
         ours, theirs = _number(challenger, rule.metric), _number(champion, rule.metric)
         gain = ours - theirs if higher_is_better else theirs - ours
-        beats = gain > 0 and gain >= rule.min_margin
-        needs = f"at least +{rule.min_margin:.4f}" if rule.min_margin > 0 else "more than 0"
+        if name in guards:
+            beats, needs = gain >= 0, "no worse"
+        else:
+            beats = gain > 0 and gain >= rule.min_margin
+            needs = f"at least +{rule.min_margin:.4f}" if rule.min_margin > 0 else "more than 0"
         reasons.append(
             f"{name}: {rule.metric} {ours:.4f} vs {theirs:.4f} "
             f"({'+' if gain >= 0 else ''}{gain:.4f}; needs {needs}) "
@@ -142,3 +152,39 @@ def _number(metrics: Mapping[str, Any], name: str) -> float:
     if value is None:
         raise ValueError(f"metric {name} is missing")
     return float(value)
+
+
+#: most refused values a reason names
+SHOWN_VALUES = 5
+
+
+def refusals(champion_schema: Mapping[str, Any], challenger_schema: Mapping[str, Any]) -> list[str]:
+    """Why the challenger would refuse flights the champion serves, one line per cause (empty
+    when it takes every flight the champion takes): a field it needs that the champion's
+    callers need not send, or a closed field (OPERA, TIPOVUELO) whose values the champion knows
+    and it does not. A challenger trained on other data (say, generated flights) cannot replace
+    a champion whose callers send airlines it never saw: they would all get a 400."""
+    reasons = []
+    champion_needs = set(champion_schema.get("required") or [])
+    # a minimal model takes MES from Fecha-I when it is sent
+    if "Fecha-I" in champion_needs:
+        champion_needs.add("MES")
+    missing = [f for f in challenger_schema.get("required") or [] if f not in champion_needs]
+    if missing:
+        reasons.append(
+            f"the challenger needs {', '.join(missing)}, which the deployed model's callers "
+            "need not send"
+        )
+    theirs = challenger_schema.get("allowed_values") or {}
+    for field_name, values in (champion_schema.get("allowed_values") or {}).items():
+        if field_name not in theirs:
+            continue
+        unknown = [v for v in values if v not in set(theirs[field_name])]
+        if unknown:
+            shown = ", ".join(repr(v) for v in unknown[:SHOWN_VALUES])
+            more = f" and {len(unknown) - SHOWN_VALUES} more" if len(unknown) > SHOWN_VALUES else ""
+            reasons.append(
+                f"the challenger refuses {len(unknown)} {field_name} value(s) the deployed model "
+                f"serves ({shown}{more})"
+            )
+    return reasons

@@ -33,6 +33,7 @@ from celery import shared_task
 from flask import Flask, current_app
 from sqlalchemy.exc import SQLAlchemyError
 
+from flight_delay.data.download import redact
 from flight_delay.data.schema import DELAY_THRESHOLD_MINUTES
 from flight_delay.errors import FlightDelayError, InvalidFlights, scrub_paths
 from flight_delay.extensions import EVALUATE_RUN_TASK
@@ -45,7 +46,7 @@ from flight_delay.ml.comparison import (
     scores,
 )
 from flight_delay.ml.config import TrainConfig
-from flight_delay.ml.promotion import PromotionRule, decide
+from flight_delay.ml.promotion import Decision, PromotionRule, decide, refusals
 from flight_delay.ml.splits import split_positions
 from flight_delay.registry import JobCancelled, ModelNotFound, ModelRegistry, Status
 from flight_delay.scheduling.store import RunNotFound, RunStatus, ScheduleStore
@@ -318,6 +319,23 @@ def _evaluate_and_decide(
         }
     }
     rule = PromotionRule.from_dict(run["rule"])
+    blockers: list[str] = []
+    if champion_id:
+        # never a challenger that would refuse flights the deployed model serves
+        blockers = refusals(models[champion_id].input_schema, models[challenger_id].input_schema)
+        own = champion_data_scores(app, champion, models, champion_id, challenger_id, run)
+        held.checkpoint()
+        if own is not None:
+            evaluation["champion_data"] = own
+            if own.get("used"):
+                sets["champion_data"] = {
+                    "champion": own["champion"]["metrics"],
+                    "challenger": own["challenger"]["metrics"],
+                }
+            else:
+                blockers.append(
+                    f"the deployed model's own data could not be scored: {own['reason']}"
+                )
     outcomes = outcome_scores(app, models, champion_id, challenger_id, rule.min_outcome_flights)
     evaluation["outcomes"] = outcomes
     if outcomes.get("used"):
@@ -325,13 +343,22 @@ def _evaluate_and_decide(
             "champion": (outcomes.get("champion") or {}).get("metrics"),
             "challenger": outcomes["challenger"]["metrics"],
         }
-    decision = decide(rule, sets)
+    decision = decide(rule, sets, guards=("champion_data",))
+    if blockers:
+        decision = Decision(False, [f"not promoted: {b}" for b in blockers] + decision.reasons)
     held.checkpoint()
     reasons = list(decision.reasons)
     seen = (holdout_set["champion"] or {}).get("holdout_flights_in_training")
     if seen:  # a champion refit on every row, say: said, not hidden, and not held against it
         reasons.append(
             f"holdout: the champion was fitted on {seen} of these {holdout_set['flights']} "
+            "flights, so its figures there are optimistic"
+        )
+    own = evaluation.get("champion_data") or {}
+    seen_own = (own.get("champion") or {}).get("holdout_flights_in_training")
+    if seen_own:
+        reasons.append(
+            f"champion_data: the champion was fitted on {seen_own} of these {own['flights']} "
             "flights, so its figures there are optimistic"
         )
     fields = {
@@ -371,6 +398,52 @@ def _evaluate_and_decide(
         f"recording run {run_id}",
     )
     return "kept"
+
+
+def champion_data_scores(
+    app: Flask,
+    champion: dict[str, Any],
+    models: dict[str, TrainedModel],
+    champion_id: str,
+    challenger_id: str,
+    run: dict[str, Any],
+) -> dict[str, Any] | None:
+    """Both models on the holdout of the data the deployed model was made for, when the
+    schedule reads another dataset (a challenger of generated flights must not replace a model
+    of real ones on the strength of a generated holdout): its own split of its own dataset, the
+    flights both models can read. None when the schedule reads the champion's own dataset."""
+    if champion.get("dataset") == run["dataset"]:
+        return None
+    shown = redact(str(champion.get("dataset", "")))
+    try:
+        flights = fetch_dataset(app.config, champion["dataset"])
+        settings = TrainConfig.from_dict(champion["settings"])
+        _, holdout = split_positions(
+            flights.frame, settings.split, settings.test_size, settings.seed, settings.time_cutoff
+        )
+        records = flights.frame.iloc[holdout].to_dict("records")
+        readable = holdout[readable_by_all(models.values(), records)]
+        trained_on = {
+            champion_id: fitted_positions(
+                champion["settings"], (champion.get("data") or {}).get("sha256"), flights
+            ),
+            challenger_id: None,
+        }
+        compared = compare(models, flights, readable, trained_on)
+    except (FlightDelayError, EmptyHoldout) as exc:
+        return {"used": False, "dataset": shown, "reason": str(exc)[:500]}
+    by_id: dict[str, dict[str, Any]] = {}
+    for entry in compared.pop("models"):
+        entry.pop("curves", None)  # a run keeps the curves of its own holdout only
+        by_id[entry["model_id"]] = entry
+    return {
+        "used": True,
+        "dataset": shown,
+        **compared,
+        "held_out_flights": len(holdout),
+        "champion": by_id[champion_id],
+        "challenger": by_id[challenger_id],
+    }
 
 
 def outcome_scores(

@@ -35,6 +35,7 @@ GOOD = {
     "model": {"model_type": "logistic_regression", "features": "minimal"},
 }
 DEPLOYER = "deployer-key-for-tests"
+FAST_PARAMS = {"n_estimators": 200, "learning_rate": 0.1}
 
 
 @pytest.fixture
@@ -243,6 +244,43 @@ def test_a_run_asked_for_now_trains_scores_and_keeps_a_worse_challenger(
     assert "curves" not in listed[0]["evaluation"]["holdout"]["challenger"]
     challenger = client.get(f"/models/{run['challenger_id']}").get_json()
     assert challenger["description"] == f"challenger of schedule nightly, run {run['number']}"
+
+
+def test_a_challenger_of_other_data_never_replaces_the_champion(
+    client: FlaskClient, train: Callable[..., dict[str, Any]], stack_settings: dict[str, Any]
+) -> None:
+    """The deployed model was trained on data with an airline generated flights lack (as the
+    real file has Air Canada); a schedule on generated flights trains a challenger that beats it
+    on their holdout. It is kept: it would refuse flights the deployed model serves, and both are
+    scored on the deployed model's own data too. Before, it was promoted and every Air Canada
+    flight got a 400 (issue 19, finding 7)."""
+    flights = pd.read_csv(Path(stack_settings["DATA_ROOT"]) / "flights.csv", dtype=str)
+    sky = flights.index[flights["OPERA"] == "Sky Airline"][::3]
+    flights.loc[sky, ["OPERA", "Emp-I"]] = ["Air Canada", "ACA"]
+    flights.to_csv(Path(stack_settings["DATA_ROOT"]) / "with-air-canada.csv", index=False)
+    champion = train(dataset="with-air-canada.csv", model_type="logistic_regression",
+                     features="minimal")  # fmt: skip
+    assert champion["status"] == "completed", champion
+    assert client.put(f"/deploy?model-id={champion['id']}", headers=admin()).status_code == 204
+    generated = {
+        "name": "generated",
+        "dataset": "synthetic:3000",
+        "every_seconds": 3600,
+        "model": {"model_type": "lightgbm", "features": "minimal", "params": FAST_PARAMS},
+        "rule": {"min_margin": 0.0, "calibration_not_worse": False},
+    }
+    created = client.post("/schedules", json=generated, headers=admin()).get_json()
+    started = client.post(f"/schedules/{created['id']}/runs", headers=admin())
+    run = finished_run(client, started.headers["Location"])
+    assert run["status"] == "completed", run
+    assert run["decision"] == "kept", run["reasons"]
+    assert run["reasons"][0].startswith("not promoted: the challenger refuses 1 OPERA value(s)")
+    assert "'Air Canada'" in run["reasons"][0]
+    own = run["evaluation"]["champion_data"]
+    assert own["used"] is True and own["dataset"] == "with-air-canada.csv"
+    assert own["flights"] < own["held_out_flights"]  # the Air Canada flights the challenger refuses
+    assert any(reason.startswith("champion_data: roc_auc") for reason in run["reasons"])
+    assert client.get("/deployment").get_json()["model_id"] == champion["id"]
 
 
 def test_a_run_whose_challenger_fails_records_why(client: FlaskClient) -> None:

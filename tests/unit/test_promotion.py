@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flight_delay.ml.promotion import PromotionRule, decide
+from flight_delay.ml.promotion import PromotionRule, decide, refusals
 
 CHAMPION = {"roc_auc": 0.70, "pr_auc": 0.40, "brier": 0.160, "log_loss": 0.50, "ece": 0.030}
 
@@ -77,3 +77,35 @@ def test_a_decision_needs_metrics() -> None:
         decide(PromotionRule(), {})
     with pytest.raises(ValueError, match="ece"):
         decide(PromotionRule(), {"holdout": {"champion": CHAMPION, "challenger": {"roc_auc": 1}}})
+
+
+def test_a_challenger_that_refuses_what_the_champion_serves_is_named() -> None:
+    champion = {
+        "required": ["Fecha-I", "Vlo-I", "Des-I", "Emp-I", "OPERA", "TIPOVUELO"],
+        "allowed_values": {"OPERA": ["Air Canada", "Grupo LATAM", "Sky Airline"],
+                           "TIPOVUELO": ["I", "N"]},
+    }  # fmt: skip
+    generated = {
+        "required": ["OPERA", "TIPOVUELO", "MES"],  # MES comes from Fecha-I: nothing missing
+        "allowed_values": {"OPERA": ["Grupo LATAM", "Sky Airline"], "TIPOVUELO": ["I", "N"]},
+    }
+    assert refusals(champion, generated) == [
+        "the challenger refuses 1 OPERA value(s) the deployed model serves ('Air Canada')"
+    ]
+    assert refusals(champion, {**champion, "allowed_values": {}}) == []
+    minimal_champion = {"required": ["OPERA", "TIPOVUELO", "MES"], "allowed_values": {}}
+    assert refusals(minimal_champion, champion)[0].startswith(
+        "the challenger needs Fecha-I, Vlo-I, Des-I, Emp-I"
+    )
+
+
+def test_on_a_guard_set_the_challenger_need_only_be_no_worse() -> None:
+    rule = PromotionRule(min_margin=0.01, calibration_not_worse=False)
+    sets = {
+        "holdout": {"champion": {"roc_auc": 0.70, "ece": 0.02}, "challenger": {"roc_auc": 0.72, "ece": 0.02}},
+        "champion_data": {"champion": {"roc_auc": 0.70, "ece": 0.02}, "challenger": {"roc_auc": 0.703, "ece": 0.02}},
+    }  # fmt: skip
+    assert decide(rule, sets, guards=("champion_data",)).promote
+    assert not decide(rule, sets).promote
+    worse = {**sets, "champion_data": {**sets["champion_data"], "challenger": {"roc_auc": 0.69, "ece": 0.02}}}  # fmt: skip
+    assert not decide(rule, worse, guards=("champion_data",)).promote
