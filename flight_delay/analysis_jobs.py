@@ -34,7 +34,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class TooManyReports(FlightDelayError):
-    """As many reports as FLIGHT_DELAY_ANALYSIS_MAX_ACTIVE are being computed: ask later."""
+    """As many reports (or comparisons) as FLIGHT_DELAY_ANALYSIS_MAX_ACTIVE are being
+    computed: ask later."""
 
     def __init__(self, active: int, retry_after: int) -> None:
         super().__init__(
@@ -125,6 +126,29 @@ def lookup_or_queue(
     if outcome == "new":
         app.extensions["celery"].send_task(task, args=[*args, key])
     return {"status": "pending"}
+
+
+def queue_new(
+    app: Flask, key: str, task: str, args: list[Any], fields: Mapping[str, str], keep_seconds: int
+) -> None:
+    """Queue a job whose entry is new (a comparison): the same cap as reports; its entry holds
+    ``fields`` for ``keep_seconds``. Raises TooManyReports at the cap (nothing written)."""
+    client: redis.Redis = app.extensions["model_registry"].redis
+    prefix = str(app.config["KEY_PREFIX"])
+    pending_seconds = int(app.config["JOB_TIME_LIMIT_SECONDS"]) + 60
+    outcome = client.eval(
+        _CLAIM, 3, key, f"{key}:queued", _active_key(prefix),
+        time.time(), pending_seconds, int(app.config["ANALYSIS_MAX_ACTIVE"]),
+    )  # fmt: skip
+    if outcome == "full":
+        raise TooManyReports(
+            int(app.config["ANALYSIS_MAX_ACTIVE"]), int(app.config["ANALYSIS_RETRY_AFTER_SECONDS"])
+        )
+    with client.pipeline() as pipe:
+        pipe.hset(key, mapping=dict(fields))  # type: ignore[arg-type]
+        pipe.expire(key, max(keep_seconds, pending_seconds))
+        pipe.execute()
+    app.extensions["celery"].send_task(task, args=[*args])
 
 
 def finish(app: Flask, key: str, fields: Mapping[str, str], keep_seconds: int) -> None:

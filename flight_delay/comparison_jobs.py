@@ -19,6 +19,7 @@ import pandas as pd
 from celery import shared_task
 from flask import Flask, current_app
 
+from flight_delay import analysis_jobs
 from flight_delay.errors import FlightDelayError, scrub_paths
 from flight_delay.extensions import COMPARISON_TASK
 from flight_delay.jobs import fetch_dataset
@@ -35,15 +36,16 @@ def comparison_key(prefix: str, comparison_id: str) -> str:
 
 def queue_comparison(app: Flask, request: dict[str, Any]) -> str:
     """Record a pending comparison of ``request`` (JSON-safe) and queue its job; its id."""
-    registry: ModelRegistry = app.extensions["model_registry"]
     comparison_id = str(uuid.uuid4())
     key = comparison_key(str(app.config["KEY_PREFIX"]), comparison_id)
-    registry.redis.hset(
+    analysis_jobs.queue_new(
+        app,
         key,
-        mapping={"status": "pending", "request": json.dumps(request), "created_at": time.time()},
+        COMPARISON_TASK,
+        [comparison_id],
+        {"status": "pending", "request": json.dumps(request), "created_at": str(time.time())},
+        int(app.config["COMPARISON_KEEP_SECONDS"]),
     )
-    registry.redis.expire(key, int(app.config["COMPARISON_KEEP_SECONDS"]))
-    app.extensions["celery"].send_task(COMPARISON_TASK, args=[comparison_id])
     return comparison_id
 
 
@@ -74,20 +76,19 @@ def run_comparison(comparison_id: str) -> str:
         return "gone"
     registry.redis.hset(key, "status", "running")
     roots = {"MODEL_DIR": app.config["MODEL_DIR"], "DATA_ROOT": app.config["DATA_ROOT"]}
+    keep = int(app.config["COMPARISON_KEEP_SECONDS"])
     try:
         result = score(app, json.loads(raw))
     except (FlightDelayError, EmptyHoldout) as exc:
-        registry.redis.hset(
-            key, mapping={"status": "failed", "error": scrub_paths(str(exc), roots)}
-        )
+        fields = {"status": "failed", "error": scrub_paths(str(exc), roots)}
+        analysis_jobs.finish(app, key, fields, keep)
         return "failed"
     except Exception as exc:
-        registry.redis.hset(
-            key, mapping={"status": "failed", "error": f"internal error: {type(exc).__name__}"}
-        )
+        fields = {"status": "failed", "error": f"internal error: {type(exc).__name__}"}
+        analysis_jobs.finish(app, key, fields, keep)
         log.exception("comparison %s crashed", comparison_id)
         raise
-    registry.redis.hset(key, mapping={"status": "completed", "result": json.dumps(result)})
+    analysis_jobs.finish(app, key, {"status": "completed", "result": json.dumps(result)}, keep)
     return "completed"
 
 

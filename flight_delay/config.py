@@ -104,6 +104,13 @@ class DefaultConfig:
     #: most schedules; runs kept per schedule (the oldest finished ones are deleted)
     SCHEDULE_MAX = 100
     SCHEDULE_RUNS_KEPT = 200
+    #: challengers that were not promoted (kept out, or their run failed) kept per schedule, the
+    #: newest; older ones are deleted, record and files (their runs keep the figures)
+    SCHEDULE_KEEP_REJECTED = 3
+    #: training jobs waiting for a worker at most; POST /models beyond is a 429 with
+    #: Retry-After: JOB_QUEUE_RETRY_AFTER_SECONDS (a schedule's challengers are never refused)
+    MAX_PENDING_JOBS = 20
+    JOB_QUEUE_RETRY_AFTER_SECONDS = 30
     #: how often API processes and workers look for jobs to recover, in seconds
     RECOVERY_INTERVAL_SECONDS = 10.0
     #: a job still pending after this long has its message sent again (a lost message is not

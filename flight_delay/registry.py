@@ -61,6 +61,18 @@ class ModelDeployed(FlightDelayError):
         )
 
 
+class TooManyPendingJobs(FlightDelayError):
+    """MAX_PENDING_JOBS training jobs wait for a worker already."""
+
+    def __init__(self, pending: int, retry_after: int) -> None:
+        super().__init__(
+            f"{pending} training jobs are waiting for a worker already "
+            f"(FLIGHT_DELAY_MAX_PENDING_JOBS); nothing was created: try again in {retry_after} s",
+            [{"field": "jobs", "problem": "too many training jobs waiting"}],
+        )
+        self.retry_after = retry_after
+
+
 class JobCancelled(Exception):
     """Raised inside a training job whose model was deleted, or whose attempt was superseded
     (its lease expired and another attempt took over), while it ran."""
@@ -94,14 +106,17 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV)) return 1
 """
 
-# KEYS: record. ARGV: token, worker, lease seconds, max attempts, started_at (display only)
+# KEYS: record, pending set. ARGV: token, worker, lease seconds, max attempts, started_at
+# (display only), id
 _CLAIM = (
     REDIS_NOW
     + """
 local k = KEYS[1]
-if redis.call('EXISTS', k) == 0 then return {'deleted', ''} end
+if redis.call('EXISTS', k) == 0 then redis.call('ZREM', KEYS[2], ARGV[6]) return {'deleted', ''} end
 local status = redis.call('HGET', k, 'status')
-if status == 'completed' or status == 'failed' then return {'finished', status} end
+if status == 'completed' or status == 'failed' then
+  redis.call('ZREM', KEYS[2], ARGV[6]) return {'finished', status}
+end
 if status == 'running' then
   -- this very claim, retried after a lost reply: it holds the job
   if redis.call('HGET', k, 'attempt') == ARGV[1] then
@@ -111,6 +126,7 @@ if status == 'running' then
   if lease > now then return {'leased', ''} end
 end
 local attempts = (tonumber(redis.call('HGET', k, 'attempts') or '0') or 0) + 1
+redis.call('ZREM', KEYS[2], ARGV[6])
 if attempts > tonumber(ARGV[4]) then
   redis.call('HSET', k, 'status', 'failed', 'finished_at', ARGV[5], 'stage', 'failed',
     'error', 'gave up after ' .. (attempts - 1) .. ' attempt(s): the worker running it stopped '
@@ -153,7 +169,7 @@ redis.call('HDEL', k, 'lease_until')
 return 1
 """
 
-# KEYS: record. ARGV: max attempts, finished_at -> 'requeue', 'failed' or 'alive'
+# KEYS: record, pending set. ARGV: max attempts, finished_at, id -> 'requeue', 'failed' or 'alive'
 _EXPIRE_LEASE = (
     REDIS_NOW
     + """
@@ -172,18 +188,46 @@ end
 redis.call('HSET', k, 'status', 'pending', 'stage', 'queued again: its worker was lost',
   'percent', '0')
 redis.call('HDEL', k, 'lease_until', 'attempt')
+redis.call('ZADD', KEYS[2], now, ARGV[3])
 return 'requeue'
 """
 )
 
-# KEYS: record, index, deployment. ARGV: id -> 'deployed', 'missing', or the deleted status
+# KEYS: record, index, deployment, pending set. ARGV: id -> 'deployed', 'missing', or the
+# deleted status
 _DELETE_UNLESS_DEPLOYED = """
 if redis.call('HGET', KEYS[3], 'model_id') == ARGV[1] then return 'deployed' end
+redis.call('ZREM', KEYS[4], ARGV[1])
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then redis.call('ZREM', KEYS[2], ARGV[1]) return 'missing' end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return status
+"""
+
+# KEYS: record, index, pending set. ARGV: id, created (epoch), most pending (0: no limit),
+# field, value, ... -> 1 created, or 0 (nothing written) when that many jobs wait already. Ids
+# in the pending set whose record is no longer pending (claimed, deleted by hand) are dropped
+# first: the set never overstates the queue. (Their record keys are derived from KEYS[1]'s
+# prefix: one Redis, or one master behind Sentinel, holds every key.)
+_CREATE_WITHIN_QUOTA = """
+local limit = tonumber(ARGV[3])
+if limit > 0 then
+  local waiting = 0
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+    local record = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1]) .. id
+    if redis.call('HGET', record, 'status') == 'pending' then
+      waiting = waiting + 1
+    else
+      redis.call('ZREM', KEYS[3], id)
+    end
+  end
+  if waiting >= limit then return 0 end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+return 1
 """
 
 #: The deploy itself, shared by every script that deploys (PUT /deploy here, a scheduled run's
@@ -252,6 +296,7 @@ class ModelRegistry:
                 ("expire_lease", _EXPIRE_LEASE),
                 ("delete_unless_deployed", _DELETE_UNLESS_DEPLOYED),
                 ("deploy_if_completed", _DEPLOY_IF_COMPLETED),
+                ("create_within_quota", _CREATE_WITHIN_QUOTA),
             )
         }
         return self
@@ -284,6 +329,11 @@ class ModelRegistry:
         return f"{self.prefix}:deployment:history"
 
     @property
+    def _pending_key(self) -> str:
+        """Ids of the jobs waiting for a worker (pending), for the quota."""
+        return f"{self.prefix}:jobs:pending"
+
+    @property
     def _server_key(self) -> str:
         return f"{self.prefix}:redis-run-id"
 
@@ -294,12 +344,18 @@ class ModelRegistry:
         dataset: str,
         description: str = "",
         extra: Mapping[str, str] | None = None,
+        max_pending: int | None = None,
+        retry_after: int = 30,
     ) -> dict[str, Any]:
         """A pending model record; ``extra`` adds plain fields (``schedule_run``: the scheduled
-        run that trains it)."""
+        run that trains it).
+
+        Raises:
+            TooManyPendingJobs: ``max_pending`` jobs wait already (nothing was written).
+        """
         model_id = str(uuid.uuid4())
         created = time.time()
-        record = {
+        record: dict[str, str] = {
             "id": model_id,
             "status": Status.PENDING,
             "created_at": now_iso(),
@@ -314,10 +370,13 @@ class ModelRegistry:
             "enqueued_at": str(created),
             **(extra or {}),
         }
-        with self.redis.pipeline() as pipe:
-            pipe.hset(self.model_key(model_id), mapping=record)
-            pipe.zadd(self._index_key, {model_id: created})
-            pipe.execute()
+        fields = [item for pair in record.items() for item in pair]
+        made = self._script("create_within_quota")(
+            keys=[self.model_key(model_id), self._index_key, self._pending_key],
+            args=[model_id, created, max_pending or 0, *fields],
+        )
+        if not made:
+            raise TooManyPendingJobs(int(max_pending or 0), retry_after)
         return self.get(model_id)
 
     def get(self, model_id: str) -> dict[str, Any]:
@@ -351,7 +410,12 @@ class ModelRegistry:
             ModelNotFound: there is no such record.
         """
         outcome = self._script("delete_unless_deployed")(
-            keys=[self.model_key(model_id), self._index_key, self.deployment_key],
+            keys=[
+                self.model_key(model_id),
+                self._index_key,
+                self.deployment_key,
+                self._pending_key,
+            ],
             args=[model_id],
         )
         if outcome == "deployed":
@@ -370,8 +434,8 @@ class ModelRegistry:
         a finished job is never run again, whatever message arrives.
         """
         outcome, detail = self._script("claim")(
-            keys=[self.model_key(model_id)],
-            args=[token, worker, lease_seconds, max_attempts, now_iso()],
+            keys=[self.model_key(model_id), self._pending_key],
+            args=[token, worker, lease_seconds, max_attempts, now_iso(), model_id],
         )
         return str(outcome), int(detail) if outcome == ClaimResult.CLAIMED else 0
 
@@ -401,7 +465,8 @@ class ModelRegistry:
         again) or 'failed' (attempts used up); 'alive' when its worker still renews it."""
         return str(
             self._script("expire_lease")(
-                keys=[self.model_key(model_id)], args=[max_attempts, now_iso()]
+                keys=[self.model_key(model_id), self._pending_key],
+                args=[max_attempts, now_iso(), model_id],
             )
         )
 

@@ -49,6 +49,11 @@ class Comparisons(MethodView):
     @blp.response(202, ComparisonCreatedSchema)
     @blp.alt_response(404, description="one of the models does not exist")
     @blp.alt_response(409, description="one of the models is not completed")
+    @blp.alt_response(
+        429,
+        description="as many reports and comparisons as FLIGHT_DELAY_ANALYSIS_MAX_ACTIVE are "
+        "being computed; ask again after Retry-After seconds",
+    )
     def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Compare models
 

@@ -34,7 +34,12 @@ from flight_delay.errors import (
     scrub_paths,
 )
 from flight_delay.prediction_log.store import InvalidCursor
-from flight_delay.registry import ModelDeployed, ModelNotFound, ModelNotReady
+from flight_delay.registry import (
+    ModelDeployed,
+    ModelNotFound,
+    ModelNotReady,
+    TooManyPendingJobs,
+)
 from flight_delay.scheduling.store import (
     RunInProgress,
     RunNotFound,
@@ -122,6 +127,7 @@ class DriftUnavailable(FlightDelayError):
 # most specific first
 STATUS_OF: tuple[tuple[type[FlightDelayError], HTTPStatus], ...] = (
     (TooManyReports, HTTPStatus.TOO_MANY_REQUESTS),
+    (TooManyPendingJobs, HTTPStatus.TOO_MANY_REQUESTS),
     (ModelNotFound, HTTPStatus.NOT_FOUND),
     (LoggedRequestNotFound, HTTPStatus.NOT_FOUND),
     (ComparisonNotFound, HTTPStatus.NOT_FOUND),

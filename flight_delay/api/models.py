@@ -111,6 +111,11 @@ class Models(MethodView):
         400,
         description="invalid settings, unknown model type, or a dataset path missing or outside the data root",
     )
+    @blp.alt_response(
+        429,
+        description="FLIGHT_DELAY_MAX_PENDING_JOBS training jobs wait for a worker already; "
+        "nothing was created: ask again after Retry-After seconds",
+    )
     @blp.alt_response(503, description="the job queue (Redis) is unreachable; nothing was created")
     @blp.arguments(
         ModelCreateSchema,
@@ -140,7 +145,13 @@ class Models(MethodView):
             current_app.config["DATA_ROOT"],
             AllowList.parse(current_app.config["DOWNLOAD_ALLOW_HOSTS"]),
         )
-        record = registry().create(config.to_dict(), dataset, description)
+        record = registry().create(
+            config.to_dict(),
+            dataset,
+            description,
+            max_pending=int(current_app.config["MAX_PENDING_JOBS"]),
+            retry_after=int(current_app.config["JOB_QUEUE_RETRY_AFTER_SECONDS"]),
+        )
         try:
             send_job(current_app.extensions["celery"], record["id"])
         except Exception as exc:  # broker down: do not leave a pending record nobody will run

@@ -56,7 +56,8 @@ def present_run(run: dict[str, Any], curves: bool = True) -> dict[str, Any]:
     """A run as the API shows it; lists leave the curves out (tens of kB per run)."""
     shown = dict(run)
     shown["dataset"] = redact(run.get("dataset", ""))
-    for name in ("challenger_id", "champion_id", "decision", "reason", "error", "finished_at"):
+    for name in ("challenger_id", "champion_id", "decision", "reason", "error", "finished_at",
+                 "challenger_deleted_at"):  # fmt: skip
         shown[name] = run.get(name) or None
     shown.setdefault("reasons", [])
     shown.setdefault("evaluation", None)

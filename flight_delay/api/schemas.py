@@ -898,6 +898,13 @@ class ScheduleRunSchema(Schema):
         metadata={"description": "queued, training, evaluating, completed or failed"}
     )
     challenger_id = fields.String(allow_none=True)
+    challenger_deleted_at = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "when the challenger, not promoted, was deleted (beyond "
+            "FLIGHT_DELAY_SCHEDULE_KEEP_REJECTED); the run keeps its figures"
+        },
+    )
     champion_id = fields.String(
         allow_none=True, metadata={"description": "the model deployed when it was evaluated"}
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import time
 import uuid
@@ -37,7 +38,7 @@ from flight_delay.data.download import redact
 from flight_delay.data.schema import DELAY_THRESHOLD_MINUTES
 from flight_delay.errors import FlightDelayError, InvalidFlights, scrub_paths
 from flight_delay.extensions import EVALUATE_RUN_TASK
-from flight_delay.jobs import Lease, fetch_dataset, send_job
+from flight_delay.jobs import Lease, fetch_dataset, remove_scratch, send_job
 from flight_delay.ml import TrainedModel, load_model
 from flight_delay.ml.comparison import (
     EmptyHoldout,
@@ -48,7 +49,14 @@ from flight_delay.ml.comparison import (
 from flight_delay.ml.config import TrainConfig
 from flight_delay.ml.promotion import Decision, PromotionRule, decide, refusals
 from flight_delay.ml.splits import split_positions
-from flight_delay.registry import JobCancelled, ModelNotFound, ModelRegistry, Status
+from flight_delay.registry import (
+    JobCancelled,
+    ModelDeployed,
+    ModelNotFound,
+    ModelRegistry,
+    Status,
+    now_iso,
+)
 from flight_delay.scheduling.store import RunNotFound, RunStatus, ScheduleStore
 from flight_delay.scheduling.timing import InvalidTiming, Timing
 
@@ -155,6 +163,7 @@ def advance(app: Flask, run: dict[str, Any]) -> bool:
                 run, RunStatus.FAILED, expected_status=RunStatus.TRAINING,
                 error=f"the challenger failed to train: {challenger.get('error') or 'no reason'}",
             )  # fmt: skip
+            prune_rejected_challengers(app, run["schedule_id"])
             return False
         if challenger["status"] != Status.COMPLETED:
             return False
@@ -252,7 +261,9 @@ def run_evaluation(app: Flask, run_id: str) -> str:
     roots = {"MODEL_DIR": config["MODEL_DIR"], "DATA_ROOT": config["DATA_ROOT"]}
     with Lease(lambda: store.renew_evaluation(run_id, token, lease), lease, run_id) as held:
         try:
-            return _evaluate_and_decide(app, run, challenger, token, held)
+            decided = _evaluate_and_decide(app, run, challenger, token, held)
+            prune_rejected_challengers(app, run["schedule_id"])
+            return decided
         except JobCancelled:  # the lease was lost: the attempt that holds the run records it
             log.info("evaluation %s of run %s lost its lease", token, run_id)
             return "cancelled"
@@ -265,7 +276,56 @@ def run_evaluation(app: Flask, run_id: str) -> str:
             lambda: store.finish(run, RunStatus.FAILED, token=token, error=reason[:2000]),
             f"recording the failure of run {run_id}",
         )
+        prune_rejected_challengers(app, run["schedule_id"])
         return RunStatus.FAILED
+
+
+def prune_rejected_challengers(app: Flask, schedule_id: str) -> list[str]:
+    """Delete the challengers of the schedule's finished runs that were not promoted (kept out,
+    or whose run failed), all but the newest SCHEDULE_KEEP_REJECTED: every run trains a model,
+    and a schedule that runs for months must not keep them all. A challenger that was deployed
+    at some point (by hand, say) is kept: the deployment history may roll back to it. The run
+    keeps its figures and says when its challenger was deleted. Returns the ids deleted."""
+    store = schedule_store(app)
+    registry: ModelRegistry = app.extensions["model_registry"]
+    keep = int(app.config["SCHEDULE_KEEP_REJECTED"])
+    try:
+        runs = store.runs(schedule_id, int(app.config["SCHEDULE_RUNS_KEPT"]))
+        rejected = [
+            r for r in runs
+            if r.get("challenger_id") and not r.get("challenger_deleted_at")
+            and (r["status"] == RunStatus.FAILED
+                 or (r["status"] == RunStatus.COMPLETED and r.get("decision") != "promoted"))
+        ]  # fmt: skip
+        if len(rejected) <= keep:
+            return []
+        deployed = {event["model_id"] for event in registry.deployment_history()}
+        deployed.add(registry.deployed_id() or "")
+    except redis.RedisError:
+        log.warning("pruning the challengers of schedule %s failed", schedule_id, exc_info=True)
+        return []
+    model_dir = Path(app.config["MODEL_DIR"])
+    deleted = []
+    for run in rejected[keep:]:
+        model_id = str(run["challenger_id"])
+        if model_id in deployed:
+            continue
+        try:
+            registry.delete(model_id)
+        except ModelNotFound:
+            pass  # deleted by hand already
+        except (ModelDeployed, redis.RedisError):
+            continue
+        shutil.rmtree(model_dir / model_id, ignore_errors=True)
+        remove_scratch(model_dir, model_id)
+        store.set_run_fields(run["id"], challenger_deleted_at=now_iso())
+        deleted.append(model_id)
+    if deleted:
+        log.info(
+            "schedule %s: %d rejected challengers deleted (FLIGHT_DELAY_SCHEDULE_KEEP_REJECTED=%d)",
+            schedule_id, len(deleted), keep,
+        )  # fmt: skip
+    return deleted
 
 
 def _evaluate_and_decide(

@@ -547,3 +547,30 @@ def test_served_probabilities_are_the_pipelines_own(
         np.testing.assert_allclose(served, np.round(expected[:size], 6), rtol=0, atol=1e-9)
         delayed = [p["delayed"] for p in body["predictions"]]
         assert delayed == list(expected[:size] >= body["threshold"])
+
+
+def test_training_jobs_waiting_for_a_worker_are_capped(stack_settings: dict[str, Any]) -> None:
+    """Fuzzing left 761 pending jobs: every POST /models queued one. Now at most
+    FLIGHT_DELAY_MAX_PENDING_JOBS wait; the next is a 429 with Retry-After and nothing is made,
+    and a place is free again once one goes (issue 19, finding 8). No worker consumes this
+    prefix's queue: the jobs stay pending."""
+    import uuid
+
+    from flight_delay import create_app
+
+    app = create_app(
+        {"TESTING": True, **stack_settings, "KEY_PREFIX": f"fdquota{uuid.uuid4().hex[:8]}",
+         "MAX_PENDING_JOBS": 3}
+    )  # fmt: skip
+    client = app.test_client()
+    body = {"dataset": "flights.csv"}
+    made = [client.post("/models", json=body, headers=admin()) for _ in range(3)]
+    assert [r.status_code for r in made] == [202] * 3
+    refused = client.post("/models", json=body, headers=admin())
+    assert refused.status_code == 429, refused.get_json()
+    assert refused.headers["Retry-After"] == "30"
+    assert refused.get_json()["errors"][0]["field"] == "jobs"
+    assert len(client.get("/models").get_json()) == 3  # nothing was created
+    first = made[0].get_json()["id"]
+    assert client.delete(f"/models/{first}", headers=admin()).status_code == 204
+    assert client.post("/models", json=body, headers=admin()).status_code == 202

@@ -283,6 +283,31 @@ def test_a_challenger_of_other_data_never_replaces_the_champion(
     assert client.get("/deployment").get_json()["model_id"] == champion["id"]
 
 
+def test_challengers_kept_out_are_deleted_beyond_the_newest_three(
+    client: FlaskClient, deployed: dict[str, Any], model_dir: Path
+) -> None:
+    """Every run trains a model (1.34 MB each on the real data) and kept them all, failed runs'
+    too. Now the challengers that were not promoted beyond FLIGHT_DELAY_SCHEDULE_KEEP_REJECTED
+    (3) go, record and files; their runs keep the figures and say when (issue 19, finding 8)."""
+    created = client.post("/schedules", json=GOOD, headers=admin()).get_json()
+    runs = []
+    for _ in range(4):
+        started = client.post(f"/schedules/{created['id']}/runs", headers=admin())
+        assert started.status_code == 202, started.get_json()
+        runs.append(finished_run(client, started.headers["Location"]))
+    assert [r["decision"] for r in runs] == ["kept"] * 4
+    oldest, *newest = runs
+    again = client.get(f"/schedules/{created['id']}/runs/{oldest['id']}").get_json()
+    assert again["challenger_deleted_at"] is not None
+    assert again["evaluation"]["holdout"]["challenger"]["metrics"]["roc_auc"] > 0
+    assert client.get(f"/models/{oldest['challenger_id']}").status_code == 404
+    assert not (model_dir / oldest["challenger_id"]).exists()
+    for run in newest:
+        assert client.get(f"/models/{run['challenger_id']}").status_code == 200
+        assert (model_dir / run["challenger_id"]).is_dir()
+    assert client.get("/deployment").get_json()["model_id"] == deployed["id"]
+
+
 def test_a_run_whose_challenger_fails_records_why(client: FlaskClient) -> None:
     created = client.post("/schedules", json={**GOOD, "dataset": "empty.csv"}, headers=admin())
     assert created.status_code == 201
