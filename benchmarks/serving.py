@@ -236,7 +236,8 @@ def another_server(
     env: dict[str, str], workers: int = 2, threads: int = 1, **settings: str
 ) -> Iterator[str]:
     """One more gunicorn of the API (production settings, ``workers`` x ``threads``, plus
-    ``settings`` as FLIGHT_DELAY_* variables) beside the stack, on the same Redis and model."""
+    ``settings`` as FLIGHT_DELAY_* variables, WEB_WORKER_CLASS among them) beside the stack, on
+    the same Redis and model."""
     from flight_delay.devstack import free_port, start_gunicorn, stop_processes, wait_until_healthy
 
     port = free_port()
@@ -252,7 +253,8 @@ def another_server(
 
 
 #: gunicorn worker models compared by --worker-models: (processes, threads per process)
-WORKER_MODELS = ((2, 1), (4, 1), (2, 4), (1, 8))
+#: (processes, threads, gunicorn worker class): the stack's default is 2 gevent
+WORKER_MODELS = ((2, 1, "sync"), (4, 1, "gevent"), (2, 4, "gthread"), (1, 8, "gthread"))
 
 
 @contextmanager
@@ -337,7 +339,7 @@ def main() -> int:
         "--worker-models",
         action="store_true",
         help="also measure gunicorn with other worker models (processes x threads: "
-        + ", ".join(f"{w}x{t}" for w, t in WORKER_MODELS)
+        + ", ".join(f"{w}x{t} {c}" for w, t, c in WORKER_MODELS)
         + ") on the same stack",
     )
     args = parser.parse_args()
@@ -380,8 +382,10 @@ def main() -> int:
             ),
         }
 
-    def run_worker_model(base: str, workers: int, threads: int) -> dict[str, dict[str, Any]]:
-        name = f"{workers}x{threads} {'sync' if threads == 1 else 'gthread'}"
+    def run_worker_model(
+        base: str, workers: int, threads: int, kind: str
+    ) -> dict[str, dict[str, Any]]:
+        name = f"{workers}x{threads} {kind}"
         return {
             f"{name}: GET /healthz": measure(
                 base, "GET", "/healthz", None, args.seconds, args.clients, 10**9
@@ -395,6 +399,7 @@ def main() -> int:
         }
 
     logging_ratios: list[float] = []
+    gevent_ratios: list[float] = []
     batch_1k = batch_body(args.data, 1_000)
     training = None
     stages: dict[str, float] = {}
@@ -417,12 +422,21 @@ def main() -> int:
                     args.clients,
                 )[2]
             if args.worker_models:
-                for workers, threads in WORKER_MODELS:
-                    with another_server(env, workers, threads) as other:
-                        models.update(run_worker_model(other, workers, threads))
+                for workers, threads, kind in WORKER_MODELS:
+                    with another_server(env, workers, threads, WEB_WORKER_CLASS=kind) as other:
+                        models.update(run_worker_model(other, workers, threads, kind))
+                with another_server(env, 2, 1, WEB_WORKER_CLASS="sync") as sync:
+                    # single flights, the stack's gevent workers against 2 sync workers
+                    gevent_ratios[:] = measure_alternating(
+                        (sync, "POST", "/predict", single),
+                        (base, "POST", "/predict", single),
+                        args.rounds,
+                        args.seconds / 2,
+                        args.clients,
+                    )[2]
 
     print(
-        f"serving benchmark, {os.cpu_count()} cores, gunicorn 2 sync workers, {args.clients} client processes"
+        f"serving benchmark, {os.cpu_count()} cores, gunicorn 2 gevent workers, {args.clients} client processes"
     )
     if training:
         print(f"POST /models -> completed on {training['dataset']}: {training['seconds']:.1f} s")
@@ -442,6 +456,12 @@ def main() -> int:
             f"{statistics.median(logging_ratios):.2f}x, median of {len(logging_ratios)} "
             f"alternating rounds ({', '.join(f'{r:.2f}' for r in logging_ratios)}; "
             "target >= 0.9x)"
+        )
+    if gevent_ratios:
+        print(
+            f"single-flight throughput, 2 gevent / 2 sync workers: "
+            f"{statistics.median(gevent_ratios):.2f}x, median of {len(gevent_ratios)} "
+            f"alternating rounds ({', '.join(f'{r:.2f}' for r in gevent_ratios)})"
         )
     explained = results["POST /predict?explain=true, 1"]["p50_ms"]
     plain = results["POST /predict, 1 flight"]["p50_ms"]

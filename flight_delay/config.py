@@ -197,8 +197,10 @@ def documented_settings() -> dict[str, Any]:
 LAUNCHER_VARIABLES: dict[str, str] = {
     "FLIGHT_DELAY_BIND": "gunicorn's listen address; default 127.0.0.1:$PORT (containers: 0.0.0.0:8000)",
     "FLIGHT_DELAY_WEB_WORKERS": "gunicorn worker processes; default 2",
-    "FLIGHT_DELAY_WEB_THREADS": "threads per gunicorn worker; default 1 (sync workers), more "
-    "selects gthread workers",
+    "FLIGHT_DELAY_WEB_THREADS": "threads per gunicorn worker; default 1, more selects gthread "
+    "workers",
+    "FLIGHT_DELAY_WEB_WORKER_CLASS": "gunicorn's worker class: gevent (default; slow clients "
+    "hold no worker), or sync / gthread behind a buffering proxy",
     "FLIGHT_DELAY_REDIS_PORT": "port of make run's embedded Redis; default 6380",
     "FLIGHT_DELAY_REDIS_SERVER": "another redis-server binary for make run and the tests",
     "FLIGHT_DELAY_DATASET": "the real SCL file of make run, make test, make notebook and make "

@@ -19,13 +19,37 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 # loopback by default; containers set FLIGHT_DELAY_BIND=0.0.0.0:8000
 bind = os.environ.get("FLIGHT_DELAY_BIND") or f"127.0.0.1:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("FLIGHT_DELAY_WEB_WORKERS", "2"))
-# sync workers, one per core: measured against threads and more processes in
-# benchmarks/serving.py --worker-models (README, "Serving speed"); threads > 1 selects gthread
+# gevent workers, one per core: a connection that sends its headers or its body slowly waits in
+# its own greenlet, so no number of slow clients holds a worker (a sync worker reads a request
+# in its only thread: two slow connections stopped /predict for the 60 s timeout). A request's
+# work still runs one at a time per process, as with sync workers. FLIGHT_DELAY_WEB_WORKER_CLASS
+# (sync, gthread) or threads > 1 (gthread) select another class, for a deployment behind a
+# buffering proxy only: both read a request in a worker thread (benchmarks/serving.py measures
+# them all).
 threads = int(os.environ.get("FLIGHT_DELAY_WEB_THREADS", "1"))
-worker_class = "gthread" if threads > 1 else "sync"
-timeout = 60
-graceful_timeout = 20
+_WORKER_CLASSES = {
+    "gevent": "flight_delay.web_worker.JsonErrorGeventWorker",
+    "sync": "sync",
+    "gthread": "gthread",
+}
+_kind = os.environ.get("FLIGHT_DELAY_WEB_WORKER_CLASS", "").strip() or (
+    "gthread" if threads > 1 else "gevent"
+)
+if _kind not in _WORKER_CLASSES:
+    raise SystemExit(
+        f"FLIGHT_DELAY_WEB_WORKER_CLASS: expected {', '.join(_WORKER_CLASSES)}, got {_kind!r}"
+    )
+worker_class = _WORKER_CLASSES[_kind]
+# connections a process holds at once (slow ones included); beyond, new ones wait in the backlog
+worker_connections = 1000
+# a request's headers must arrive within this many seconds, then the connection is closed (gevent
+# workers read the first request's headers under the keep-alive timeout as well)
 keepalive = 5
+timeout = 60
+# no control socket (gunicorn 24+ opens one in $HOME/.gunicorn by default): nothing outside the
+# process tree manages the server, and two stacks on one machine do not share one socket
+control_socket_disable = True
+graceful_timeout = 20
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("FLIGHT_DELAY_LOG_LEVEL", "info").lower()
