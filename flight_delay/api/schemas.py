@@ -56,8 +56,10 @@ def _cv_folds(value: int) -> None:
         raise ValidationError(f"must be 0 or from {MIN_CV_FOLDS} to {MAX_CV_FOLDS}")
 
 
-#: documents a JSON scalar (flight fields and hyperparameters take no lists or objects)
-SCALAR = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}], "nullable": True}
+#: documents a JSON scalar (flight fields and hyperparameters take no lists, objects or null)
+SCALAR = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
+#: documents a code sent as text or a number (a flight number 800 and "800" are one flight)
+CODE = {"anyOf": [{"type": "string"}, {"type": "number"}]}
 
 
 class StrictSchema(Schema):
@@ -308,7 +310,8 @@ class PredictRequestSchema(StrictSchema):
         metadata={
             "description": "1 to FLIGHT_DELAY_MAX_BATCH (default 10,000) flights in the SCL "
             "schema; what a model needs is in its input_schema (GET /models/{id}). A minimal model "
-            "takes OPERA, TIPOVUELO and MES. Field values are text, numbers or null.",
+            "takes OPERA, TIPOVUELO and MES. Field values are text or numbers (a field not sent "
+            "is missing; null is refused).",
             "example": [EXAMPLE_FLIGHT],
         },
     )
@@ -406,6 +409,11 @@ def _received_time(value: datetime) -> None:
         )
 
 
+#: the years a window may name, as the document says it (so that generated clients and fuzzers
+#: send what the server takes)
+RECEIVED_YEARS = r"^(19[7-9][0-9]|[2-8][0-9]{3})-"
+
+
 class ReceivedWindowQuerySchema(StrictSchema):
     """A window of request time (the prediction log's received_at)."""
 
@@ -414,7 +422,8 @@ class ReceivedWindowQuerySchema(StrictSchema):
         validate=_received_time,
         metadata={
             "description": "received at or after this time (ISO 8601; no offset: UTC), "
-            "1970-01-01 to 9000-01-01"
+            "1970-01-01 to 9000-01-01",
+            "pattern": RECEIVED_YEARS,
         },
     )
     until = fields.AwareDateTime(
@@ -422,7 +431,8 @@ class ReceivedWindowQuerySchema(StrictSchema):
         validate=_received_time,
         metadata={
             "description": "received before this time (ISO 8601; no offset: UTC), "
-            "1970-01-01 to 9000-01-01"
+            "1970-01-01 to 9000-01-01",
+            "pattern": RECEIVED_YEARS,
         },
     )
 
@@ -522,10 +532,14 @@ class OutcomeSchema(StrictSchema):
     scheduled = fields.Raw(
         data_key="Fecha-I",
         validate=_departure,
-        metadata={"description": "scheduled departure (with Vlo-I and Des-I)", **SCALAR},
+        metadata={
+            "description": "scheduled departure, YYYY-MM-DD HH:MM:SS (with Vlo-I and Des-I)",
+            "type": "string",
+            "example": "2017-11-02 07:00:00",
+        },
     )
-    flight_number = fields.Raw(data_key="Vlo-I", validate=_scalar, metadata=SCALAR)
-    destination = fields.Raw(data_key="Des-I", validate=_scalar, metadata=SCALAR)
+    flight_number = fields.Raw(data_key="Vlo-I", validate=_scalar, metadata=CODE)
+    destination = fields.Raw(data_key="Des-I", validate=_scalar, metadata=CODE)
     departed = fields.Raw(
         data_key="Fecha-O",
         required=True,
@@ -591,12 +605,27 @@ class OutcomesRecordedSchema(Schema):
     )
 
 
+class LocalDateTime(fields.DateTime):
+    """A local SCL wall-clock time, as Fecha-I: an ISO 8601 time whose UTC offset, if any, is
+    dropped (as the flights' own scheduled times drop it)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        return parsed.replace(tzinfo=None)
+
+
 class PerformanceQuerySchema(StrictSchema):
-    since = fields.NaiveDateTime(
-        metadata={"description": "flights scheduled at or after (local SCL time, as Fecha-I)"}
+    since = LocalDateTime(
+        metadata={
+            "description": "flights scheduled at or after (local SCL time, as Fecha-I; an "
+            "offset is dropped)"
+        }
     )
-    until = fields.NaiveDateTime(
-        metadata={"description": "flights scheduled before (local SCL time, as Fecha-I)"}
+    until = LocalDateTime(
+        metadata={
+            "description": "flights scheduled before (local SCL time, as Fecha-I; an offset "
+            "is dropped)"
+        }
     )
 
 
@@ -840,7 +869,13 @@ class ScheduleCreateSchema(StrictSchema):
 
 class SchedulePatchSchema(StrictSchema):
     """Only the given fields change; ``model`` and ``rule`` are replaced whole (defaults for
-    what they leave out); every_seconds replaces cron and the other way round."""
+    what they leave out); every_seconds replaces cron and the other way round. At least one
+    field (minProperties 1 in the document): an empty change is a mistake, not a no-op."""
+
+    @validates_schema
+    def _something(self, data: dict[str, Any], **_: Any) -> None:
+        if not data:
+            raise ValidationError("give at least one field to change")
 
     name = fields.String(validate=validate.Length(max=100))
     dataset = fields.String(validate=validate.Length(min=1, max=2048))

@@ -445,3 +445,13 @@ def test_a_run_that_ends_after_its_schedule_was_deleted_expires(
     assert store.finish(run, "failed", expected_status="training", error="ended late")
     key = f"{store.prefix}:schedule-run:{run['id']}"
     assert 0 < store.redis.ttl(key) <= 86400  # finishing kept the expiry the deletion set
+
+
+def test_an_empty_change_is_refused(client: FlaskClient, schedule: dict[str, Any]) -> None:
+    """A PATCH that changes nothing was accepted as a no-op (Schemathesis, issue 19, finding 12):
+    it is a client's mistake, and the document says so (minProperties 1)."""
+    response = client.patch(f"/schedules/{schedule['id']}", json={}, headers=admin())
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["errors"][0]["problem"] == "give at least one field to change"
+    document = client.get("/openapi.json").get_json()
+    assert document["components"]["schemas"]["SchedulePatch"]["minProperties"] == 1
