@@ -69,9 +69,9 @@ class DefaultConfig:
     #: the log's retention, applied by the writer at start and every PREDICTION_LOG_PRUNE_SECONDS:
     #: requests older than this many days go (0: kept whatever their age), and beyond
     #: PREDICTION_LOG_MAX_FLIGHTS flights the oldest requests go, down to nine tenths of it (0: no
-    #: bound; a flight takes about 0.5 kB in SQLite, see docs/operations.md)
+    #: bound; a flight takes about 0.7 kB in SQLite: about 0.7 GB at the bound)
     PREDICTION_LOG_RETENTION_DAYS = 90.0
-    PREDICTION_LOG_MAX_FLIGHTS = 2_000_000
+    PREDICTION_LOG_MAX_FLIGHTS = 1_000_000
     PREDICTION_LOG_PRUNE_SECONDS = 300.0
     #: bytes of request bodies an API process keeps queued for the log while Redis is away or
     #: refuses writes, and bytes of logged requests Redis holds for the writer; past either bound

@@ -17,6 +17,7 @@ If nothing is deployed it trains and deploys a default model through the API on
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import secrets
@@ -411,6 +412,22 @@ def flower_auth(env: Mapping[str, str], state_dir: Path) -> tuple[str, str]:
     )
 
 
+#: memory-backed storage for the metrics files, where the system has it
+SHARED_MEMORY = Path("/dev/shm")
+
+
+def metrics_dir(state_dir: Path) -> Path:
+    """Where make run's processes keep their metrics files: in memory (/dev/shm, as
+    prometheus_client advises), not in the state directory. They are written through memory
+    maps: on a full disk a write to a new page kills the process (SIGBUS, seen: every gunicorn
+    worker died while the state disk was full); memory is the one place a full disk does not
+    reach. One folder per state directory and user; elsewhere, the state directory."""
+    if SHARED_MEMORY.is_dir() and os.access(SHARED_MEMORY, os.W_OK):
+        digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
+        return SHARED_MEMORY / f"flight-delay-metrics-{os.getuid()}-{digest}"
+    return (state_dir / "metrics").resolve()
+
+
 def private_state_dir(state_dir: Path) -> None:
     """make run's files are this user's alone: the state directory is 700, and whatever the
     stack creates (the prediction log, Redis' append-only file, models, keys) is 600 or 700 by
@@ -635,7 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"sqlite:///{(state_dir / 'predictions.db').resolve()}",
         )
         # metrics files of the API and worker processes, emptied at each start
-        env.setdefault("FLIGHT_DELAY_METRICS_DIR", str((state_dir / "metrics").resolve()))
+        env.setdefault("FLIGHT_DELAY_METRICS_DIR", str(metrics_dir(state_dir)))
         env.setdefault("FLIGHT_DELAY_WORKER_METRICS_BIND", f"127.0.0.1:{worker_metrics_port}")
         training_env = {**env, "FLIGHT_DELAY_WORKER_QUEUES": "training"}
         supervisor.add("celery worker", lambda preexec: start_worker(training_env, None, preexec))
