@@ -1,7 +1,7 @@
 """Serving benchmark: load on loopback against a running stack, figures from one run.
 
 Without --base-url it starts its own stack on 127.0.0.1 (redis-server, one Celery worker, gunicorn
-with 2 workers), trains a model through the API on the real data (or synthetic flights when the
+with 2 gevent workers, the default), trains a model through the API on the real data (or synthetic flights when the
 file is absent), timing POST /models to completed, and deploys it. Then, for each of
 GET /healthz, single-flight POST /predict (without and with ?explain=true) and 1,000- and
 10,000-flight POST /predict, client processes send requests for a fixed time and it prints
@@ -16,8 +16,10 @@ The stack logs every prediction and runs the prediction log's writer, as make ru
 defaults); a second gunicorn with FLIGHT_DELAY_PREDICTION_LOG=false is measured against the
 stack's, single flights in alternating rounds, for the cost of logging.
 
-With --worker-models it also starts gunicorn with other worker models (more processes, gthread
-threads) on the same stack and measures healthz, single flights and 10,000-flight batches on each.
+With --worker-models it also starts gunicorn with other worker models (sync workers, more
+processes, gthread threads) on the same stack and measures healthz, single flights and
+10,000-flight batches on each, and compares the stack's gevent workers with 2 sync workers on
+single flights in alternating rounds.
 
 Usage: python benchmarks/serving.py [--base-url URL --api-key KEY] [--seconds 8] [--clients 2]
        [--worker-models]

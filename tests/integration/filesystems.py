@@ -81,7 +81,10 @@ def without_file_privileges() -> None:
     read-only file or directory, so that file permissions bind the program (and its children) as
     they bind an unprivileged deployment."""
     import ctypes
+    import os
 
+    if os.geteuid() != 0:  # file permissions bind an unprivileged user already
+        return
     libc = ctypes.CDLL(None, use_errno=True)
     for capability in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER):
         if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
