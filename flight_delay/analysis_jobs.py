@@ -2,8 +2,8 @@
 
 A report is asked for by model and window; a window of request time has its open ends
 normalised (an ``until`` in the future is "until now", a ``since`` before 1970 "from the start")
-so that one report serves every request that means the same thing. The API answers from the cache: a
-finished report at once, a missing one is queued once (one Lua script: the pending marker, the
+so that one report serves every request that means the same thing. The API answers from the
+cache: a finished report at once, a missing one is queued once (one Lua script: the pending marker, the
 cap on reports being computed at once, the entry) and answered 202 until the worker wrote it. A
 caller who asks for new windows faster than the workers compute them meets the cap: 429 with
 Retry-After, no job. Reports run on their own queue (``<prefix>-analysis``), so training never
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -28,8 +27,6 @@ from flask import Flask
 
 from flight_delay.errors import FlightDelayError
 
-#: the Celery queue of report jobs (with the key prefix: ``fd-analysis``)
-ANALYSIS_QUEUE = "analysis"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -74,8 +71,8 @@ def normalised_request_window(
     since: datetime | None, until: datetime | None, now: datetime | None = None
 ) -> tuple[datetime | None, datetime | None]:
     """A window of request time (aware) with its open ends made explicit: an ``until`` in the
-    future means "up to now" (None) and a ``since`` at 1970 or before "from the start" (None), so every
-    way of asking for the whole log, or for everything until now, is one report."""
+    future means "up to now" (None) and a ``since`` at 1970 or before "from the start" (None),
+    so every way of asking for the whole log, or for everything until now, is one report."""
     moment = now or datetime.now(UTC)
     if since is not None and since <= EPOCH:
         since = None
@@ -157,7 +154,3 @@ def finish(app: Flask, key: str, fields: Mapping[str, str], keep_seconds: int) -
     prefix = str(app.config["KEY_PREFIX"])
     flat = [item for pair in fields.items() for item in pair]
     client.eval(_FINISH, 3, key, f"{key}:queued", _active_key(prefix), max(1, keep_seconds), *flat)
-
-
-def retry_after(app: Flask) -> int:
-    return max(1, math.ceil(float(app.config["ANALYSIS_RETRY_AFTER_SECONDS"])))

@@ -66,6 +66,7 @@ class LogBuffer:
         self._queue_lock = threading.Lock()  # the deque and its byte count move together
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._closed = threading.Event()
 
     def add(self, entry: dict[str, Any], size: int) -> None:
         """Queue ``entry`` (what POST /predict calls: an append, no I/O). ``size``: the bytes it
@@ -104,7 +105,7 @@ class LogBuffer:
             self._thread.start()
 
     def _loop(self) -> None:
-        while True:
+        while not self._closed.is_set():
             self._wake.wait(self.flush_seconds)
             self._wake.clear()
             try:
@@ -158,7 +159,10 @@ class LogBuffer:
         return sent
 
     def close(self, timeout: float = 5.0) -> None:
-        """Send what is queued (a graceful stop); gives up after ``timeout`` seconds."""
+        """Send what is queued (a graceful stop) and stop the background thread; gives up
+        sending after ``timeout`` seconds."""
+        self._closed.set()
+        self._wake.set()
         done = threading.Event()
 
         def send() -> None:

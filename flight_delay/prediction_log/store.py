@@ -304,11 +304,11 @@ class PredictionStore:
             shown = [_flight_dict(f) for f in flights]
             # outcomes given by schedule are the flight's (its scheduled-flight row), not each
             # logged copy's
-            keys = {
-                key: item for f, item in zip(flights, shown, strict=True)
-                if item["delay_minutes"] is None
-                and (key := schedule_key(_key_columns(f))) is not None
-            }  # fmt: skip
+            keys: dict[str, list[dict[str, Any]]] = {}
+            for f, item in zip(flights, shown, strict=True):
+                key = schedule_key(_key_columns(f))
+                if item["delay_minutes"] is None and key is not None:
+                    keys.setdefault(key, []).append(item)
             for chunk in _chunks(list(keys), 500):
                 found = session.execute(
                     select(
@@ -322,7 +322,8 @@ class PredictionStore:
                     )
                 )
                 for key, departed, minutes in found:
-                    keys[key].update(departed_at=departed, delay_minutes=minutes)
+                    for item in keys[key]:
+                        item.update(departed_at=departed, delay_minutes=minutes)
             return {**_request_dict(request), "flights": shown}
 
     def flights_of(

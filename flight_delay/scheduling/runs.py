@@ -17,6 +17,7 @@ training job is recovered like every training job (flight_delay.jobs.recover_job
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -318,8 +319,9 @@ def prune_rejected_challengers(app: Flask, schedule_id: str) -> list[str]:
             continue
         shutil.rmtree(model_dir / model_id, ignore_errors=True)
         remove_scratch(model_dir, model_id)
-        store.set_run_fields(run["id"], challenger_deleted_at=now_iso())
         deleted.append(model_id)
+        with contextlib.suppress(redis.RedisError):  # informative: the model is gone either way
+            store.set_run_fields(run["id"], challenger_deleted_at=now_iso())
     if deleted:
         log.info(
             "schedule %s: %d rejected challengers deleted (FLIGHT_DELAY_SCHEDULE_KEEP_REJECTED=%d)",

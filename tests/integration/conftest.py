@@ -209,3 +209,19 @@ def start_beat(settings: dict[str, Any], log: Path, **overrides: Any) -> subproc
             pytest.fail(f"celery beat did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.1)
     return process
+
+
+def copy_model(trained: dict[str, Any], registry: Any, model_dir: Path) -> str:
+    """A model the session's worker trained, recorded and deployed in another registry (another
+    key prefix or Redis) under a new id, its files copied: for tests whose app must not share
+    the session's queues."""
+    import shutil
+
+    record = registry.create(trained["settings"], trained["dataset"])
+    shutil.copytree(model_dir / trained["id"], model_dir / record["id"])
+    registry.update(
+        record["id"], status="completed", threshold=trained["threshold"],
+        input_schema=trained["input_schema"], metrics=trained["metrics"],
+    )  # fmt: skip
+    registry.deploy(record["id"])
+    return str(record["id"])

@@ -5,7 +5,6 @@ both recover by themselves: no restart, and every answered request reaches the l
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 import uuid
@@ -21,21 +20,13 @@ from flight_delay.devstack import free_port, start_redis, stop_processes
 from flight_delay.prediction_log import migrate
 from flight_delay.prediction_log.store import PredictionStore
 from flight_delay.prediction_log.writer import LogWriter, stream_key
+from tests.integration.conftest import copy_model
 from tests.integration.filesystems import small_disk
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FLIGHT = {"Fecha-I": "2017-12-20 21:00:00", "Vlo-I": "100", "Des-I": "SCIE", "Emp-I": "JMR",
           "OPERA": "Latin American Wings", "TIPOVUELO": "N"}  # fmt: skip
-
-
-def copy_model(trained: dict[str, Any], registry: Any, model_dir: Path) -> str:
-    """The trained model, recorded and deployed in another Redis (the worker used the session's)."""
-    record = registry.create(trained["settings"], trained["dataset"])
-    shutil.copytree(model_dir / trained["id"], model_dir / record["id"])
-    registry.update(record["id"], status="completed", threshold=trained["threshold"])
-    registry.deploy(record["id"])
-    return str(record["id"])
 
 
 def failed_checks(client: Any) -> dict[str, str]:
@@ -129,6 +120,7 @@ def test_a_full_disk_is_survived_and_recovered_from_without_a_restart(
             stop.set()
             writing.join(timeout=10)
             store.engine.dispose()
+            app.extensions["prediction_log"].buffer.close(timeout=5)
             stop_processes([server])
         print(
             f"\nfull disk: {len(answered)} answered ({full_for} before the space came back), "

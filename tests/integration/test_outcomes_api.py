@@ -299,8 +299,9 @@ def test_each_flight_counts_once_per_model_however_often_anyone_predicted_it(
         roc_auc_score([int(m > 15) for m in delays], keyed_probabilities), abs=0.01
     )
     logged = app.extensions["prediction_log"].store.flights_with_outcomes()
-    ours = [f for f, _ in logged if f.get("Vlo-I", "").startswith("5")
-            and f["Fecha-I"] >= "2017-11-20"]  # fmt: skip
+    numbers = {f["Vlo-I"] for f in keyed_flights}
+    ours = [f for f, _ in logged if f.get("Vlo-I") in numbers and f.get("Des-I") == "SCIE"
+            and f.get("Fecha-I", "") >= "2017-11-20"]  # fmt: skip
     assert len(ours) == 200
     assert {f["OPERA"] for f in ours} == {"Grupo LATAM"}  # the keyed copy of each
     print(f"\n200 outcomes over 12,200 logged copies recorded in {seconds:.2f} s")

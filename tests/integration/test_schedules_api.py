@@ -146,7 +146,9 @@ def test_unknown_schedules_and_runs_are_404(client: FlaskClient, schedule: dict[
     assert client.get(f"/schedules/{other}").status_code == 404
     assert client.get(f"/schedules/{other}/runs").status_code == 404
     assert client.post(f"/schedules/{other}/runs", headers=admin()).status_code == 404
-    assert client.patch(f"/schedules/{other}", json={}, headers=admin()).status_code == 404
+    assert (
+        client.patch(f"/schedules/{other}", json={"name": "x"}, headers=admin()).status_code == 404
+    )
     assert client.delete(f"/schedules/{other}", headers=admin()).status_code == 404
     assert client.get(f"/schedules/{schedule['id']}/runs/{other}").status_code == 404
 
