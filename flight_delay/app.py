@@ -36,8 +36,13 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         schedules,
     )
     from flight_delay.api import metrics as metrics_api
-    from flight_delay.api.docs import docs_assets_blueprint
-    from flight_delay.api.errors import SECURITY_SCHEME, Api, register_error_handlers
+    from flight_delay.api.docs import docs_assets_blueprint, finish_document
+    from flight_delay.api.errors import (
+        BEARER_SCHEME,
+        SECURITY_SCHEME,
+        Api,
+        register_error_handlers,
+    )
     from flight_delay.auth import HEADER, parse_api_keys
     from flight_delay.extensions import (
         deployed_model,
@@ -63,6 +68,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     api.spec.components.security_scheme(
         SECURITY_SCHEME, {"type": "apiKey", "in": "header", "name": HEADER}
     )
+    api.spec.components.security_scheme(
+        BEARER_SCHEME,
+        {"type": "http", "scheme": "bearer", "description": f"the same key as {HEADER}"},
+    )
     for module in (
         models,
         comparisons,
@@ -79,6 +88,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     patch = api.spec.components.schemas.get("SchedulePatch")
     if patch is not None:
         patch["minProperties"] = 1
+    finish_document(api.spec._paths, app.config)
     register_error_handlers(app)
     app.register_blueprint(docs_assets_blueprint())
     app.register_blueprint(ui.blp)

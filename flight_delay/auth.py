@@ -61,11 +61,25 @@ def _scopes_of(presented: str, keys: Mapping[str, frozenset[str]]) -> frozenset[
     return found
 
 
+def presented_key() -> str | None:
+    """The key of the request: the X-api-key header, or ``Authorization: Bearer <key>`` (what
+    clients generated from the OpenAPI document send). Two different keys are refused."""
+    header = request.headers.get(HEADER) or None
+    scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
+    token = bearer.strip() if scheme.lower() == "bearer" and bearer.strip() else None
+    if header and token and not hmac.compare_digest(header.encode(), token.encode()):
+        raise Unauthorized(f"two different keys: give one, in {HEADER} or Authorization")
+    return header or token
+
+
 def require_scope(scope: str) -> None:
-    """Raise Unauthorized/Forbidden unless the request's X-api-key carries ``scope``."""
-    presented = request.headers.get(HEADER)
+    """Raise Unauthorized/Forbidden unless the request's key carries ``scope``."""
+    presented = presented_key()
     if not presented:
-        raise Unauthorized(f"this operation needs an API key in the {HEADER} header")
+        raise Unauthorized(
+            f"this operation needs an API key in the {HEADER} header "
+            "(or Authorization: Bearer <key>)"
+        )
     scopes = _scopes_of(presented, current_app.extensions["api_keys"])
     if scopes is None:
         raise Unauthorized("the API key is not valid")
@@ -88,7 +102,10 @@ def caller_name() -> str:
 
 def caller() -> tuple[str, bool]:
     """(``caller_name()``, whether the request came with a valid key)."""
-    presented = request.headers.get(HEADER)
+    try:
+        presented = presented_key()
+    except Unauthorized:
+        presented = None
     if presented:
         scopes = _scopes_of(presented, current_app.extensions["api_keys"])
         if scopes is not None:

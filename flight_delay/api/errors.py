@@ -25,6 +25,7 @@ from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from flight_delay.analysis_jobs import TooManyReports
+from flight_delay.api.docs import KEY_SETTING
 from flight_delay.auth import Forbidden, Unauthorized, require_configured_scope, require_scope
 from flight_delay.errors import (
     FlightDelayError,
@@ -273,8 +274,13 @@ def _documentation_only(decorate: Callable[[Any], Any]) -> Callable[[Any], Any]:
 class Blueprint(SmorestBlueprint):
     ARGUMENTS_PARSER = ValidationParser()
 
-    def alt_response(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
-        return _documentation_only(super().alt_response(*args, **kwargs))
+    def alt_response(
+        self, status_code: int | str, *args: Any, **kwargs: Any
+    ) -> Callable[[Any], Any]:
+        # every error answer has the one error body: say so, or generated clients parse None
+        if int(status_code) >= 400 and not args and "response" not in kwargs:
+            kwargs.setdefault("schema", ErrorSchema)
+        return _documentation_only(super().alt_response(status_code, *args, **kwargs))
 
     @staticmethod
     def doc(**kwargs: Any) -> Callable[[Any], Any]:
@@ -386,12 +392,15 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(redis.RedisError, handle_redis_error)
 
 
-#: the OpenAPI security scheme of the X-api-key header (registered by create_app)
+#: the OpenAPI security schemes of the key (registered by create_app): the X-api-key header,
+#: or ``Authorization: Bearer <key>`` (what generated clients send by default); either will do
 SECURITY_SCHEME = "ApiKeyAuth"
+BEARER_SCHEME = "BearerAuth"
+KEY_REQUIREMENT: list[dict[str, list[str]]] = [{SECURITY_SCHEME: []}, {BEARER_SCHEME: []}]
 
 
 def guarded(
-    blp: SmorestBlueprint, check: Callable[[], None], when: str, key_optional: bool = False
+    blp: SmorestBlueprint, check: Callable[[], None], when: str, setting: str | None = None
 ) -> Any:
     """Run ``check`` (which raises Unauthorized/Forbidden) before anything else, argument parsing
     included, and document the 401 and 403 answers and the API-key security requirement (so the
@@ -399,14 +408,16 @@ def guarded(
     right key learns nothing about what a valid request looks like.
 
     Args:
-        key_optional: the operation is open unless the configuration asks for a scope.
+        setting: the operation is open unless this setting names a scope.
     """
 
     def decorate(view: Any) -> Any:
-        requirement: list[dict[str, list[str]]] = [{SECURITY_SCHEME: []}]
-        view = blp.doc(security=[{}, *requirement] if key_optional else requirement)(view)
+        if setting is None:
+            view = blp.doc(security=KEY_REQUIREMENT)(view)
+        else:  # finish_document writes what this configuration asks
+            view = blp.doc(security=KEY_REQUIREMENT, **{KEY_SETTING: setting})(view)
         view = blp.alt_response(
-            401, schema=ErrorSchema, description=f"missing or unknown X-api-key ({when})"
+            401, schema=ErrorSchema, description=f"missing or unknown key ({when})"
         )(view)
         view = blp.alt_response(
             403, schema=ErrorSchema, description=f"the key lacks the needed scope ({when})"
@@ -439,5 +450,5 @@ def requires_configured_scope(blp: SmorestBlueprint, setting: str) -> Any:
         blp,
         lambda: require_configured_scope(setting),
         f"only when FLIGHT_DELAY_{setting} names a scope",
-        key_optional=True,
+        setting=setting,
     )

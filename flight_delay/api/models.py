@@ -170,7 +170,7 @@ class Model(MethodView):
         blp,
         _require_export_scope,
         "reads: when FLIGHT_DELAY_READ_SCOPE names a scope; ?export=true: the 'export' scope",
-        key_optional=True,
+        setting="READ_SCOPE",
     )
     @blp.arguments(ModelGetQuerySchema, location="query")
     @blp.response(200, ModelDetailSchema)

@@ -763,7 +763,7 @@ class ComparisonSchema(Schema):
 _RULE_DEFAULTS = PromotionRule().to_dict()
 EXAMPLE_SCHEDULE = {
     "name": "monthly",
-    "dataset": "monthly/",
+    "dataset": "dataset_SCL.csv",
     "cron": "0 3 1 * *",
     "timezone": "America/Santiago",
     "model": {"model_type": "lightgbm", "features": "schedule"},
@@ -805,7 +805,7 @@ class PromotionRuleSchema(StrictSchema):
     )
 
 
-class ScheduleModelSchema(TrainingSettingsSchema):
+class ChallengerSettingsSchema(TrainingSettingsSchema):
     """A schedule's challengers always hold out the most recent flights (split time, no
     cutoff) and are never refit, so these settings leave those out."""
 
@@ -846,14 +846,14 @@ class ScheduleCreateSchema(StrictSchema):
         metadata={
             "description": DATASET_REFERENCE + "; read again at every run, so a folder where "
             "new monthly files land trains on the latest data",
-            "example": "monthly/",
+            "example": "dataset_SCL.csv",
         },
     )
     every_seconds = fields.Integer(strict=True, **_TIMING_FIELDS["every_seconds"])
     cron = fields.String(**_TIMING_FIELDS["cron"])
     timezone = fields.String(load_default="UTC", **_TIMING_FIELDS["timezone"])
     model = fields.Nested(
-        ScheduleModelSchema,
+        ChallengerSettingsSchema,
         load_default=dict,
         metadata={"description": "the challenger's training settings (POST /models' defaults)"},
     )
@@ -882,7 +882,7 @@ class SchedulePatchSchema(StrictSchema):
     every_seconds = fields.Integer(strict=True, **_TIMING_FIELDS["every_seconds"])
     cron = fields.String(**_TIMING_FIELDS["cron"])
     timezone = fields.String(**_TIMING_FIELDS["timezone"])
-    model = fields.Nested(ScheduleModelSchema)
+    model = fields.Nested(ChallengerSettingsSchema)
     rule = fields.Nested(PromotionRuleSchema)
     paused = fields.Boolean(metadata={"description": "true: no further runs until false"})
 
