@@ -25,7 +25,10 @@ from flight_delay.data import schema
 from flight_delay.errors import FlightIssue, InvalidConfig, InvalidFlights
 from flight_delay.ml import delay_rates
 from flight_delay.ml.flight_input import (
+    CODE_FIELDS,
     check_records,
+    clean_code,
+    clean_field,
     clean_text,
     parse_canonical_times,
     parse_month,
@@ -186,14 +189,44 @@ def _holiday_distances_of_day(day: int) -> tuple[float, float]:
 
 
 def _text(frame: pd.DataFrame, column: str) -> pd.Series:
-    """A column as clean text (see ``clean_text``); missing values are NaN."""
+    """A column as clean text (see ``clean_field``: codes in upper case); missing values are NaN."""
     if column not in frame.columns:
         return pd.Series(np.nan, index=frame.index, dtype=object)
     values = frame[column]
     if values.dtype != object and pd.api.types.is_string_dtype(values):
         stripped = values.str.strip()  # the loader's text columns: the vectorised twin
+        if column in CODE_FIELDS:
+            stripped = stripped.str.upper()
         return stripped.where(stripped != "")
-    return values.map(clean_text).astype(object)
+    return values.map(lambda value: clean_field(column, value)).astype(object)
+
+
+def _spellings(values: pd.Series) -> dict[str, str]:
+    """Each casefolded value -> the spelling it has most often (ties: the first in order), so a
+    name written in several cases is one category, spelled as the data mostly spells it."""
+    counts = values.dropna().astype(str).value_counts(sort=False)
+    best: dict[str, tuple[int, str]] = {}
+    for spelling, count in sorted(counts.items()):
+        key = spelling.casefold()
+        if key not in best or count > best[key][0]:
+            best[key] = (int(count), spelling)
+    return {key: spelling for key, (_, spelling) in best.items()}
+
+
+def _respell(values: pd.Series, spellings: Mapping[str, str]) -> pd.Series:
+    """``values`` in the spellings of ``spellings`` (case-blind); others stay as they are."""
+    return values.map(
+        lambda value: spellings.get(value.casefold(), value) if isinstance(value, str) else value
+    ).astype(object)
+
+
+def _code(codes: Mapping[str | None, float], field: str, value: Any) -> float:
+    """The category code of a caller's value (case-blind), NaN when unseen or missing."""
+    text = clean_field(field, value)
+    if text is None:
+        return np.nan
+    found = codes.get(text)
+    return codes.get(text.casefold(), np.nan) if found is None else found
 
 
 def _categorical(values: pd.Series, categories: list[str]) -> pd.Categorical:
@@ -278,13 +311,17 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
 
     def _fit(self, raw: pd.DataFrame, y: Any) -> FlightFeatures:
         spec = get_feature_set(self.feature_set)
+        for cache in ("_case_blind_codes", "_spelling_cache"):  # a refit learns anew
+            self.__dict__.pop(cache, None)
         self.categories_: dict[str, list[str]] = {}
         for name in spec.categorical:
             if name == "month":
                 self.categories_[name] = _MONTHS
             else:
-                seen = raw[name].dropna().unique()
-                self.categories_[name] = sorted(str(v) for v in seen)
+                # case-blind: "Sky Airline" and "SKY AIRLINE" are one airline, in one spelling
+                spellings = _spellings(raw[name])
+                raw[name] = _respell(raw[name], spellings)
+                self.categories_[name] = sorted(spellings.values())
         if spec.uses_schedule:
             self._fit_schedule_load(raw)
         rates = self._rate_names()
@@ -403,8 +440,11 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
 
     def _raw_columns(self, flights: pd.DataFrame) -> pd.DataFrame:
         raw = pd.DataFrame(index=flights.index)
+        spellings = self._spellings_of() if hasattr(self, "categories_") else {}
         for name, column in _SOURCE.items():
             raw[name] = _text(flights, column)
+            if name in spellings:
+                raw[name] = _respell(raw[name], spellings[name])
         raw["flight_number"] = _flight_key(flights)
         raw["flight_number_text"] = _text(flights, schema.FLIGHT_NUMBER).astype(object)
         # parsed once here: transform, fit and the schedule features all read it from raw
@@ -468,7 +508,7 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
         known_flights = self.flight_number_flights_per_week_
         warnings: list[FlightIssue] = []
         for index, record in enumerate(records):
-            destination = clean_text(record.get(schema.DESTINATION))
+            destination = clean_code(record.get(schema.DESTINATION))
             if destination is not None and destination not in destinations:
                 warnings.append(
                     FlightIssue(
@@ -477,7 +517,7 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
                         "unseen destination",
                     )
                 )  # fmt: skip
-            carrier = clean_text(record.get(schema.CARRIER_CODE))
+            carrier = clean_code(record.get(schema.CARRIER_CODE))
             if carrier is not None and carrier not in carriers:
                 warnings.append(
                     FlightIssue(
@@ -486,7 +526,7 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
                         "unseen code",
                     )
                 )  # fmt: skip
-            number = clean_text(record.get(schema.FLIGHT_NUMBER))
+            number = clean_code(record.get(schema.FLIGHT_NUMBER))
             if carrier is not None and number is not None:
                 key = f"{carrier}-{number}"
                 if key not in known_flights:
@@ -518,7 +558,7 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
                     month = scheduled.month if scheduled else parse_month(record.get(schema.MONTH))
                     values.append(float(month - 1) if month else np.nan)
                 else:
-                    values.append(codes[name].get(clean_text(record.get(_SOURCE[name])), np.nan))
+                    values.append(_code(codes[name], _SOURCE[name], record.get(_SOURCE[name])))
             if spec.uses_schedule and scheduled is not None:
                 numeric = self._schedule_values(record, scheduled, values[0])
                 values.extend(numeric[name] for name in spec.numeric)
@@ -545,7 +585,7 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
 
         def clean(field: str) -> list[str | None]:
             if field not in text:
-                text[field] = [clean_text(r.get(field)) for r in records]
+                text[field] = [clean_field(field, r.get(field)) for r in records]
             return text[field]
 
         for name in spec.categorical:
@@ -561,8 +601,14 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
             else:
                 lookup = codes[name]
                 columns[name] = np.fromiter(
-                    (lookup.get(v, np.nan) for v in clean(_SOURCE[name])), float, count
-                )
+                    (
+                        lookup.get(v, np.nan) if v is None or v in lookup
+                        else lookup.get(v.casefold(), np.nan)
+                        for v in clean(_SOURCE[name])
+                    ),
+                    float,
+                    count,
+                )  # fmt: skip
         if spec.uses_schedule:
             hour = np.array(stamps.hour, dtype=float)
             dow = np.array(stamps.day_of_week, dtype=float)
@@ -616,7 +662,7 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
             if rates:
                 fields = {
                     "flight_number": flights,
-                    "airline": clean(schema.AIRLINE),
+                    "airline": [self._spelling("airline", v) for v in clean(schema.AIRLINE)],
                     "destination": clean(schema.DESTINATION),
                     "carrier_code": carriers,
                     "hour": [None if np.isnan(h) else str(int(h)) for h in hour],
@@ -655,14 +701,37 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
         return matrix
 
     def _category_codes(self) -> dict[str, dict[str | None, float]]:
-        cached: dict[str, dict[str | None, float]] | None = getattr(self, "_codes", None)
+        """Each category's code, under its spelling and its casefolded form (case-blind)."""
+        cached: dict[str, dict[str | None, float]] | None = getattr(self, "_case_blind_codes", None)
+        if cached is None:
+            cached = {}
+            for name, values in self.categories_.items():
+                codes: dict[str | None, float] = {}
+                for i, value in enumerate(values):
+                    codes.setdefault(value.casefold(), float(i))
+                for i, value in enumerate(values):
+                    codes[value] = float(i)
+                cached[name] = codes
+            self._case_blind_codes = cached
+        return cached
+
+    def _spellings_of(self) -> dict[str, dict[str, str]]:
+        """Each categorical feature's casefolded value -> its category's spelling."""
+        cached: dict[str, dict[str, str]] | None = getattr(self, "_spelling_cache", None)
         if cached is None:
             cached = {
-                name: {value: float(i) for i, value in enumerate(values)}
+                name: {value.casefold(): value for value in reversed(values)}
                 for name, values in self.categories_.items()
+                if name in _SOURCE
             }
-            self._codes = cached
+            self._spelling_cache = cached
         return cached
+
+    def _spelling(self, name: str, value: str | None) -> str | None:
+        """``value`` in its category's spelling (case-blind); unknown values as they are."""
+        if value is None:
+            return None
+        return self._spellings_of()[name].get(value.casefold(), value)
 
     def _schedule_values(
         self, record: Mapping[str, Any], scheduled: datetime, airline_code: float
@@ -671,9 +740,9 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
         to_holiday, since_holiday = _holiday_distances_of_day(
             scheduled.toordinal() - _UNIX_EPOCH_ORDINAL
         )
-        number_text = clean_text(record.get(schema.FLIGHT_NUMBER))
+        number_text = clean_code(record.get(schema.FLIGHT_NUMBER))
         digits = _DIGITS.search(number_text) if number_text else None
-        carrier = clean_text(record.get(schema.CARRIER_CODE))
+        carrier = clean_code(record.get(schema.CARRIER_CODE))
         flight = (
             f"{carrier}-{number_text}" if carrier is not None and number_text is not None else None
         )
@@ -703,8 +772,8 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
             # the same keys as _rate_keys builds from frames: fields joined by "|"
             fields = {
                 "flight_number": flight,
-                "airline": clean_text(record.get(schema.AIRLINE)),
-                "destination": clean_text(record.get(schema.DESTINATION)),
+                "airline": self._spelling("airline", clean_text(record.get(schema.AIRLINE))),
+                "destination": clean_code(record.get(schema.DESTINATION)),
                 "carrier_code": carrier,
                 "hour": str(hour),
             }

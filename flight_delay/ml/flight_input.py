@@ -46,6 +46,36 @@ def clean_text(value: Any) -> str | None:
     return str(value)
 
 
+#: codes are case-less (``lan`` is LAN, ``scie`` is SCIE): every path reads them in upper case,
+#: as the published file writes them
+CODE_FIELDS = frozenset(
+    {
+        schema.FLIGHT_NUMBER,
+        schema.ORIGIN,
+        schema.DESTINATION,
+        schema.CARRIER_CODE,
+        schema.FLIGHT_TYPE,
+    }
+)
+
+
+def clean_code(value: Any) -> str | None:
+    """A code's value as upper-case text, or None when it is missing."""
+    text = clean_text(value)
+    return text.upper() if text is not None else None
+
+
+def clean_field(field: str, value: Any) -> str | None:
+    """``value`` of ``field`` as every path reads it: ``clean_code`` for codes, else
+    ``clean_text`` (a name such as OPERA keeps its case; the model matches it case-blind)."""
+    return clean_code(value) if field in CODE_FIELDS else clean_text(value)
+
+
+def known_value(value: str, known: Collection[str | None]) -> bool:
+    """Whether ``value`` is in ``known``, whose entries include each value's casefolded form."""
+    return value in known or value.casefold() in known
+
+
 def parse_scheduled(value: Any) -> datetime | None:
     """A scheduled departure: a datetime, or ISO 8601 text (``2017-01-01 23:30:00``) between
     1950 and 2100; anything else is None.
@@ -303,7 +333,7 @@ def _check_record(
                     index, schema.MONTH, f"must be a whole month number 1-12, got {show(given)}"
                 )
             )
-    flight_type = clean_text(record.get(schema.FLIGHT_TYPE))
+    flight_type = clean_code(record.get(schema.FLIGHT_TYPE))
     if flight_type is not None and flight_type not in schema.FLIGHT_TYPES:
         issues.append(
             FlightIssue(
@@ -312,7 +342,7 @@ def _check_record(
                 f"must be I or N, got {show(record.get(schema.FLIGHT_TYPE))}",
             )
         )
-    origin = clean_text(record.get(schema.ORIGIN))
+    origin = clean_code(record.get(schema.ORIGIN))
     if origin is not None and origin != schema.SCL_ORIGIN:
         issues.append(
             FlightIssue(
@@ -322,14 +352,15 @@ def _check_record(
             )
         )
     for field, (noun, known) in allowed.items():
-        value = clean_text(record.get(field))
-        if value is not None and value not in known:
+        value = clean_field(field, record.get(field))
+        if value is not None and not known_value(value, known):
+            count = len(set(known.values())) if isinstance(known, Mapping) else len(known)
             issues.append(
                 FlightIssue(
                     index,
                     field,
                     f"unknown {noun} {show(record.get(field))}: the model was trained on "
-                    f"{len(known)} {noun}s (see its input schema)",
+                    f"{count} {noun}s (see its input schema)",
                 )
             )
     return issues

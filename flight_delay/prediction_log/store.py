@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from flight_delay.data.schema import DATETIME_FORMAT, PREDICTION_FIELDS
-from flight_delay.ml.flight_input import clean_text, is_scalar, parse_scheduled
+from flight_delay.ml.flight_input import clean_code, is_scalar, parse_scheduled
 from flight_delay.prediction_log.tables import PredictedFlight, PredictionRequest, ScheduledFlight
 
 _REQUESTS = cast(Table, PredictionRequest.__table__)
@@ -514,7 +514,7 @@ def _chunks(items: list[Any], size: int) -> list[list[Any]]:
 def flight_key(flight: Mapping[str, Any]) -> dict[str, str | None]:
     """The columns outcomes match flights by: Fecha-I as ``YYYY-MM-DD HH:MM:SS`` when it is a
     time (else its text), Vlo-I and Des-I as the features read them (``800`` and ``"800"``
-    alike)."""
+    alike, ``scie`` as ``SCIE``)."""
     scheduled = flight.get("Fecha-I")
     parsed = parse_scheduled(scheduled)
     return {
@@ -525,7 +525,7 @@ def flight_key(flight: Mapping[str, Any]) -> dict[str, str | None]:
 
 
 def _key_text(value: Any) -> str | None:
-    text = clean_text(value) if is_scalar(value) else None
+    text = clean_code(value) if is_scalar(value) else None
     return text[:_KEY_TEXT] if text else None
 
 

@@ -38,6 +38,8 @@ def texts(*samples: str) -> st.SearchStrategy[Any]:
     return st.one_of(
         st.sampled_from(samples),
         st.sampled_from(samples).map(lambda s: f"  {s} "),
+        st.sampled_from(samples).map(str.lower),
+        st.sampled_from(samples).map(str.swapcase),
         st.text(max_size=12),
         st.text(alphabet="0123456789٠١٢٣٤٥٦٧٨٩０１２３", min_size=1, max_size=5),
         st.integers(-(10**6), 10**6),
@@ -162,3 +164,53 @@ def test_the_columnar_screen_reports_exactly_the_per_flight_problems(
         for issue in _check_record(index, flight, spec.required_fields, allowed, minimal)
     ]
     assert screened == one_by_one
+
+
+#: the fields whose case carries no meaning: codes, and the airline's name
+CASELESS = ("Vlo-I", "Des-I", "Emp-I", "OPERA", "TIPOVUELO", "Ori-I")
+KNOWN_FLIGHTS = [
+    VALID,
+    {**VALID, "Des-I": "SCFA", "Emp-I": "LAN", "OPERA": "Grupo LATAM", "Vlo-I": "100"},
+    {**VALID, "Des-I": "SAEZ", "TIPOVUELO": "I", "Emp-I": "ARG", "OPERA": "Aerolineas Argentinas"},
+]
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    flight=st.sampled_from(KNOWN_FLIGHTS),
+    cases=st.fixed_dictionaries(
+        {
+            field: st.sampled_from([str.lower, str.upper, str.swapcase, str.title])
+            for field in CASELESS
+        }
+    ),
+)
+def test_codes_and_the_airline_in_any_case_predict_the_same(
+    model: TrainedModel, flight: dict[str, Any], cases: dict[str, Any]
+) -> None:
+    written = {**flight, "Ori-I": "SCEL"}
+    recased = {k: cases[k](v) if k in cases else v for k, v in written.items()}
+    expected = model.predict_proba([written])
+    for batch in ([recased], [recased] * (FAST_PATH_MAX_FLIGHTS + 1)):
+        np.testing.assert_array_equal(model.predict_proba(batch)[:1], expected)
+    np.testing.assert_array_equal(frame_codes(model, [recased]), frame_codes(model, [written]))
+    assert model.warnings([recased]) == model.warnings([written])
+
+
+def test_training_reads_codes_and_airlines_in_any_case_as_one(
+    synthetic_flights: pd.DataFrame,
+) -> None:
+    """A file that writes some codes and names in another case trains the same model."""
+    mixed = synthetic_flights.copy()
+    odd = mixed.index % 3 == 0
+    for column in ("Des-I", "Emp-I", "Vlo-I"):
+        mixed.loc[odd, column] = mixed.loc[odd, column].astype(str).str.lower()
+    mixed.loc[odd, "OPERA"] = mixed.loc[odd, "OPERA"].str.upper()
+    settings_ = {"features": "schedule_delay_rates", "params": {"n_estimators": 40}}
+    plain, recased = train(synthetic_flights, settings_), train(mixed, settings_)
+    assert recased.features.categories_ == plain.features.categories_
+    np.testing.assert_allclose(
+        recased.predict_proba(KNOWN_FLIGHTS), plain.predict_proba(KNOWN_FLIGHTS), atol=1e-12
+    )
