@@ -306,15 +306,49 @@ def wait_until_healthy(
     raise RuntimeError(f"{base}/healthz did not answer within {timeout}s")
 
 
+#: the description make run gives the default model it trains (how it knows its own later)
+DEFAULT_DESCRIPTION = "make run default"
+
+
+def is_synthetic(dataset: str) -> bool:
+    return dataset == "synthetic" or dataset.startswith("synthetic:")
+
+
+def describe_model(record: Mapping[str, Any]) -> str:
+    """What a model is, in one line: its id, data and holdout quality."""
+    roc = ((record.get("metrics") or {}).get("holdout") or {}).get("roc_auc")
+    quality = f"holdout ROC AUC {roc:.3f}" if isinstance(roc, int | float) else "no holdout score"
+    dataset = str(record.get("dataset") or "?")
+    data = (
+        "SYNTHETIC flights (not real data: put the real file at datasets/dataset_SCL.csv or set "
+        "FLIGHT_DELAY_DATASET, see datasets/README.md)"
+        if is_synthetic(dataset)
+        else dataset
+    )
+    return f"{record.get('id')}, {record.get('model_type', 'model')} trained on {data} ({quality})"
+
+
 def ensure_deployed(base: str, key: str, dataset: str, timeout: float = 600) -> None:
-    """Train and deploy a default model through the API when nothing is deployed."""
+    """Say what is served; train and deploy a default model through the API when nothing is
+    deployed, or when make run's own synthetic default is deployed and real data is there now."""
     status, deployment = call("GET", f"{base}/deployment")
     if status == 200 and deployment["model_id"]:
-        print(f"Serving the deployed model {deployment['model_id']}.")
-        return
-    print(f"Nothing deployed: training a default model on {dataset} ...")
+        _, record = call("GET", f"{base}/models/{deployment['model_id']}")
+        record = record if isinstance(record, dict) else {"id": deployment["model_id"]}
+        print(f"Serving the deployed model {describe_model(record)}.")
+        if not (is_synthetic(str(record.get("dataset", ""))) and not is_synthetic(dataset)):
+            return
+        if record.get("description") != DEFAULT_DESCRIPTION:
+            print(
+                f"  Real data is at hand ({dataset}): to serve a model of it, POST /models with "
+                f'{{"dataset": "{dataset}"}} and deploy it (PUT /deploy?model-id=<id>).'
+            )
+            return
+        print(f"Real data is at hand: replacing the synthetic default with one of {dataset} ...")
+    else:
+        print(f"Nothing deployed: training a default model on {dataset} ...")
     status, created = call(
-        "POST", f"{base}/models", {"dataset": dataset, "description": "make run default"}, key
+        "POST", f"{base}/models", {"dataset": dataset, "description": DEFAULT_DESCRIPTION}, key
     )
     if status != 202:
         raise RuntimeError(f"POST /models answered {status}: {created}")
@@ -336,13 +370,7 @@ def ensure_deployed(base: str, key: str, dataset: str, timeout: float = 600) -> 
     status, body = call("PUT", f"{base}/deploy?model-id={model_id}", key=key)
     if status != 204:
         raise RuntimeError(f"PUT /deploy answered {status}: {body}")
-    roc = record["metrics"]["holdout"]["roc_auc"]
-    data = (
-        "SYNTHETIC flights (no real dataset found: set FLIGHT_DELAY_DATASET, see datasets/README.md)"
-        if dataset == "synthetic"
-        else dataset
-    )
-    print(f"Deployed {model_id}, trained on {data} (holdout ROC AUC {roc:.3f}).")
+    print(f"Deployed {describe_model(record)}.")
 
 
 def default_dataset(env: Mapping[str, str], base: Path = Path()) -> str:

@@ -358,6 +358,37 @@ def test_flight_delay_dataset_trains_the_default_model_and_says_which(
     assert record["metrics"]["holdout"]["rows"] == 600  # 20 % of the file's 3,000 flights
 
 
+def test_a_synthetic_default_is_named_and_replaced_once_the_real_file_is_there(
+    tmp_path: Path, stacks: list[Stack]
+) -> None:
+    first = Stack(tmp_path, FLIGHT_DELAY_API_KEYS="").start(timeout=300)
+    stacks.append(first)
+    assert "trained on SYNTHETIC flights" in first.output()
+    synthetic_id = request(first.base, "GET", "/deployment")[1]["model_id"]
+    first.stop()
+
+    real = tmp_path / "data" / "dataset_SCL.csv"  # the file arrives (a small one in its format)
+    make_synthetic_flights(3000, seed=13).to_csv(real, index=False)
+    second = Stack(tmp_path, FLIGHT_DELAY_API_KEYS="", FLIGHT_DELAY_DATASET=str(real))
+    second.start(timeout=300)
+    stacks.append(second)
+    said = second.output()
+    assert f"Serving the deployed model {synthetic_id}, lightgbm trained on SYNTHETIC" in said
+    assert "holdout ROC AUC" in said.split("Serving the deployed model", 1)[1].splitlines()[0]
+    assert "replacing the synthetic default with one of dataset_SCL.csv" in said
+    deployed = request(second.base, "GET", "/deployment")[1]["model_id"]
+    assert deployed != synthetic_id
+    assert request(second.base, "GET", f"/models/{deployed}")[1]["dataset"] == "dataset_SCL.csv"
+    second.stop()
+
+    third = Stack(tmp_path, FLIGHT_DELAY_API_KEYS="", FLIGHT_DELAY_DATASET=str(real)).start()
+    stacks.append(third)
+    assert f"Serving the deployed model {deployed}, lightgbm trained on dataset_SCL.csv" in (
+        third.output()
+    )
+    assert "Nothing deployed" not in third.output() and "replacing" not in third.output()
+
+
 def test_a_symlink_the_operator_put_in_the_data_root_is_followed(
     tmp_path: Path, stacks: list[Stack]
 ) -> None:
