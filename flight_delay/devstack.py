@@ -504,14 +504,25 @@ def port_is_free(host: str, port: int) -> bool:
 def check_ports(ports: Sequence[tuple[str, str, int, str]]) -> None:
     """(what, host, port, the variable that moves it): one line per busy port, with the fix."""
     problems = []
+    taken = {port for _, _, port, _ in ports}
     for what, host, port, variable in ports:
         if port_is_free(host, port):
             continue
         owner = port_owner(port)
         held = f" by {_process_label(owner)}" if owner else ""
+        # the suggestion is a port free now, and not one the stack itself is about to take
+        spare = next(
+            (
+                p
+                for p in range(port + 1, min(port + 200, 65536))
+                if p not in taken and port_is_free(host, p)
+            ),
+            None,
+        )
+        fix = f"{variable}={spare} make run" if spare else f"set {variable} to a free port"
         problems.append(
             f"{host}:{port} ({what}) is in use{held}; stop that process or choose another port: "
-            f"{variable}={port + 1} make run"
+            f"{fix}"
         )
     if problems:
         raise StartupProblem("\n".join(problems))
