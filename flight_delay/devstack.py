@@ -354,6 +354,7 @@ def ensure_deployed(base: str, key: str, dataset: str, timeout: float = 600) -> 
         raise RuntimeError(f"POST /models answered {status}: {created}")
     model_id, last = created["id"], None
     deadline = time.monotonic() + timeout
+    pause = 0.5  # grows to 3 s: each poll is a line of the access log on this console
     while time.monotonic() < deadline:
         _, record = call("GET", f"{base}/models/{model_id}")
         progress = (record.get("progress") or {}).get("stage")
@@ -364,7 +365,8 @@ def ensure_deployed(base: str, key: str, dataset: str, timeout: float = 600) -> 
             raise RuntimeError(f"training failed: {record['error']}")
         if record["status"] == "completed":
             break
-        time.sleep(0.5)
+        time.sleep(pause)
+        pause = min(pause * 1.5, 3.0)
     else:
         raise RuntimeError(f"training did not finish within {timeout}s")
     status, body = call("PUT", f"{base}/deploy?model-id={model_id}", key=key)
