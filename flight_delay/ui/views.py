@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 from datetime import datetime
 from http import HTTPStatus
 from typing import Any
@@ -131,6 +132,15 @@ def figure(value: Any, digits: int = 4) -> str:
         return f"{float(value):.{digits}f}"
     except (TypeError, ValueError):
         return str(value)
+
+
+@blp.app_template_filter("setting")
+def setting(value: Any) -> str:
+    """A setting as the API writes it (JSON: null, true, {"num_leaves": 31}), never Python's
+    ``None`` or ``True``; text as it is."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 # -- pages --------------------------------------------------------------------------------------

@@ -181,3 +181,18 @@ def test_every_answer_carries_framing_and_sniffing_headers(client: FlaskClient) 
         location = response.headers.get("Location", "")
         assert "evil.example" not in location, (path, location)
     assert client.get("/ui", headers=forged).headers["Location"] == "/ui/"
+
+
+def test_model_settings_are_shown_as_the_api_writes_them(client: FlaskClient, app: Flask) -> None:
+    registry = app.extensions["model_registry"]
+    settings = {"model_type": "lightgbm", "features": "schedule", "refit": True,
+                "time_cutoff": None, "params": {"num_leaves": 31}}  # fmt: skip
+    record = registry.create(settings, "flights.csv")
+    try:
+        html = client.get(f"/ui/models/{record['id']}").get_data(as_text=True)
+        cells = re.findall(r'<td class="mono">([^<]*)</td>', html)
+        assert "true" in cells and "null" in cells, cells
+        assert "True" not in cells and "None" not in cells
+        assert "{&#34;num_leaves&#34;: 31}" in cells, cells
+    finally:
+        registry.delete(record["id"])
