@@ -747,6 +747,13 @@ class ComparisonSchema(Schema):
     delay_rate = fields.Float()
     scheduled_from = fields.String()
     scheduled_to = fields.String()
+    warnings = fields.List(
+        fields.String(),
+        metadata={
+            "description": "in words: a model scored on flights it was fitted on (in-sample "
+            "figures, not an estimate for new flights)"
+        },
+    )
     models = fields.List(
         fields.Dict(),
         metadata={

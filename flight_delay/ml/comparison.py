@@ -70,9 +70,17 @@ def compare(
             {"model_id": model_id, **scores(model, frame, labels)}
             | {"holdout_flights_in_training": overlap}
         )
+    warnings = [
+        f"model {r['model_id']} was fitted on {r['holdout_flights_in_training']:,} of these "
+        f"{len(positions):,} flights: its figures here are in-sample, better than it can do on "
+        "flights it has not seen; compare on flights after its training (holdout.since)"
+        for r in results
+        if r["holdout_flights_in_training"]
+    ]
     return {
         "flights": len(positions),
         "delay_rate": float(labels.mean()),
+        "warnings": warnings,
         "scheduled_from": frame[schema.SCHEDULED_AT].min().strftime(schema.DATETIME_FORMAT),
         "scheduled_to": frame[schema.SCHEDULED_AT].max().strftime(schema.DATETIME_FORMAT),
         "models": results,

@@ -62,6 +62,11 @@ def test_two_models_on_one_holdout(
         assert roc[-1] == {"fpr": 1.0, "tpr": 1.0}
         assert shown["curves"]["reliability"]
     assert body["models"][1]["features"] == "minimal"
+    # and in words, in the API and on the page: these figures are in-sample
+    assert len(body["warnings"]) == 2 and all("in-sample" in w for w in body["warnings"])
+    assert boosted["id"] in body["warnings"][0]
+    page = client.get(f"/ui/comparisons/{body['id']}").get_data(as_text=True)
+    assert page.count("In-sample: model ") == 2, page[:2000]
 
 
 def test_bad_comparisons_are_refused_before_any_job(
@@ -137,6 +142,7 @@ def test_three_real_data_models_compared_in_one_request(
     for record, shown in zip(records, body["models"], strict=True):
         holdout = record["metrics"]["holdout"]
         assert shown["holdout_flights_in_training"] == 0
+        assert body["warnings"] == []
         for name in ("roc_auc", "pr_auc", "brier", "ece"):
             assert shown["metrics"][name] == pytest.approx(holdout[name], abs=1e-9), name
         print(
