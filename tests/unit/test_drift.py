@@ -4,6 +4,8 @@ airline and to night hours are told apart (> 0.9) by the features that changed."
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -78,3 +80,34 @@ def test_too_few_requested_flights_is_an_error_not_a_figure(
 ) -> None:
     with pytest.raises(TooFewRows, match="at least 50"):
         drift_report(model.features, flights, flights.head(49))
+
+
+def test_the_drift_chart_has_every_word_inside_the_picture() -> None:
+    """Long feature names and titles once ran past the figure's right edge."""
+    from flight_delay.ml.drift import chart_png
+
+    report = {
+        "psi": {f"days_since_holiday_{i}": 0.05 * i for i in range(12)},
+        "adversarial": {
+            "roc_auc": 0.712,
+            "separating_features": [
+                {"feature": f"airline_slot_flights_per_week_{i}", "gain_share": 0.1}
+                for i in range(12)
+            ],
+        },
+    }
+    outside: list[str] = []
+
+    def inspect(figure: Any) -> None:
+        renderer = figure.canvas.get_renderer()
+        drawn = figure.get_tightbbox(renderer)  # in inches: everything drawn, text included
+        page = figure.bbox_inches
+        for side, beyond in (("left", drawn.x0 < page.x0 - 0.01),
+                             ("right", drawn.x1 > page.x1 + 0.01),
+                             ("bottom", drawn.y0 < page.y0 - 0.01),
+                             ("top", drawn.y1 > page.y1 + 0.01)):  # fmt: skip
+            if beyond:
+                outside.append(side)
+
+    assert chart_png(report, "model 3f1c2a9e: logged requests vs training rows", inspect)
+    assert outside == []
