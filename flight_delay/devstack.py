@@ -311,6 +311,8 @@ DEFAULT_DESCRIPTION = "make run default"
 
 
 def is_synthetic(dataset: str) -> bool:
+    # the rule of flight_delay.data.sources, written again here: importing that module would load
+    # pandas into the supervisor, which otherwise stays small for the whole run
     return dataset == "synthetic" or dataset.startswith("synthetic:")
 
 

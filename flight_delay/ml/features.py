@@ -220,9 +220,8 @@ def _respell(values: pd.Series, spellings: Mapping[str, str]) -> pd.Series:
     ).astype(object)
 
 
-def _code(codes: Mapping[str | None, float], field: str, value: Any) -> float:
-    """The category code of a caller's value (case-blind), NaN when unseen or missing."""
-    text = clean_field(field, value)
+def _code(codes: Mapping[str | None, float], text: str | None) -> float:
+    """The category code of a cleaned value (case-blind), NaN when unseen or missing."""
     if text is None:
         return np.nan
     found = codes.get(text)
@@ -558,7 +557,8 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
                     month = scheduled.month if scheduled else parse_month(record.get(schema.MONTH))
                     values.append(float(month - 1) if month else np.nan)
                 else:
-                    values.append(_code(codes[name], _SOURCE[name], record.get(_SOURCE[name])))
+                    field = _SOURCE[name]
+                    values.append(_code(codes[name], clean_field(field, record.get(field))))
             if spec.uses_schedule and scheduled is not None:
                 numeric = self._schedule_values(record, scheduled, values[0])
                 values.extend(numeric[name] for name in spec.numeric)
@@ -601,14 +601,8 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
             else:
                 lookup = codes[name]
                 columns[name] = np.fromiter(
-                    (
-                        lookup.get(v, np.nan) if v is None or v in lookup
-                        else lookup.get(v.casefold(), np.nan)
-                        for v in clean(_SOURCE[name])
-                    ),
-                    float,
-                    count,
-                )  # fmt: skip
+                    (_code(lookup, v) for v in clean(_SOURCE[name])), float, count
+                )
         if spec.uses_schedule:
             hour = np.array(stamps.hour, dtype=float)
             dow = np.array(stamps.day_of_week, dtype=float)
