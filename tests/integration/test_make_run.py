@@ -84,11 +84,19 @@ class Stack:
     def start(self, wait: bool = True, timeout: float = 120, unprivileged: bool = False) -> Stack:
         """``unprivileged``: file permissions bind the whole stack, although the tests run as
         root (as they bind a deployment under its own user)."""
+        def as_in_a_terminal() -> None:
+            # Ctrl-C reaches a terminal's foreground job: a runner that started these tests in
+            # the background (`cmd &` in a script) passed SIGINT down ignored, and every stack
+            # outlived the SIGINT that stops it
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+            if unprivileged:
+                without_file_privileges()
+
         with self.log.open("ab") as output:
             self.make = subprocess.Popen(
                 ["make", "-s", "-C", str(REPO), "run"], env=self.env, stdout=output,
-                stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=without_file_privileges if unprivileged else None,
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=as_in_a_terminal,
             )  # fmt: skip
         if wait:
             self.wait_for("Stop with Ctrl-C", timeout)
