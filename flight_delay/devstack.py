@@ -34,7 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import redis
 
+from flight_delay.config import DefaultConfig
+from flight_delay.registry import ModelNotFound, ModelRegistry, Status
 from flight_delay.supervisor import Supervisor, die_with_parent
 
 #: make run's own files (admin key, embedded Redis data, who runs now); FLIGHT_DELAY_STATE_DIR
@@ -330,13 +333,20 @@ def describe_model(record: Mapping[str, Any]) -> str:
     return f"{record.get('id')}, {record.get('model_type', 'model')} trained on {data} ({quality})"
 
 
-def ensure_deployed(base: str, key: str, dataset: str, timeout: float = 600) -> None:
+def ensure_deployed(
+    base: str, key: str, dataset: str, registry: ModelRegistry, timeout: float = 600
+) -> None:
     """Say what is served; train and deploy a default model through the API when nothing is
-    deployed, or when make run's own synthetic default is deployed and real data is there now."""
-    status, deployment = call("GET", f"{base}/deployment")
-    if status == 200 and deployment["model_id"]:
-        _, record = call("GET", f"{base}/models/{deployment['model_id']}")
-        record = record if isinstance(record, dict) else {"id": deployment["model_id"]}
+    deployed, or when make run's own synthetic default is deployed and real data is there now.
+
+    Changes go through the API, as a user's would; what it reads comes from the registry in
+    Redis, because every poll of the API would be a line of the access log on this console."""
+    deployed, _ = registry.deployment()
+    if deployed:
+        try:
+            record = registry.get(deployed)
+        except ModelNotFound:
+            record = {"id": deployed}
         print(f"Serving the deployed model {describe_model(record)}.")
         if not (is_synthetic(str(record.get("dataset", ""))) and not is_synthetic(dataset)):
             return
@@ -356,19 +366,17 @@ def ensure_deployed(base: str, key: str, dataset: str, timeout: float = 600) -> 
         raise RuntimeError(f"POST /models answered {status}: {created}")
     model_id, last = created["id"], None
     deadline = time.monotonic() + timeout
-    pause = 0.5  # grows to 3 s: each poll is a line of the access log on this console
     while time.monotonic() < deadline:
-        _, record = call("GET", f"{base}/models/{model_id}")
-        progress = (record.get("progress") or {}).get("stage")
+        record = registry.get(model_id)
+        progress = record.get("stage")
         if (record["status"], progress) != last:
-            print(f"  {record['status']}" + (f": {progress}" if progress else ""))
+            print(f"  {record['status']}: {progress}")
             last = (record["status"], progress)
-        if record["status"] == "failed":
-            raise RuntimeError(f"training failed: {record['error']}")
-        if record["status"] == "completed":
+        if record["status"] == Status.FAILED:
+            raise RuntimeError(f"training failed: {record.get('error')}")
+        if record["status"] == Status.COMPLETED:
             break
-        time.sleep(pause)
-        pause = min(pause * 1.5, 3.0)
+        time.sleep(0.5)
     else:
         raise RuntimeError(f"training did not finish within {timeout}s")
     status, body = call("PUT", f"{base}/deploy?model-id={model_id}", key=key)
@@ -723,7 +731,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "FLIGHT_DELAY_API_KEYS is set: skipping the default model (no admin key of ours)."
             )
         else:
-            ensure_deployed(base, key, dataset)
+            registry = ModelRegistry().connect(
+                env["FLIGHT_DELAY_REDIS_URL"],
+                env.get("FLIGHT_DELAY_KEY_PREFIX") or DefaultConfig.KEY_PREFIX,
+            )
+            ensure_deployed(base, key, dataset, registry)
         print()
         print(f"API docs:  {base}/docs")
         print(f"Dashboard: {base}/ui")
@@ -744,7 +756,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.sleep(0.5)
     except (KeyboardInterrupt, Stopped):
         return 0
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, redis.RedisError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -383,6 +383,8 @@ def test_a_synthetic_default_is_named_and_replaced_once_the_real_file_is_there(
     first = Stack(tmp_path, FLIGHT_DELAY_API_KEYS="").start(timeout=300)
     stacks.append(first)
     assert "trained on SYNTHETIC flights" in first.output()
+    # its console is not filled with its own polling of the model (one access-log line a poll)
+    assert '"GET /models' not in first.output(), first.output()
     synthetic_id = request(first.base, "GET", "/deployment")[1]["model_id"]
     first.stop()
 
