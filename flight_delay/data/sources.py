@@ -114,7 +114,9 @@ def _local_path(reference: str, data_root: str | Path) -> Path:
         exists = False
     if not exists:
         raise InvalidDataset(
-            reference, "no such file or folder inside the data root (FLIGHT_DELAY_DATA_ROOT)"
+            reference,
+            "no such file or folder inside the data root (FLIGHT_DELAY_DATA_ROOT); "
+            '"synthetic" trains on generated flights',
         )
     return path
 

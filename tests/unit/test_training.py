@@ -210,7 +210,7 @@ def test_dataset_references_are_checked_before_anything_runs(tmp_path: Path) -> 
     drive = check_reference("https://drive.google.com/file/d/1AbC_d-9/view?usp=sharing", tmp_path)
     assert drive.location == "https://drive.google.com/uc?export=download&id=1AbC_d-9"
     assert check_reference("synthetic:5000", tmp_path).location == "5000"
-    for bad, reason in [("../f.csv", "outside the data root"), ("nope.csv", "no such file"),
+    for bad, reason in [("../f.csv", "outside the data root"), ("nope.csv", 'no such file.*"synthetic" trains on generated'),
                         ("s3://bucket/f.csv", "unsupported scheme"), ("synthetic:10", "between 1000"),
                         ("https://drive.google.com/drive/folders", "must name a file")]:  # fmt: skip
         with pytest.raises(InvalidDataset, match=reason):
