@@ -225,10 +225,10 @@ def test_a_moved_volume_or_service_is_caught(delivery: Any) -> None:
     assert any(p.startswith("services are") for p in problems)
 
 
-def test_the_readme_documents_every_variable() -> None:
-    readme = (REPO / "README.md").read_text()
-    missing = sorted(name for name in known_variables() if f"`{name}`" not in readme)
-    assert not missing, f"README's configuration table lacks {missing}"
+def test_the_configuration_page_documents_every_variable() -> None:
+    page = (REPO / "docs" / "configuration.md").read_text()
+    missing = sorted(name for name in known_variables() if f"`{name}`" not in page)
+    assert not missing, f"docs/configuration.md's table lacks {missing}"
 
 
 def test_the_images_hold_the_packages_the_commands_import(tmp_path: Path) -> None:
@@ -261,16 +261,63 @@ def test_the_images_hold_the_packages_the_commands_import(tmp_path: Path) -> Non
         assert module in names
 
 
-def test_the_readme_configuration_table_shows_the_defaults_of_default_config() -> None:
-    """The table's default column is DefaultConfig's value for every FLIGHT_DELAY_* setting."""
+def _table_defaults(page: Path) -> dict[str, str]:
+    """The default column of a page's `FLIGHT_DELAY_*` table rows."""
     rows = {}
-    for line in (REPO / "README.md").read_text().splitlines():
+    for line in page.read_text().splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if len(cells) >= 3 and cells[0].startswith("`FLIGHT_DELAY_"):
             rows[cells[0].strip("`")] = cells[1]
+    return rows
+
+
+def test_the_configuration_tables_show_the_defaults_of_default_config() -> None:
+    """docs/configuration.md's default column is DefaultConfig's value for every FLIGHT_DELAY_*
+    setting, and the README's table of the essentials agrees with it row for row."""
+    page = _table_defaults(REPO / "docs" / "configuration.md")
+    readme = _table_defaults(REPO / "README.md")
     wrong = {}
     for name, value in documented_settings().items():
         shown = "empty" if value in ("", None, [], ()) else f"`{value}`"
-        if rows.get(name) != shown:
-            wrong[name] = (rows.get(name), shown)
-    assert not wrong, f"README default != DefaultConfig (shown, expected): {wrong}"
+        if page.get(name) != shown:
+            wrong[name] = (page.get(name), shown)
+        if name in readme and readme[name] != shown:
+            wrong[f"README {name}"] = (readme[name], shown)
+    assert not wrong, f"default shown != DefaultConfig (shown, expected): {wrong}"
+    assert readme, "the README has no table of the essential settings"
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a Markdown page's headings."""
+    found = set()
+    for line in page.read_text().splitlines():
+        if line.startswith("#"):
+            heading = re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower())
+            found.add(heading.replace(" ", "-"))
+    return found
+
+
+def test_every_relative_link_of_the_readme_and_the_docs_resolves() -> None:
+    """Pages moved between the README and docs/ keep their links: every relative link names a
+    file that exists and, for a Markdown page, a heading it has."""
+    pages = [REPO / "README.md", REPO / "datasets" / "README.md", *(REPO / "docs").glob("*.md")]
+    broken = []
+    for page in pages:
+        for link in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if link.startswith(("http://", "https://")):
+                continue
+            target, _, anchor = link.partition("#")
+            path = (page.parent / target).resolve() if target else page
+            if not path.exists():
+                broken.append(f"{page.name}: {link} (no such file)")
+            elif anchor and path.suffix == ".md" and anchor not in _anchors(path):
+                broken.append(f"{page.name}: {link} (no such heading)")
+    assert not broken, broken
+
+
+def test_the_readme_is_short_and_speaks_to_users() -> None:
+    """A newcomer's page: at most 400 lines, nothing about how the software was built."""
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 400
+    insider = re.findall(r"(?i)\bissue [0-9]+|this 2-core machine|our development machines", readme)
+    assert not insider, insider
