@@ -548,7 +548,8 @@ def test_the_readme_walkthrough_works_verbatim_on_a_fresh_clone(
     if real_file:  # where CI keeps it: ../shared/datasets/ beside the clone
         shared = tmp_path / "clone" / "shared" / "datasets"
         shared.mkdir(parents=True)
-        (shared / "dataset_SCL.csv").symlink_to(request.getfixturevalue("real_dataset"))
+        real = request.getfixturevalue("real_dataset").resolve()  # make test names it relatively
+        (shared / "dataset_SCL.csv").symlink_to(real)
     stack = Stack(tmp_path, repo=clone)
     for setting in ("FLIGHT_DELAY_STATE_DIR", "FLIGHT_DELAY_MODEL_DIR", "FLIGHT_DELAY_EXPORT_DIR",
                     "FLIGHT_DELAY_DATA_ROOT", "FLIGHT_DELAY_API_KEYS", "FLIGHT_DELAY_DATASET",
