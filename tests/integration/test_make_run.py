@@ -29,7 +29,7 @@ import psutil
 import pytest
 
 from flight_delay.data import make_synthetic_flights
-from flight_delay.devstack import free_port
+from flight_delay.devstack import call, free_port
 from tests.conftest import REPO
 from tests.integration.filesystems import without_file_privileges
 
@@ -573,12 +573,18 @@ def test_the_readme_walkthrough_works_verbatim_on_a_fresh_clone(
     print(walked.stdout)  # what the commands printed, shown with -s
     assert walked.returncode == 0, walked.stdout[-4000:]
     output = walked.stdout.splitlines()
-    default = request_json(stack.base, "/deployment")
+
+    def read(path: str) -> Any:  # an anonymous read, as the walkthrough's own
+        status, body = call("GET", f"{stack.base}{path}")
+        assert status == 200, (path, status, body)
+        return body
+
+    default = read("/deployment")
     assert output[0].startswith(f"{dataset} 0."), output  # the default's data and ROC AUC
     assert output[1].startswith("completed 0."), output
     assert output.count("204") == 3, output  # deploy, roll back, delete the schedule
     answer = json.loads(next(line for line in output if line.startswith("{")))
-    trained = [m for m in request_json(stack.base, "/models")
+    trained = [m for m in read("/models")
                if m["model_type"] == "logistic_regression"]  # fmt: skip
     assert len(trained) == 1 and trained[0]["status"] == "completed"
     assert answer["model_id"] == trained[0]["id"]
@@ -586,8 +592,8 @@ def test_the_readme_walkthrough_works_verbatim_on_a_fresh_clone(
     assert output[-3] == default["model_id"]  # rolled back to make run's default
     assert [h["model_id"] for h in default["history"][:2]] == [
         default["model_id"], trained[0]["id"]]  # fmt: skip
-    assert request_json(stack.base, f"/models/{trained[0]['id']}")["dataset"] == dataset
-    assert request_json(stack.base, "/schedules") == []  # created, listed, deleted
+    assert read(f"/models/{trained[0]['id']}")["dataset"] == dataset
+    assert read("/schedules") == []  # created, listed, deleted
     assert "weekly" in output[-2]
 
     if not real_file:  # the Python snippet, as written, in the same clone
@@ -601,8 +607,3 @@ def test_the_readme_walkthrough_works_verbatim_on_a_fresh_clone(
         assert ran.returncode == 0, ran.stdout[-4000:]
         assert (clone / "models" / "mine" / "model.json").is_file()
     stack.stop()
-
-
-def request_json(base: str, path: str) -> Any:
-    with urllib.request.urlopen(base + path, timeout=10) as response:
-        return json.loads(response.read())
