@@ -17,14 +17,13 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the API app: config (defaults, FLIGHT_DELAY_* variables, then ``overrides``),
     extensions, blueprints and error handlers."""
     # imported here: building an app is the only thing that needs Flask, Celery and Redis
-    from flight_delay import (  # noqa: F401 - Celery tasks
-        drift_jobs,
-        jobs,
-        metrics,
-        performance_jobs,
-        scheduling,
-        ui,
-    )
+    import importlib
+
+    from flight_delay import metrics, scheduling, ui
+    from flight_delay.tasks import names
+
+    for task_module in names.MODULES:  # every Celery task (shared tasks: every Celery app has them)
+        importlib.import_module(task_module)
     from flight_delay.api import (
         comparisons,
         deploy,
@@ -50,7 +49,6 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         model_registry,
         prediction_log,
     )
-    from flight_delay.scheduling import runs  # noqa: F401 - the run evaluation task
 
     app = Flask("flight_delay")
     base = TestingConfig if (overrides or {}).get("TESTING") else DefaultConfig

@@ -13,17 +13,7 @@ from kombu import Queue
 from flight_delay.prediction_log.service import PredictionLog
 from flight_delay.registry import ModelRegistry
 from flight_delay.serving import DeployedModelCache
-
-#: the training task's name (flight_delay.jobs.train_model); callers send it by name, so the
-#: sending app's own Celery (its broker, its queue) always carries it
-TRAIN_TASK = "flight_delay.train_model"
-#: a scheduled run's evaluation (flight_delay.scheduling.runs), sent when its challenger is done
-EVALUATE_RUN_TASK = "flight_delay.evaluate_schedule_run"
-#: reports over caller-grown data and comparisons: the analysis queue's tasks
-DRIFT_TASK = "flight_delay.drift"
-PERFORMANCE_TASK = "flight_delay.performance"
-COMPARISON_TASK = "flight_delay.compare"
-ANALYSIS_TASKS = (DRIFT_TASK, PERFORMANCE_TASK, COMPARISON_TASK)
+from flight_delay.tasks import names
 
 model_registry = ModelRegistry()
 deployed_model = DeployedModelCache()
@@ -43,7 +33,7 @@ BEAT_SCHEDULER = "flight_delay.scheduling.beat:ScheduleBeat"
 def init_celery(app: Flask) -> Celery:
     """A Celery app for ``app``: its Redis, its queue, and tasks that run in its app context.
 
-    The tasks are ``shared_task``s (flight_delay.jobs), so every Celery app made here has them.
+    The tasks are ``shared_task``s (flight_delay.tasks), so every Celery app made here has them.
     """
 
     class FlaskTask(Task):
@@ -69,7 +59,7 @@ def init_celery(app: Flask) -> Celery:
         )
     celery.conf.update(
         # reports never wait behind training, nor training behind them: their own queue
-        task_routes={name: {"queue": analysis} for name in ANALYSIS_TASKS},
+        task_routes={name: {"queue": analysis} for name in names.ANALYSIS},
         # the queues a worker of this app consumes (producers route by task_routes)
         task_queues=[Queue(consumed[name], routing_key=consumed[name]) for name in wanted],
         broker_url=app.config["REDIS_URL"],
@@ -80,7 +70,7 @@ def init_celery(app: Flask) -> Celery:
         task_ignore_result=True,
         # acknowledged when it ends and re-queued if the process running it dies; a duplicate
         # delivery is harmless: the registry's claim lets one attempt run a job at a time and
-        # never reruns a finished one (see flight_delay.jobs)
+        # never reruns a finished one (see flight_delay.tasks.lease)
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_soft_time_limit=limit,

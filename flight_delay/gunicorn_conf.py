@@ -58,7 +58,7 @@ loglevel = os.environ.get("FLIGHT_DELAY_LOG_LEVEL", "info").lower()
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
     """After fork, in each worker: load the deployed model before taking requests, then watch
     for new deployments in a background thread."""
-    from flight_delay.jobs import start_recovery
+    from flight_delay.tasks.recovery import start_recovery
 
     start_recovery(worker.wsgi)  # jobs whose worker died are queued again or failed
     cache = worker.wsgi.extensions["deployed_model"]

@@ -14,7 +14,6 @@ import json
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -22,6 +21,16 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from flight_delay.errors import FlightDelayError
+from flight_delay.tasks.lease import (
+    LOST_WORKER,
+    ClaimResult,
+    JobCancelled,
+    JobKind,
+    JobLease,
+    now_iso,
+)
+
+__all__ = ["ClaimResult", "JobCancelled", "now_iso"]  # the job vocabulary, re-exported
 
 
 class Status:
@@ -73,125 +82,20 @@ class TooManyPendingJobs(FlightDelayError):
         self.retry_after = retry_after
 
 
-class JobCancelled(Exception):
-    """Raised inside a training job whose model was deleted, or whose attempt was superseded
-    (its lease expired and another attempt took over), while it ran."""
-
-
-class ClaimResult:
-    """What :meth:`ModelRegistry.claim` decided for one delivery of a job message."""
-
-    CLAIMED = "claimed"  # this attempt runs the job
-    DELETED = "deleted"  # the model is gone: drop the message
-    FINISHED = "finished"  # completed or failed already: a duplicate or redelivered message
-    LEASED = "leased"  # another live attempt holds it: drop the message
-    EXHAUSTED = "exhausted"  # too many attempts: marked failed
-
-
 _JSON_FIELDS = ("settings", "metrics", "input_schema", "data", "importances", "cross_validation")
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 # Lifecycle rules run inside Redis as Lua scripts: each reads and writes in one atomic step, so a
 # check can never be overtaken by a concurrent request between the read and the write. Times that
 # decide something (leases) come from Redis' own clock (TIME), never from the callers' clocks.
-REDIS_NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 "
+# A training job's lease is the one every kind of job has (flight_delay.tasks.lease).
+TRAINING = JobKind("training")
 
 # KEYS: record. ARGV: field, value, ... -> 1, or 0 when the record is gone (never resurrected)
 _UPDATE_IF_EXISTS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV)) return 1
 """
-
-# KEYS: record, pending set. ARGV: token, worker, lease seconds, max attempts, started_at
-# (display only), id
-_CLAIM = (
-    REDIS_NOW
-    + """
-local k = KEYS[1]
-if redis.call('EXISTS', k) == 0 then redis.call('ZREM', KEYS[2], ARGV[6]) return {'deleted', ''} end
-local status = redis.call('HGET', k, 'status')
-if status == 'completed' or status == 'failed' then
-  redis.call('ZREM', KEYS[2], ARGV[6]) return {'finished', status}
-end
-if status == 'running' then
-  -- this very claim, retried after a lost reply: it holds the job
-  if redis.call('HGET', k, 'attempt') == ARGV[1] then
-    return {'claimed', redis.call('HGET', k, 'attempts')}
-  end
-  local lease = tonumber(redis.call('HGET', k, 'lease_until') or '0') or 0
-  if lease > now then return {'leased', ''} end
-end
-local attempts = (tonumber(redis.call('HGET', k, 'attempts') or '0') or 0) + 1
-redis.call('ZREM', KEYS[2], ARGV[6])
-if attempts > tonumber(ARGV[4]) then
-  redis.call('HSET', k, 'status', 'failed', 'finished_at', ARGV[5], 'stage', 'failed',
-    'error', 'gave up after ' .. (attempts - 1) .. ' attempt(s): the worker running it stopped '
-    .. 'renewing its lease (killed, or cut off from Redis)')
-  return {'exhausted', ''}
-end
-redis.call('HSET', k, 'status', 'running', 'attempt', ARGV[1], 'attempts', attempts,
-  'worker', ARGV[2], 'lease_until', now + tonumber(ARGV[3]), 'started_at', ARGV[5],
-  'stage', 'starting', 'percent', '1')
-redis.call('HDEL', k, 'error')
-return {'claimed', tostring(attempts)}
-"""
-)
-
-# KEYS: record. ARGV: token, lease seconds, field, value, ... -> 1, or 0 when the record is gone
-# or another attempt holds it now. Renews the lease.
-_ATTEMPT_UPDATE = (
-    REDIS_NOW
-    + """
-local k = KEYS[1]
-if redis.call('EXISTS', k) == 0 then return 0 end
-if redis.call('HGET', k, 'attempt') ~= ARGV[1] or redis.call('HGET', k, 'status') ~= 'running' then
-  return 0
-end
-redis.call('HSET', k, 'lease_until', now + tonumber(ARGV[2]))
-if #ARGV > 2 then redis.call('HSET', k, unpack(ARGV, 3)) end
-return 1
-"""
-)
-
-# KEYS: record. ARGV: token, field, value, ... (status among them) -> 1 or 0 as above
-_ATTEMPT_FINISH = """
-local k = KEYS[1]
-if redis.call('EXISTS', k) == 0 then return 0 end
-if redis.call('HGET', k, 'attempt') ~= ARGV[1] or redis.call('HGET', k, 'status') ~= 'running' then
-  return 0
-end
-redis.call('HSET', k, unpack(ARGV, 2))
-redis.call('HDEL', k, 'lease_until')
-return 1
-"""
-
-# KEYS: record, pending set. ARGV: max attempts, finished_at, id -> 'requeue', 'failed' or 'alive'
-_EXPIRE_LEASE = (
-    REDIS_NOW
-    + """
-local k = KEYS[1]
-if redis.call('HGET', k, 'status') ~= 'running' then return 'alive' end
-local lease = tonumber(redis.call('HGET', k, 'lease_until') or '0') or 0
-if lease > now then return 'alive' end
-local attempts = tonumber(redis.call('HGET', k, 'attempts') or '0') or 0
-if attempts >= tonumber(ARGV[1]) then
-  redis.call('HSET', k, 'status', 'failed', 'finished_at', ARGV[2], 'stage', 'failed',
-    'error', 'the worker running it stopped renewing its lease (killed, or cut off from Redis) '
-    .. 'after ' .. attempts .. ' attempt(s); train it again')
-  redis.call('HDEL', k, 'lease_until', 'attempt')
-  return 'failed'
-end
-redis.call('HSET', k, 'status', 'pending', 'stage', 'queued again: its worker was lost',
-  'percent', '0')
-redis.call('HDEL', k, 'lease_until', 'attempt')
-redis.call('ZADD', KEYS[2], now, ARGV[3])
-return 'requeue'
-"""
-)
 
 # KEYS: record, index, deployment, pending set. ARGV: id -> 'deployed', 'missing', or the
 # deleted status
@@ -286,14 +190,11 @@ class ModelRegistry:
             health_check_interval=30,
         )
         self.prefix = prefix
+        self.lease = JobLease(self._redis)
         self._scripts = {
             name: self._redis.register_script(source)
             for name, source in (
                 ("update_if_exists", _UPDATE_IF_EXISTS),
-                ("claim", _CLAIM),
-                ("attempt_update", _ATTEMPT_UPDATE),
-                ("attempt_finish", _ATTEMPT_FINISH),
-                ("expire_lease", _EXPIRE_LEASE),
                 ("delete_unless_deployed", _DELETE_UNLESS_DEPLOYED),
                 ("deploy_if_completed", _DEPLOY_IF_COMPLETED),
                 ("create_within_quota", _CREATE_WITHIN_QUOTA),
@@ -428,47 +329,45 @@ class ModelRegistry:
     def claim(
         self, model_id: str, token: str, worker: str, lease_seconds: float, max_attempts: int
     ) -> tuple[str, int]:
-        """Start an attempt at a job: (a ClaimResult value, the attempt number when claimed).
-
-        Only a pending job, or a running one whose lease expired (its worker is gone), is claimed;
-        a finished job is never run again, whatever message arrives.
-        """
-        outcome, detail = self._script("claim")(
-            keys=[self.model_key(model_id), self._pending_key],
-            args=[token, worker, lease_seconds, max_attempts, now_iso(), model_id],
-        )
-        return str(outcome), int(detail) if outcome == ClaimResult.CLAIMED else 0
+        """Start an attempt at a training job: (a ClaimResult value, the attempt number when
+        claimed). Only a pending job, or a running one whose lease lapsed, is claimed."""
+        claim = self.lease.claim(
+            TRAINING, self.model_key(model_id), token, worker, lease_seconds, max_attempts,
+            job_id=model_id, queue=self._pending_key,
+            on_claim={"started_at": now_iso(), "stage": "starting", "percent": 1},
+            on_give_up={
+                "stage": "failed",
+                "error": f"gave up after {max_attempts} attempt(s): {LOST_WORKER}",
+            },
+        )  # fmt: skip
+        return claim.outcome, claim.attempt
 
     def attempt_update(
         self, model_id: str, token: str, lease_seconds: float, **fields: Any
     ) -> bool:
         """Renew the attempt's lease and set ``fields``; False when the model was deleted or
         another attempt holds it now (the caller must stop)."""
-        return bool(
-            self._script("attempt_update")(
-                keys=[self.model_key(model_id)],
-                args=[token, lease_seconds, *self._args(fields)],
-            )
-        )
+        args = dict(zip(fields, (self._encode(k, v) for k, v in fields.items()), strict=True))
+        return self.lease.renew(TRAINING, self.model_key(model_id), token, lease_seconds, **args)
 
     def attempt_finish(self, model_id: str, token: str, status: str, **fields: Any) -> bool:
         """Record the attempt's outcome; False when it no longer holds the job."""
-        return bool(
-            self._script("attempt_finish")(
-                keys=[self.model_key(model_id)],
-                args=[token, *self._args({"status": status, **fields})],
-            )
-        )
+        args = dict(zip(fields, (self._encode(k, v) for k, v in fields.items()), strict=True))
+        return self.lease.finish(TRAINING, self.model_key(model_id), token, status, **args)
 
     def expire_lease(self, model_id: str, max_attempts: int) -> str:
         """For a running job whose lease ran out: 'requeue' (back to pending: send its message
         again) or 'failed' (attempts used up); 'alive' when its worker still renews it."""
-        return str(
-            self._script("expire_lease")(
-                keys=[self.model_key(model_id), self._pending_key],
-                args=[max_attempts, now_iso(), model_id],
-            )
-        )
+        outcome = self.lease.expire(
+            TRAINING, self.model_key(model_id), max_attempts,
+            job_id=model_id, queue=self._pending_key,
+            on_requeue={"stage": "queued again: its worker was lost", "percent": 0},
+            on_give_up={
+                "stage": "failed",
+                "error": f"{LOST_WORKER} after {max_attempts} attempt(s); train it again",
+            },
+        )  # fmt: skip
+        return "alive" if outcome == "idle" else outcome
 
     def unfinished_ids(self) -> dict[str, list[str]]:
         """Ids of pending and running jobs, by status."""

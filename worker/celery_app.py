@@ -6,8 +6,8 @@ import sys
 from celery.signals import worker_init, worker_process_shutdown, worker_ready
 
 from flight_delay import create_app
-from flight_delay.jobs import start_recovery
 from flight_delay.metrics import serve_worker_metrics, worker_process_gone
+from flight_delay.tasks.recovery import start_recovery
 
 
 def refuse_open_flower(argv: list[str], environ: "os._Environ[str] | dict[str, str]") -> None:

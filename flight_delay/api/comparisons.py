@@ -18,11 +18,11 @@ from flight_delay.api.schemas import (
     ComparisonCreateSchema,
     ComparisonSchema,
 )
-from flight_delay.comparison_jobs import queue_comparison, read_comparison
 from flight_delay.data.download import AllowList
 from flight_delay.data.sources import check_reference
 from flight_delay.errors import FlightDelayError
 from flight_delay.registry import ModelNotReady, ModelRegistry, Status
+from flight_delay.tasks.comparison import queue_comparison, read_comparison
 
 blp = Blueprint(
     "comparisons",

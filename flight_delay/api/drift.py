@@ -9,8 +9,8 @@ from flask.views import MethodView
 
 from flight_delay.api.errors import Blueprint, DriftUnavailable, requires_configured_scope
 from flight_delay.api.schemas import DriftPendingSchema, DriftQuerySchema, DriftSchema
-from flight_delay.drift_jobs import lookup_or_queue
 from flight_delay.registry import ModelRegistry
+from flight_delay.tasks.drift import lookup_or_queue
 
 blp = Blueprint("drift", __name__, description="Drift of logged requests from training rows.")
 

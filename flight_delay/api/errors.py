@@ -24,7 +24,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from flight_delay.analysis_jobs import TooManyReports
 from flight_delay.api.docs import KEY_SETTING
 from flight_delay.auth import Forbidden, Unauthorized, require_configured_scope, require_scope
 from flight_delay.errors import (
@@ -48,6 +47,7 @@ from flight_delay.scheduling.store import (
     TooManySchedules,
 )
 from flight_delay.serving import NoDeployedModel
+from flight_delay.tasks.analysis import TooManyReports
 
 
 class ExportConflict(FlightDelayError):

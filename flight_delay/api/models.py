@@ -34,10 +34,10 @@ from flight_delay.api.schemas import (
 from flight_delay.auth import require_configured_scope, require_scope
 from flight_delay.data.download import AllowList, redact
 from flight_delay.data.sources import check_reference
-from flight_delay.jobs import remove_scratch, send_job
 from flight_delay.ml.artifacts import MODEL_FILE
 from flight_delay.ml.config import TrainConfig
 from flight_delay.registry import ModelNotReady, ModelRegistry, Status
+from flight_delay.tasks.training import remove_scratch, send_job
 
 blp = Blueprint(
     "models",

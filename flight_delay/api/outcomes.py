@@ -7,7 +7,6 @@ from typing import Any
 from flask import current_app, jsonify
 from flask.views import MethodView
 
-from flight_delay import performance_jobs
 from flight_delay.api.errors import (
     Blueprint,
     PredictionLogUnavailable,
@@ -26,6 +25,7 @@ from flight_delay.ml.flight_input import parse_scheduled
 from flight_delay.prediction_log import outcomes
 from flight_delay.prediction_log.service import PredictionLog
 from flight_delay.registry import ModelRegistry
+from flight_delay.tasks import performance as performance_jobs
 
 blp = Blueprint(
     "outcomes", __name__, description="Actual departures of logged flights; live performance."

@@ -2,7 +2,7 @@
 Google Drive file link, or ``synthetic[:N]`` (generated flights, labelled as such).
 
 The API checks a reference before queuing anything (:func:`check_reference`); the worker fetches
-it (:func:`fetch`).
+it (:func:`fetch`), and jobs that read a dataset again fetch it whole (:func:`fetch_dataset`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,12 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import shutil
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse, urlsplit
 
 from flight_delay.data.download import AllowList, check_url_syntax, download, is_public, redact
@@ -199,3 +203,22 @@ def _as_given(source: str, reference: DatasetReference) -> str:
 def _with_sources(data: FlightData, sources: list[str]) -> FlightData:
     data.fingerprint = dataclasses.replace(data.fingerprint, sources=tuple(sources))
     return data
+
+
+def fetch_dataset(config: Mapping[str, Any], dataset: str) -> FlightData:
+    """The flights a dataset reference names, checked and fetched as training does (the
+    settings DATA_ROOT, DOWNLOAD_* of ``config``) through a scratch folder removed afterwards:
+    what evaluation, drift and comparison jobs read."""
+    allow = AllowList.parse(config["DOWNLOAD_ALLOW_HOSTS"])
+    scratch = Path(tempfile.mkdtemp(prefix="dataset-"))
+    try:
+        reference = check_reference(dataset, config["DATA_ROOT"], allow)
+        return fetch(
+            reference,
+            scratch,
+            config["DOWNLOAD_MAX_BYTES"],
+            config["DOWNLOAD_TIMEOUT_SECONDS"],
+            allow,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

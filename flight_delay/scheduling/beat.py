@@ -2,10 +2,11 @@
 (the Celery app names this class as its ``beat_scheduler``).
 
 The schedules live in Redis, not in beat's own table: every ``SCHEDULE_TICK_SECONDS`` the
-scheduler runs :func:`flight_delay.scheduling.runs.tick`, which claims the due times and moves
-unfinished runs along. The work a run needs (training, evaluation) goes to the workers as
-tasks; the tick itself only reads and writes Redis. One beat is meant to run; a second one
-started by mistake is harmless, as every claim is a compare-and-set in Redis.
+scheduler runs :func:`flight_delay.scheduling.runs.tick`, which claims the due times and sends
+one task per run it starts; everything a run needs next (its challenger, training, evaluation)
+happens in the workers, and the recovery every process runs moves along a run a lost message or
+a killed worker left behind. One beat is meant to run; a second one started by mistake is
+harmless, as every claim is a compare-and-set in Redis.
 """
 
 from __future__ import annotations

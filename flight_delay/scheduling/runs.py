@@ -12,7 +12,7 @@ atomic step that also checks the deployment did not change meanwhile.
 
 Nothing is lost to a dead process: the tick re-sends an evaluation whose message was lost or
 whose worker stopped renewing its lease (at most JOB_MAX_ATTEMPTS attempts), and a challenger's
-training job is recovered like every training job (flight_delay.jobs.recover_jobs).
+training job is recovered like every training job (flight_delay.tasks.recovery).
 """
 
 from __future__ import annotations
@@ -31,15 +31,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import redis
-from celery import shared_task
-from flask import Flask, current_app
+from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from flight_delay.data.download import redact
 from flight_delay.data.schema import DELAY_THRESHOLD_MINUTES
+from flight_delay.data.sources import fetch_dataset
 from flight_delay.errors import FlightDelayError, InvalidFlights, scrub_paths
-from flight_delay.extensions import EVALUATE_RUN_TASK
-from flight_delay.jobs import Lease, fetch_dataset, remove_scratch, send_job
 from flight_delay.ml import TrainedModel, load_model
 from flight_delay.ml.comparison import (
     EmptyHoldout,
@@ -50,16 +48,12 @@ from flight_delay.ml.comparison import (
 from flight_delay.ml.config import TrainConfig
 from flight_delay.ml.promotion import Decision, PromotionRule, decide, refusals
 from flight_delay.ml.splits import split_positions
-from flight_delay.registry import (
-    JobCancelled,
-    ModelDeployed,
-    ModelNotFound,
-    ModelRegistry,
-    Status,
-    now_iso,
-)
+from flight_delay.registry import ModelDeployed, ModelNotFound, ModelRegistry, Status
 from flight_delay.scheduling.store import RunNotFound, RunStatus, ScheduleStore
 from flight_delay.scheduling.timing import InvalidTiming, Timing
+from flight_delay.tasks import names
+from flight_delay.tasks.lease import Attempt, JobCancelled, now_iso
+from flight_delay.tasks.training import remove_scratch, send_job
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +85,16 @@ def promoter(run: dict[str, Any]) -> str:
 
 # -- the tick -----------------------------------------------------------------------------------
 def tick(app: Flask, beat: str = "") -> dict[str, list[str]]:
-    """One beat: start the runs that are due, then move every unfinished run along.
+    """One beat: claim the due times and send one task per run started (its worker creates the
+    challenger). Nothing else: moving runs along is recovery's (:func:`recover_runs`).
 
-    Safe from any number of beats at once: a due time is claimed by one compare-and-set, and
-    every step of a run is a conditional Redis script.
+    Safe from any number of beats at once: a due time is claimed by one compare-and-set.
 
     Returns:
-        what was done: ``started`` run ids, ``skipped`` schedule ids, ``sent`` evaluations.
+        what was done: ``started`` run ids, ``skipped`` schedule ids.
     """
     store = schedule_store(app)
-    done: dict[str, list[str]] = {"started": [], "skipped": [], "sent": []}
+    done: dict[str, list[str]] = {"started": [], "skipped": []}
     now = time.time()
     who = beat or f"beat {socket.gethostname()}:{os.getpid()}"
     for schedule_id, due in store.due(now):
@@ -118,6 +112,7 @@ def tick(app: Flask, beat: str = "") -> dict[str, list[str]]:
             log.info("schedule %s: due %s claimed by %s, run %s", schedule_id, due, who, detail)
             done["started"].append(detail)
             store.trim_runs(schedule_id, int(app.config["SCHEDULE_RUNS_KEPT"]))
+            app.extensions["celery"].send_task(names.START_RUN, args=[detail])
         elif outcome == "skipped":
             log.warning(
                 "schedule %s: due %s claimed by %s, skipped: run %s has not finished",
@@ -130,24 +125,51 @@ def tick(app: Flask, beat: str = "") -> dict[str, list[str]]:
                 "running? (harmless: each due time runs once)",
                 schedule_id, due, who,
             )  # fmt: skip
+    return done
+
+
+def start_run(app: Flask, run_id: str) -> str:
+    """The task a started run sends: create its challenger and queue its training."""
+    try:
+        run = schedule_store(app).get_run(run_id)
+    except RunNotFound:
+        return "gone"
+    if run["status"] != RunStatus.QUEUED:
+        return str(run["status"])  # a duplicate message, or recovery started it already
+    return "started" if start_challenger(app, run) else "taken"
+
+
+def recover_runs(app: Flask) -> dict[str, list[str]]:
+    """Move along every run a lost message or a killed worker left behind (flight_delay.tasks
+    .recovery runs this in every API process and worker): a queued run whose start message was
+    lost long ago is started; a run whose challenger failed is failed; an evaluation that was
+    lost, or whose worker stopped renewing its lease, is sent again (its claim takes over).
+
+    Returns:
+        the runs acted on: ``started`` and ``sent`` (an evaluation sent again).
+    """
+    store = schedule_store(app)
+    done: dict[str, list[str]] = {"started": [], "sent": []}
+    stale = time.time() - float(app.config["PENDING_RESEND_SECONDS"])
     for run in store.unfinished():
         try:
-            if advance(app, run):
+            if run["status"] == RunStatus.QUEUED:
+                created = _epoch(run.get("created_at"))
+                if created is not None and created < stale and start_challenger(app, run):
+                    done["started"].append(run["id"])
+            elif advance(app, run):
                 done["sent"].append(run["id"])
         except (redis.RedisError, FlightDelayError):
-            log.warning("moving run %s along failed; next tick retries", run["id"], exc_info=True)
+            log.warning("moving run %s along failed; retried next round", run["id"], exc_info=True)
     return done
 
 
 def advance(app: Flask, run: dict[str, Any]) -> bool:
-    """Move one unfinished run a step: train its challenger, fail it when the challenger
+    """Move a run whose challenger trains or is evaluated a step: fail it when the challenger
     failed, or (re)send its evaluation; True when an evaluation was sent."""
     store = schedule_store(app)
     registry: ModelRegistry = app.extensions["model_registry"]
     status = run["status"]
-    if status == RunStatus.QUEUED:
-        start_challenger(app, run)
-        return False
     lease = float(app.config["JOB_LEASE_SECONDS"])
     now = _redis_now(store)
     if status == RunStatus.TRAINING:
@@ -168,8 +190,9 @@ def advance(app: Flask, run: dict[str, Any]) -> bool:
             return False
         if challenger["status"] != Status.COMPLETED:
             return False
-        # the training job queued the evaluation when it ended; send it again only when no
-        # evaluation took it within a lease (a lost message)
+        # the evaluation follows the training job's message; send it again only when no
+        # evaluation took it within a lease (a lost message, or a challenger that recovery
+        # queued again without its evaluation)
         finished = _epoch(challenger.get("finished_at"))
         sent = float(run.get("evaluation_sent_at") or 0)
         if max(finished or 0.0, sent) + lease > now:
@@ -181,7 +204,7 @@ def advance(app: Flask, run: dict[str, Any]) -> bool:
     else:
         return False
     store.set_run_fields(run["id"], evaluation_sent_at=now)
-    app.extensions["celery"].send_task(EVALUATE_RUN_TASK, args=[run["id"]])
+    app.extensions["celery"].send_task(names.EVALUATE_RUN, args=[run["id"]])
     return True
 
 
@@ -205,8 +228,11 @@ def start_challenger(app: Flask, run: dict[str, Any]) -> str | None:
     if not store.attach_challenger(run["id"], record["id"]):
         registry.delete(record["id"])
         return None
-    # a lost message is resent by the training jobs' recovery (PENDING_RESEND_SECONDS)
-    send_job(app.extensions["celery"], record["id"])
+    # the evaluation follows the training job's message (a lost one is resent by recovery, and
+    # the beat's tick then sends the evaluation)
+    celery = app.extensions["celery"]
+    evaluate = celery.signature(names.EVALUATE_RUN, args=[run["id"]], immutable=True)
+    send_job(celery, record["id"], then=evaluate)
     return str(record["id"])
 
 
@@ -229,13 +255,6 @@ class RunFailed(Exception):
     """The run cannot be evaluated; the message says why (shown to API callers)."""
 
 
-@shared_task(name=EVALUATE_RUN_TASK)
-def evaluate_schedule_run(run_id: str) -> str:
-    """Evaluate a run whose challenger finished training; record the decision."""
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    return run_evaluation(app, run_id)
-
-
 def run_evaluation(app: Flask, run_id: str) -> str:
     store = schedule_store(app)
     registry: ModelRegistry = app.extensions["model_registry"]
@@ -255,12 +274,13 @@ def run_evaluation(app: Flask, run_id: str) -> str:
         return "waiting"
     token = uuid.uuid4().hex[:12]
     lease = float(config["JOB_LEASE_SECONDS"])
-    claimed = store.claim_evaluation(run, token, lease, int(config["JOB_MAX_ATTEMPTS"]))
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    claimed = store.claim_evaluation(run, token, lease, int(config["JOB_MAX_ATTEMPTS"]), worker)
     if claimed != "claimed":
         log.info("evaluation of run %s not run: %s", run_id, claimed)
         return claimed
     roots = {"MODEL_DIR": config["MODEL_DIR"], "DATA_ROOT": config["DATA_ROOT"]}
-    with Lease(lambda: store.renew_evaluation(run_id, token, lease), lease, run_id) as held:
+    with Attempt(lambda: store.renew_evaluation(run_id, token, lease), lease, run_id) as held:
         try:
             decided = _evaluate_and_decide(app, run, challenger, token, held)
             prune_rejected_challengers(app, run["schedule_id"])
@@ -331,7 +351,7 @@ def prune_rejected_challengers(app: Flask, schedule_id: str) -> list[str]:
 
 
 def _evaluate_and_decide(
-    app: Flask, run: dict[str, Any], challenger: dict[str, Any], token: str, held: Lease
+    app: Flask, run: dict[str, Any], challenger: dict[str, Any], token: str, held: Attempt
 ) -> str:
     """``challenger`` is its completed record (a completed record no longer changes)."""
     store = schedule_store(app)

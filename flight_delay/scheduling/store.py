@@ -29,8 +29,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from flight_delay.errors import FlightDelayError
-from flight_delay.registry import DEPLOY_STEP, REDIS_NOW, ModelRegistry, now_iso
+from flight_delay.registry import DEPLOY_STEP, ModelRegistry
 from flight_delay.scheduling.timing import iso
+from flight_delay.tasks.lease import LOST_WORKER, ClaimResult, JobKind, now_iso
 
 
 class RunStatus:
@@ -83,7 +84,7 @@ _INT_FIELDS = ("runs", "skipped", "number", "attempts", "every_seconds", "deploy
 # the schedule free for its next run.
 _FINISH = """
 local function finish(run_key, schedule_key, unfinished_key, run_id)
-  redis.call('HDEL', run_key, 'token', 'lease_until')
+  redis.call('HDEL', run_key, 'attempt', 'lease_until')
   redis.call('SREM', unfinished_key, run_id)
   if redis.call('HGET', schedule_key, 'active_run') == run_id then
     redis.call('HSET', schedule_key, 'active_run', '')
@@ -152,40 +153,12 @@ redis.call('HSET', KEYS[1], 'status', 'training', 'challenger_id', ARGV[1],
 return 1
 """
 
-# KEYS: run, schedule, unfinished. ARGV: token, lease seconds, max attempts, now, run id, reason
-# -> 'claimed' | 'leased' (another live evaluation) | 'exhausted' (failed now) | the status
-_CLAIM_EVALUATION = (
-    REDIS_NOW
-    + _FINISH
+# KEYS: run, schedule, unfinished. ARGV: run id. A run the lease failed (its evaluation gave up)
+# leaves the unfinished set and frees its schedule.
+_RELEASE = (
+    _FINISH
     + """
-local k = KEYS[1]
-local status = redis.call('HGET', k, 'status')
-if not status then return 'missing' end
-if status == 'evaluating' then
-  local lease = tonumber(redis.call('HGET', k, 'lease_until') or '0') or 0
-  if lease > now then return 'leased' end
-elseif status ~= 'training' then
-  return status
-end
-local attempts = (tonumber(redis.call('HGET', k, 'attempts') or '0') or 0) + 1
-if attempts > tonumber(ARGV[3]) then
-  redis.call('HSET', k, 'status', 'failed', 'finished_at', ARGV[4], 'error', ARGV[6])
-  finish(k, KEYS[2], KEYS[3], ARGV[5])
-  return 'exhausted'
-end
-redis.call('HSET', k, 'status', 'evaluating', 'token', ARGV[1], 'attempts', attempts,
-  'lease_until', now + tonumber(ARGV[2]), 'evaluation_started_at', ARGV[4])
-return 'claimed'
-"""
-)
-
-# KEYS: run. ARGV: token, lease seconds -> 1 while the evaluation holds the run, else 0
-_RENEW_EVALUATION = (
-    REDIS_NOW
-    + """
-if redis.call('HGET', KEYS[1], 'status') ~= 'evaluating'
-  or redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'lease_until', now + tonumber(ARGV[2]))
+finish(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
 return 1
 """
 )
@@ -197,7 +170,7 @@ _FINISH_RUN = (
     + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or status == 'completed' or status == 'failed' then return 0 end
-if ARGV[2] ~= '' and (status ~= 'evaluating' or redis.call('HGET', KEYS[1], 'token') ~= ARGV[2])
+if ARGV[2] ~= '' and (status ~= 'evaluating' or redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2])
   then return 0 end
 if ARGV[3] ~= '' and status ~= ARGV[3] then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
@@ -216,7 +189,7 @@ _PROMOTE = (
     _FINISH
     + """
 local run = KEYS[4]
-if redis.call('HGET', run, 'status') ~= 'evaluating' or redis.call('HGET', run, 'token') ~= ARGV[5]
+if redis.call('HGET', run, 'status') ~= 'evaluating' or redis.call('HGET', run, 'attempt') ~= ARGV[5]
   then return {'lost', ''} end
 if redis.call('EXISTS', KEYS[5]) == 0 then return {'schedule_gone', ''} end
 local current = redis.call('HGET', KEYS[2], 'model_id') or ''
@@ -268,6 +241,9 @@ end
 return 1
 """
 
+#: a run's evaluation, as a job with the lease every job has (flight_delay.tasks.lease)
+EVALUATION = JobKind("evaluation", claimable=("training",), running="evaluating")
+
 #: ScheduleStore.update's ``due`` that leaves the next run time as it is
 KEEP_DUE = "keep"
 
@@ -280,15 +256,15 @@ class ScheduleStore:
         self.registry = registry
         self.redis: Any = registry.redis
         self.prefix = registry.prefix
+        self.lease = registry.lease
         self._scripts = {
             name: self.redis.register_script(source)
             for name, source in (
                 ("claim_due", _CLAIM_DUE),
                 ("start_now", _START_NOW),
                 ("attach_challenger", _ATTACH_CHALLENGER),
-                ("claim_evaluation", _CLAIM_EVALUATION),
-                ("renew_evaluation", _RENEW_EVALUATION),
                 ("finish_run", _FINISH_RUN),
+                ("release", _RELEASE),
                 ("promote", _PROMOTE),
                 ("delete_schedule", _DELETE_SCHEDULE),
                 ("update_schedule", _UPDATE_SCHEDULE),
@@ -476,10 +452,15 @@ class ScheduleStore:
             for run_id in ids:
                 pipe.hgetall(self._run_key(run_id))
             rows = pipe.execute()
+        unfinished = []
         for run_id, raw in zip(ids, rows, strict=True):
             if not raw:  # expired with its deleted schedule
                 self.redis.srem(self._unfinished_key, run_id)
-        return [_decode(raw) for raw in rows if raw]
+            elif raw.get("status") not in RunStatus.UNFINISHED:
+                self._release(raw)  # failed by its lease, and its releaser died before this
+            else:
+                unfinished.append(_decode(raw))
+        return unfinished
 
     def set_run_fields(self, run_id: str, **fields: Any) -> None:
         """Informative fields only (never status or ownership)."""
@@ -493,27 +474,26 @@ class ScheduleStore:
         )
 
     def claim_evaluation(
-        self, run: Mapping[str, Any], token: str, lease: float, max_attempts: int
+        self, run: Mapping[str, Any], token: str, lease: float, max_attempts: int, worker: str = ""
     ) -> str:
-        return str(
-            self._scripts["claim_evaluation"](
-                keys=self._run_keys(run),
-                args=[
-                    token,
-                    lease,
-                    max_attempts,
-                    now_iso(),
-                    run["id"],
-                    f"gave up after {max_attempts} evaluation attempt(s): the worker evaluating "
-                    "it stopped renewing its lease (killed, or cut off from Redis)",
-                ],
-            )
-        )
+        """Start an evaluation attempt (the lease every kind of job has, see
+        flight_delay.tasks.lease): 'claimed' | 'leased' | 'exhausted' (failed now) | the status."""
+        claim = self.lease.claim(
+            EVALUATION, self._run_key(run["id"]), token, worker, lease, max_attempts,
+            on_claim={"evaluation_started_at": now_iso()},
+            on_give_up={"error": f"gave up after {max_attempts} evaluation attempt(s): {LOST_WORKER}"},
+        )  # fmt: skip
+        if claim.outcome == ClaimResult.EXHAUSTED:
+            self._release(run)  # out of the unfinished set, its schedule free for the next run
+        if claim.outcome == ClaimResult.FINISHED:
+            return claim.detail
+        return claim.outcome
+
+    def _release(self, run: Mapping[str, Any]) -> None:
+        self._scripts["release"](keys=self._run_keys(run), args=[run["id"]])
 
     def renew_evaluation(self, run_id: str, token: str, lease: float) -> bool:
-        return bool(
-            self._scripts["renew_evaluation"](keys=[self._run_key(run_id)], args=[token, lease])
-        )
+        return self.lease.renew(EVALUATION, self._run_key(run_id), token, lease)
 
     def finish(
         self,

@@ -15,21 +15,21 @@ from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
-from flight_delay import performance_jobs
-from flight_delay.analysis_jobs import TooManyReports
 from flight_delay.api.errors import ComparisonNotFound, handle_domain_error, handle_redis_error
 from flight_delay.api.models import present, registry
 from flight_delay.api.schedules import present as present_schedule
 from flight_delay.api.schedules import present_run
 from flight_delay.api.schedules import store as schedule_store
 from flight_delay.auth import Forbidden, Unauthorized, require_configured_scope
-from flight_delay.comparison_jobs import read_comparison
-from flight_delay.drift_jobs import lookup_or_queue
 from flight_delay.errors import FlightDelayError
 from flight_delay.ml.families import FAMILIES
 from flight_delay.ml.features import FEATURE_SETS
 from flight_delay.registry import Status
 from flight_delay.scheduling.store import RunStatus
+from flight_delay.tasks import performance as performance_jobs
+from flight_delay.tasks.analysis import TooManyReports
+from flight_delay.tasks.comparison import read_comparison
+from flight_delay.tasks.drift import lookup_or_queue
 from flight_delay.ui.charts import Series, bar_chart, line_chart
 
 blp = Blueprint(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,134 +17,47 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 
-from flight_delay import create_app
-from flight_delay.devstack import WORKER_COMMAND, free_port, start_redis, stop_processes
-from flight_delay.jobs import send_job
-from flight_delay.registry import ModelRegistry
-from tests.conftest import REPO
-from tests.integration.conftest import admin, environment
+from flight_delay.data.synthetic import make_synthetic_flights
+from flight_delay.devstack import free_port, start_redis, stop_processes
+from flight_delay.scheduling.runs import schedule_store
+from flight_delay.tasks.training import send_job
+from tests.integration.conftest import admin
+from tests.integration.test_prediction_log_api import write_log
+from tests.support.workers import (
+    FAST_RECOVERY,
+    SLOW_JOB,
+    Stack,
+    finished,
+    kill_mid_job_then_recover,
+    running_fit,
+    scratch_folders,
+    workers_of_their_own,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-SHIPPED_DEFAULTS = os.environ.get("FLIGHT_DELAY_RECOVERY_TEST_DEFAULTS") == "1"
-FAST_RECOVERY = (
-    {} if SHIPPED_DEFAULTS else {"JOB_LEASE_SECONDS": 6.0, "RECOVERY_INTERVAL_SECONDS": 1.0}
-)
-#: a job that fits for several seconds on these 2 cores, so that it can be killed mid-way
-SLOW_JOB = {
-    "dataset": "synthetic:60000",
-    "params": {"n_estimators": 600, "early_stopping_rounds": 0, "learning_rate": 0.05, "n_jobs": 1},
-}
-
-
-class Stack:
-    """Workers on a key prefix of their own, started and killed at will."""
-
-    def __init__(self, settings: dict[str, Any], logs: Path) -> None:
-        self.settings = settings
-        self.logs = logs
-        self.workers: list[subprocess.Popen[bytes]] = []
-        self.app: Flask = create_app({"TESTING": True, **settings})
-        self.client = self.app.test_client()
-        self.registry: ModelRegistry = self.app.extensions["model_registry"]
-
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        log = self.logs / f"worker-{len(self.workers)}.log"
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                [sys.executable, "-m", *WORKER_COMMAND], cwd=REPO,
-                env=environment(self.settings), stdout=output, stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: killed whole, pool included
-            )  # fmt: skip
-        self.workers.append(process)
-        deadline = time.monotonic() + 60
-        while not self.app.extensions["celery"].control.ping(timeout=0.5):
-            assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the worker did not start"
-        return process
-
-    def kill_worker(self, process: subprocess.Popen[bytes]) -> None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-    def create(self, body: dict[str, Any]) -> str:
-        response = self.client.post("/models", json=body, headers=admin())
-        assert response.status_code == 202, response.get_json()
-        return str(response.get_json()["id"])
-
-    def record(self, model_id: str) -> dict[str, Any]:
-        return self.registry.get(model_id)
-
-    def wait(
-        self, model_id: str, done: Callable[[dict[str, Any]], bool], timeout: float
-    ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        record: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            try:
-                record = self.record(model_id)
-            except Exception:  # Redis restarting
-                record = {}
-            if record and done(record):
-                return record
-            time.sleep(0.1)
-        raise AssertionError(
-            f"{model_id} not there after {timeout}s: {record}; logs: {self.tail()}"
-        )
-
-    def tail(self) -> str:
-        return "\n".join(p.read_text()[-1500:] for p in sorted(self.logs.glob("*.log")))
-
-    def stop(self) -> None:
-        for process in self.workers:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        stop_processes(self.workers)
 
 
 @pytest.fixture
 def stack(stack_settings: dict[str, Any], tmp_path: Path) -> Iterator[Stack]:
-    settings = {
-        **stack_settings,
-        **FAST_RECOVERY,
-        "KEY_PREFIX": f"fdrec{uuid.uuid4().hex[:8]}",
-        "MODEL_DIR": str(tmp_path / "models"),
-    }
-    (tmp_path / "logs").mkdir()
-    running = Stack(settings, tmp_path / "logs")
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-def running_fit(record: dict[str, Any]) -> bool:
-    return record["status"] == "running" and "fitting" in record.get("stage", "")
-
-
-def finished(record: dict[str, Any]) -> bool:
-    return record["status"] in ("completed", "failed")
-
-
-def scratch_folders(stack: Stack) -> list[str]:
-    folder = Path(stack.settings["MODEL_DIR"])
-    return [p.name for p in folder.glob(".work-*")] if folder.exists() else []
+    yield from workers_of_their_own(stack_settings, tmp_path)
 
 
 def test_a_job_whose_worker_is_killed_is_retried_on_another(stack: Stack) -> None:
+    """The training kind of the recovery every job has (the same helper as
+    test_every_kind_of_job_survives_a_killed_worker_by_the_same_lease)."""
     first = stack.start_worker()
     model_id = stack.create(SLOW_JOB)
     stack.wait(model_id, running_fit, timeout=60)
-    stack.kill_worker(first)
-    killed_at = time.monotonic()
-    # the API notices: no worker answers
-    ready = stack.client.get("/readyz").get_json()
-    assert {"field": "workers", "problem": "0 worker(s)"} in ready["errors"]
-    stack.start_worker()
-    record = stack.wait(model_id, finished, timeout=120)
-    elapsed = time.monotonic() - killed_at
+
+    def no_worker_is_noticed(record: dict[str, Any]) -> bool:
+        ready = stack.client.get("/readyz").get_json()
+        return {"field": "workers", "problem": "0 worker(s)"} in ready["errors"]
+
+    record, elapsed = kill_mid_job_then_recover(
+        stack, first, lambda: stack.record(model_id), running_fit,
+        after_kill=no_worker_is_noticed,
+    )  # fmt: skip
     print(
         f"\nworker SIGKILL -> {record['status']} on attempt {record['attempts']} in {elapsed:.1f} s"
     )
@@ -249,3 +161,88 @@ def test_a_redis_killed_and_restarted_mid_job_leaves_no_job_running(
     finally:
         stack.stop()
         stop_processes([server])
+
+
+# -- every kind of job, one helper ----------------------------------------------------------------
+#: small and quick to train, for the models a job of another kind reads
+QUICK = {"cv_folds": 0, "refit": False, "params": {"n_estimators": 40, "learning_rate": 0.1}}
+#: enough flights that reading them again takes the job a second or more
+BIG = "synthetic:150000"
+
+
+def _trained(stack: Stack, **body: Any) -> str:
+    model_id = stack.create({"dataset": "flights.csv", **QUICK, **body})
+    assert stack.wait(model_id, finished, timeout=120)["status"] == "completed"
+    return model_id
+
+
+def _entry(stack: Stack, key: str) -> dict[str, Any]:
+    return stack.registry.redis.hgetall(key)  # type: ignore[no-any-return]
+
+
+def _comparison_job(stack: Stack) -> tuple[Callable[[], dict[str, Any]], str]:
+    ids = [_trained(stack), _trained(stack, model_type="logistic_regression", params={})]
+    answer = stack.client.post(
+        "/comparisons", json={"model_ids": ids, "dataset": BIG}, headers=admin()
+    )
+    assert answer.status_code == 202, answer.get_json()
+    key = f"{stack.settings['KEY_PREFIX']}:comparison:{answer.get_json()['id']}"
+    return lambda: _entry(stack, key), "running"
+
+
+def _drift_job(stack: Stack) -> tuple[Callable[[], dict[str, Any]], str]:
+    model_id = _trained(stack, dataset=BIG)
+    assert stack.client.put(f"/deploy?model-id={model_id}", headers=admin()).status_code == 204
+    columns = ["Fecha-I", "Vlo-I", "Des-I", "Emp-I", "OPERA", "TIPOVUELO"]
+    flights = make_synthetic_flights(80, seed=5)[columns].astype(str)
+    answer = stack.client.post("/predict", json={"flights": flights.to_dict("records")})
+    assert answer.status_code == 200, answer.get_json()
+    write_log(stack.app, stack.settings)
+    assert stack.client.get(f"/models/{model_id}/drift").status_code == 202
+    active = f"{stack.settings['KEY_PREFIX']}:analysis:active"
+    (key,) = stack.registry.redis.zrange(active, 0, -1)
+    return lambda: _entry(stack, key), "running"
+
+
+def _evaluation_job(stack: Stack) -> tuple[Callable[[], dict[str, Any]], str]:
+    champion = _trained(stack)
+    assert stack.client.put(f"/deploy?model-id={champion}", headers=admin()).status_code == 204
+    schedule = stack.client.post(
+        "/schedules",
+        json={
+            "dataset": BIG,
+            "every_seconds": 3600,
+            "model": {"features": "minimal", "cv_folds": 0, "params": QUICK["params"]},
+        },
+        headers=admin(),
+    )
+    assert schedule.status_code == 201, schedule.get_json()
+    run = stack.client.post(f"/schedules/{schedule.get_json()['id']}/runs", headers=admin())
+    assert run.status_code == 202, run.get_json()
+    store = schedule_store(stack.app)
+    run_id = run.get_json()["id"]
+    return lambda: store.get_run(run_id), "evaluating"
+
+
+#: training's is test_a_job_whose_worker_is_killed_is_retried_on_another, through the same helper
+JOBS = {
+    "evaluation": _evaluation_job,
+    "comparison": _comparison_job,
+    "drift": _drift_job,
+}
+
+
+@pytest.mark.parametrize("kind", list(JOBS))
+def test_every_kind_of_job_survives_a_killed_worker_by_the_same_lease(
+    stack: Stack, kind: str
+) -> None:
+    """One mechanism (flight_delay.tasks.lease): the worker holding the job is SIGKILLed, its
+    lease lapses, recovery sends the job again and the next worker's claim counts attempt 2."""
+    worker = stack.start_worker()
+    read, running = JOBS[kind](stack)
+    record, elapsed = kill_mid_job_then_recover(
+        stack, worker, read, lambda r: r.get("status") == running and bool(r.get("attempt"))
+    )
+    print(f"\n{kind}: worker SIGKILL -> {record['status']} in {elapsed:.1f} s")
+    assert record["status"] == "completed", record
+    assert int(record["attempts"]) == 2, record

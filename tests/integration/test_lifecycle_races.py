@@ -18,11 +18,13 @@ from typing import Any
 
 import pytest
 
-from flight_delay import comparison_jobs, create_app, drift_jobs
+from flight_delay import create_app
 from flight_delay.api import models as models_api
 from flight_delay.errors import FlightDelayError
 from flight_delay.ml import artifacts
 from flight_delay.registry import ModelNotFound, ModelRegistry
+from flight_delay.tasks import comparison as comparison_jobs
+from flight_delay.tasks import drift as drift_jobs
 from tests.integration.conftest import admin
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

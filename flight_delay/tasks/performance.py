@@ -10,7 +10,6 @@ made again as soon as new outcomes are recorded (the outcomes' version is part o
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime
 from typing import Any
 
@@ -19,12 +18,9 @@ from celery import shared_task
 from flask import Flask, current_app
 from sqlalchemy.exc import SQLAlchemyError
 
-from flight_delay import analysis_jobs
-from flight_delay.extensions import PERFORMANCE_TASK
 from flight_delay.prediction_log import outcomes
 from flight_delay.prediction_log.store import PredictionStore
-
-log = logging.getLogger(__name__)
+from flight_delay.tasks import analysis, names
 
 
 def outcomes_version_key(prefix: str) -> str:
@@ -41,48 +37,41 @@ def lookup_or_queue(
     app: Flask, model_id: str, since: datetime | None, until: datetime | None
 ) -> dict[str, Any]:
     """{"status": "completed", "report": {...}}, {"status": "failed", "error"} or
-    {"status": "pending"} (queued once). Raises analysis_jobs.TooManyReports at the cap."""
+    {"status": "pending"} (queued once). Raises analysis.TooManyReports at the cap."""
     client: redis.Redis = app.extensions["model_registry"].redis
     prefix = str(app.config["KEY_PREFIX"])
     version = str(client.get(outcomes_version_key(prefix)) or "0")
     window = (since, until)
-    key = analysis_jobs.report_key(prefix, "performance", model_id, window, version)
-    return analysis_jobs.lookup_or_queue(
+    key = analysis.report_key(prefix, "performance", model_id, window, version)
+    return analysis.lookup_or_queue(
         app,
         key,
-        PERFORMANCE_TASK,
+        names.PERFORMANCE,
         [model_id, *(w.isoformat() if w is not None else None for w in window)],
         decode={"report": "json"},
     )
 
 
-@shared_task(name=PERFORMANCE_TASK)
+@shared_task(name=names.PERFORMANCE)
 def compute_performance(model_id: str, since: str | None, until: str | None, key: str) -> str:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     keep = int(app.config["PERFORMANCE_CACHE_SECONDS"])
-    store = PredictionStore.from_url(str(app.config["PREDICTION_LOG_URL"]))
-    try:
-        report = outcomes.performance(
-            store,
-            model_id,
-            datetime.fromisoformat(since) if since else None,
-            datetime.fromisoformat(until) if until else None,
-        )
-    except SQLAlchemyError as exc:
-        reason = f"the prediction log's database is unavailable ({type(exc).__name__})"
-        analysis_jobs.finish(app, key, {"status": "failed", "error": reason}, min(keep, 30))
-        return "failed"
-    except Exception as exc:
-        analysis_jobs.finish(
-            app,
-            key,
-            {"status": "failed", "error": f"internal error: {type(exc).__name__}"},
-            min(keep, 60),
-        )
-        log.exception("live performance of %s crashed", model_id)
-        raise
-    finally:
-        store.engine.dispose()
-    report["computed_at"] = datetime.now().astimezone().isoformat(timespec="seconds")
-    analysis_jobs.finish(app, key, {"status": "completed", "report": json.dumps(report)}, keep)
-    return "completed"
+
+    def work(attempt: object) -> dict[str, str]:
+        store = PredictionStore.from_url(str(app.config["PREDICTION_LOG_URL"]))
+        try:
+            report = outcomes.performance(
+                store,
+                model_id,
+                datetime.fromisoformat(since) if since else None,
+                datetime.fromisoformat(until) if until else None,
+            )
+        except SQLAlchemyError as exc:
+            reason = f"the prediction log's database is unavailable ({type(exc).__name__})"
+            raise analysis.JobFailed(reason, min(keep, 30)) from exc
+        finally:
+            store.engine.dispose()
+        report["computed_at"] = datetime.now().astimezone().isoformat(timespec="seconds")
+        return {"report": json.dumps(report)}
+
+    return analysis.run(app, key, work, keep, f"live performance of {model_id}")

@@ -1,7 +1,7 @@
 """Drift reports as Celery jobs on the analysis queue, cached in Redis (GET /models/{id}/drift).
 
 A report compares a model's training rows with the flights logged for it in a window of request
-time (its open ends normalised); flight_delay.analysis_jobs queues one job per model and
+time (its open ends normalised); flight_delay.tasks.analysis queues one job per model and
 window, caps how many are computed at once, and caches the report (and a failure) for
 ``DRIFT_CACHE_SECONDS``. A report reads at most MAX_LOGGED_FLIGHTS logged flights (the newest of
 the window; each as the log keeps it: the fields a model reads, 64 characters at most).
@@ -20,16 +20,15 @@ import pandas as pd
 from celery import shared_task
 from flask import Flask, current_app
 
-from flight_delay import analysis_jobs
+from flight_delay.data.sources import fetch_dataset
 from flight_delay.errors import FlightDelayError
-from flight_delay.extensions import DRIFT_TASK
-from flight_delay.jobs import fetch_dataset
 from flight_delay.ml import load_model
 from flight_delay.ml.config import TrainConfig
 from flight_delay.ml.drift import TooFewRows, chart_png, drift_report
 from flight_delay.ml.splits import split_positions
 from flight_delay.prediction_log.store import PredictionStore
 from flight_delay.registry import ModelRegistry, Status
+from flight_delay.tasks import analysis, names
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +41,13 @@ def lookup_or_queue(
 ) -> dict[str, Any]:
     """The cached report of this window ({"status": "completed", "report", "png"} or
     {"status": "failed", "error"}), or {"status": "pending"} after queueing the job once.
-    Raises analysis_jobs.TooManyReports when too many are being computed."""
-    window = analysis_jobs.normalised_request_window(since, until)
-    key = analysis_jobs.report_key(str(app.config["KEY_PREFIX"]), "drift", model_id, window)
-    found = analysis_jobs.lookup_or_queue(
+    Raises analysis.TooManyReports when too many are being computed."""
+    window = analysis.normalised_request_window(since, until)
+    key = analysis.report_key(str(app.config["KEY_PREFIX"]), "drift", model_id, window)
+    found = analysis.lookup_or_queue(
         app,
         key,
-        DRIFT_TASK,
+        names.DRIFT,
         [model_id, *(w.isoformat() if w is not None else None for w in window)],
         decode={"report": "json"},
     )
@@ -57,37 +56,25 @@ def lookup_or_queue(
     return found
 
 
-@shared_task(name=DRIFT_TASK)
+@shared_task(name=names.DRIFT)
 def compute_drift(model_id: str, since: str | None, until: str | None, key: str) -> str:
     """Build the report of ``model_id`` for the window and cache it under ``key``."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     keep = int(app.config["DRIFT_CACHE_SECONDS"])
-    try:
-        report, png = build(
-            app,
-            model_id,
-            datetime.fromisoformat(since) if since else None,
-            datetime.fromisoformat(until) if until else None,
-        )
-    except (FlightDelayError, TooFewRows) as exc:
-        analysis_jobs.finish(app, key, {"status": "failed", "error": str(exc)}, keep)
-        return "failed"
-    except Exception as exc:
-        analysis_jobs.finish(
-            app,
-            key,
-            {"status": "failed", "error": f"internal error: {type(exc).__name__}"},
-            min(keep, 60),
-        )
-        log.exception("drift report of %s crashed", model_id)
-        raise
-    fields = {
-        "status": "completed",
-        "report": json.dumps(report),
-        "png": base64.b64encode(png).decode(),
-    }
-    analysis_jobs.finish(app, key, fields, keep)
-    return "completed"
+
+    def work(attempt: object) -> dict[str, str]:
+        try:
+            report, png = build(
+                app,
+                model_id,
+                datetime.fromisoformat(since) if since else None,
+                datetime.fromisoformat(until) if until else None,
+            )
+        except (FlightDelayError, TooFewRows) as exc:
+            raise analysis.JobFailed(str(exc), keep) from exc
+        return {"report": json.dumps(report), "png": base64.b64encode(png).decode()}
+
+    return analysis.run(app, key, work, keep, f"drift report of {model_id}")
 
 
 def build(

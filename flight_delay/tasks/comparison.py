@@ -1,4 +1,4 @@
-"""Comparisons of models on one common holdout as Celery jobs (issue 12, POST /comparisons).
+"""Comparisons of models on one common holdout as Celery jobs (POST /comparisons).
 
 A comparison is a Redis hash ``<prefix>:comparison:<id>`` (status, request, result or error),
 kept for ``COMPARISON_KEEP_SECONDS``. The API checks the request and queues the job; the worker
@@ -12,6 +12,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,13 @@ import pandas as pd
 from celery import shared_task
 from flask import Flask, current_app
 
-from flight_delay import analysis_jobs
+from flight_delay.data.sources import fetch_dataset
 from flight_delay.errors import FlightDelayError, scrub_paths
-from flight_delay.extensions import COMPARISON_TASK
-from flight_delay.jobs import fetch_dataset
 from flight_delay.ml import load_model
 from flight_delay.ml.comparison import EmptyHoldout, compare, fitted_positions, holdout_positions
 from flight_delay.registry import ModelRegistry
+from flight_delay.tasks import analysis, names
+from flight_delay.tasks.lease import Attempt
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,10 @@ def queue_comparison(app: Flask, request: dict[str, Any]) -> str:
     """Record a pending comparison of ``request`` (JSON-safe) and queue its job; its id."""
     comparison_id = str(uuid.uuid4())
     key = comparison_key(str(app.config["KEY_PREFIX"]), comparison_id)
-    analysis_jobs.queue_new(
+    analysis.queue_new(
         app,
         key,
-        COMPARISON_TASK,
+        names.COMPARISON,
         [comparison_id],
         {"status": "pending", "request": json.dumps(request), "created_at": str(time.time())},
         int(app.config["COMPARISON_KEEP_SECONDS"]),
@@ -66,34 +67,30 @@ def read_comparison(app: Flask, comparison_id: str) -> dict[str, Any] | None:
     return shown
 
 
-@shared_task(name=COMPARISON_TASK)
+@shared_task(name=names.COMPARISON)
 def run_comparison(comparison_id: str) -> str:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     registry: ModelRegistry = app.extensions["model_registry"]
     key = comparison_key(str(app.config["KEY_PREFIX"]), comparison_id)
-    raw = registry.redis.hget(key, "request")
-    if raw is None:
-        return "gone"
-    registry.redis.hset(key, "status", "running")
     roots = {"MODEL_DIR": app.config["MODEL_DIR"], "DATA_ROOT": app.config["DATA_ROOT"]}
     keep = int(app.config["COMPARISON_KEEP_SECONDS"])
-    try:
-        result = score(app, json.loads(raw))
-    except (FlightDelayError, EmptyHoldout) as exc:
-        fields = {"status": "failed", "error": scrub_paths(str(exc), roots)}
-        analysis_jobs.finish(app, key, fields, keep)
-        return "failed"
-    except Exception as exc:
-        fields = {"status": "failed", "error": f"internal error: {type(exc).__name__}"}
-        analysis_jobs.finish(app, key, fields, keep)
-        log.exception("comparison %s crashed", comparison_id)
-        raise
-    analysis_jobs.finish(app, key, {"status": "completed", "result": json.dumps(result)}, keep)
-    return "completed"
+
+    def work(attempt: Attempt) -> dict[str, str]:
+        raw = registry.redis.hget(key, "request")
+        try:
+            result = score(app, json.loads(raw), attempt.checkpoint)
+        except (FlightDelayError, EmptyHoldout) as exc:
+            raise analysis.JobFailed(scrub_paths(str(exc), roots), keep) from exc
+        return {"result": json.dumps(result)}
+
+    return analysis.run(app, key, work, keep, f"comparison {comparison_id}")
 
 
-def score(app: Flask, request: dict[str, Any]) -> dict[str, Any]:
-    """The comparison itself: one dataset, one holdout, every model."""
+def score(
+    app: Flask, request: dict[str, Any], checkpoint: Callable[[], None] = lambda: None
+) -> dict[str, Any]:
+    """The comparison itself: one dataset, one holdout, every model (``checkpoint`` raises
+    once the job's lease is lost)."""
     config = app.config
     registry: ModelRegistry = app.extensions["model_registry"]
     flights = fetch_dataset(config, request["dataset"])
@@ -103,6 +100,7 @@ def score(app: Flask, request: dict[str, Any]) -> dict[str, Any]:
     positions = holdout_positions(flights, since, until)
     models, trained_on = {}, {}
     for model_id in request["model_ids"]:
+        checkpoint()
         record = registry.get(model_id)
         models[model_id] = load_model(Path(config["MODEL_DIR"]) / model_id, compiled_trees=False)
         trained_on[model_id] = fitted_positions(
