@@ -283,7 +283,7 @@ def naive_server(model_dir: str) -> Iterator[str]:
 def stage_split(model_dir: str, body: bytes) -> dict[str, float]:
     """One 10,000-flight request's stages in this process, on the deployed model (median of 5,
     milliseconds): what the API does, step by step, with the functions it calls."""
-    from flight_delay.api.errors import parse_request_json
+    from flight_delay.api.base import parse_request_json
     from flight_delay.api.predict import dump_json
     from flight_delay.api.schemas import PredictRequestSchema
     from flight_delay.ml import load_model

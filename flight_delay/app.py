@@ -35,13 +35,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         schedules,
     )
     from flight_delay.api import metrics as metrics_api
+    from flight_delay.api.base import Api
     from flight_delay.api.docs import docs_assets_blueprint, finish_document
-    from flight_delay.api.errors import (
-        BEARER_SCHEME,
-        SECURITY_SCHEME,
-        Api,
-        register_error_handlers,
-    )
+    from flight_delay.api.errors import register_error_handlers
+    from flight_delay.api.security import BEARER_SCHEME, SECURITY_SCHEME
     from flight_delay.auth import HEADER, parse_api_keys
     from flight_delay.extensions import (
         deployed_model,

@@ -25,9 +25,13 @@ SCOPES = ("train", "deploy", "delete", "read", "predict", "export", "outcomes", 
 class Unauthorized(FlightDelayError):
     """No key, or a key that is not configured."""
 
+    http_status = 401
+
 
 class Forbidden(FlightDelayError):
     """A valid key without the needed scope."""
+
+    http_status = 403
 
 
 def parse_api_keys(spec: str) -> dict[str, frozenset[str]]:

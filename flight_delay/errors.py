@@ -1,7 +1,9 @@
 """Domain exceptions raised by the library.
 
-The API maps these to HTTP responses in one place; the CLI prints their message. Each carries
-structured details (``errors``) so callers can point at the offending file, row or field.
+Each carries structured details (``errors``) so callers can point at the offending file, row or
+field, and the HTTP status it answers with (``http_status``: mlflow's error-code idea), so that
+the API maps every error in one place without knowing the domains; the CLI prints the message.
+An error that declares no status is a bug of ours and answers 500, never blames the caller.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ def scrub_paths(text: str, roots: Mapping[str, str | os.PathLike[str]]) -> str:
 class FlightDelayError(Exception):
     """Base class of every error this package raises on purpose."""
 
+    #: the HTTP status the API answers with; every subclass a caller can cause says its own
+    http_status: int = 500
+
     def __init__(self, message: str, errors: Sequence[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -42,8 +47,45 @@ class FlightDelayError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def details(self) -> list[dict[str, Any]]:
+        """The error body's ``errors``: one entry per problem (field, problem, location)."""
+        shown = []
+        for entry in self.errors:
+            detail = {
+                "field": str(entry.get("field", "")),
+                "problem": str(entry.get("problem", "")),
+            }
+            if entry.get("location"):
+                detail["location"] = str(entry["location"])
+            shown.append(detail)
+        return shown
 
-class InvalidDataset(FlightDelayError):
+
+class BadRequest(FlightDelayError):
+    """The request itself is wrong: a field out of range, two that exclude each other."""
+
+    http_status = 400
+
+
+class Conflict(FlightDelayError):
+    """The request is valid but the state of what it names does not allow it now."""
+
+    http_status = 409
+
+
+class NotFound(FlightDelayError):
+    """What the request names does not exist (or no longer)."""
+
+    http_status = 404
+
+
+class Unavailable(FlightDelayError):
+    """A part of the service this request needs is away; retry later."""
+
+    http_status = 503
+
+
+class InvalidDataset(BadRequest):
     """A flight file cannot be used: unreadable, wrong shape or bad values.
 
     Attributes:
@@ -76,14 +118,20 @@ class InvalidDataset(FlightDelayError):
         self.rows = list(rows)
         self.problem = problem
 
+    def details(self) -> list[dict[str, Any]]:
+        return [{"location": "json", "field": "dataset", "problem": self.message}]
 
-class InvalidConfig(FlightDelayError):
+
+class InvalidConfig(BadRequest):
     """A training configuration or a hyperparameter is not acceptable."""
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}", [{"field": field, "problem": problem}])
         self.field = field
         self.problem = problem
+
+    def details(self) -> list[dict[str, Any]]:
+        return [{"location": "json", "field": self.field, "problem": self.problem}]
 
 
 class UnknownModelFamily(InvalidConfig):
@@ -102,7 +150,7 @@ class FlightIssue:
         return {"index": self.index, "field": self.field, "problem": self.problem}
 
 
-class InvalidFlights(FlightDelayError):
+class InvalidFlights(BadRequest):
     """Flights submitted for prediction do not fit the model's input schema."""
 
     #: how many issues the message spells out; all of them are in ``errors``
@@ -121,12 +169,19 @@ class InvalidFlights(FlightDelayError):
         )
         self.issues = list(issues)
 
+    def details(self) -> list[dict[str, Any]]:
+        return [
+            {"location": "json", "field": i.field, "index": i.index, "problem": i.problem}
+            for i in self.issues
+        ]
+
 
 class ModelArtifactError(FlightDelayError):
-    """A saved model cannot be loaded: missing, corrupt or built with incompatible libraries."""
+    """A saved model cannot be loaded: missing, corrupt or built with incompatible libraries.
+    (The API turns it into a 409 or 410 where it meets one; anywhere else it is ours: 500.)"""
 
 
-class ExplanationUnavailable(FlightDelayError):
+class ExplanationUnavailable(BadRequest):
     """Explanations were asked of a model family that does not provide them."""
 
     def __init__(self, model_type: str) -> None:

@@ -20,7 +20,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from flight_delay.errors import FlightDelayError
+from flight_delay.errors import Conflict, FlightDelayError, NotFound
 from flight_delay.tasks.lease import (
     LOST_WORKER,
     ClaimResult,
@@ -44,7 +44,7 @@ class Status:
     UNFINISHED = (PENDING, RUNNING)
 
 
-class ModelNotFound(FlightDelayError):
+class ModelNotFound(NotFound):
     def __init__(self, model_id: str) -> None:
         super().__init__(
             f"no model with id {model_id!r}", [{"field": "model_id", "problem": "not found"}]
@@ -52,7 +52,7 @@ class ModelNotFound(FlightDelayError):
         self.model_id = model_id
 
 
-class ModelNotReady(FlightDelayError):
+class ModelNotReady(Conflict):
     """The model exists but is not in a state that allows the operation."""
 
     def __init__(self, model_id: str, status: str, action: str) -> None:
@@ -62,7 +62,7 @@ class ModelNotReady(FlightDelayError):
         )
 
 
-class ModelDeployed(FlightDelayError):
+class ModelDeployed(Conflict):
     def __init__(self, model_id: str) -> None:
         super().__init__(
             f"model {model_id} is deployed; deploy another model before deleting it",
@@ -72,6 +72,8 @@ class ModelDeployed(FlightDelayError):
 
 class TooManyPendingJobs(FlightDelayError):
     """MAX_PENDING_JOBS training jobs wait for a worker already."""
+
+    http_status = 429
 
     def __init__(self, pending: int, retry_after: int) -> None:
         super().__init__(
@@ -295,6 +297,39 @@ class ModelRegistry:
         records = [self._decode(raw) for raw in rows if raw]
         return [r for r in records if status is None or r["status"] == status]
 
+    def models_page(
+        self, status: str | None, limit: int, after: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to ``limit`` records, newest first, starting after the model ``after`` (the last
+        one of the previous page); (the records, the id to pass as ``after`` for the next page,
+        or None on the last page).
+
+        Raises:
+            ModelNotFound: ``after`` is not a model (deleted since, or never one).
+        """
+        start = 0
+        if after is not None:
+            rank = self.redis.zrevrank(self._index_key, after)
+            if rank is None:
+                raise ModelNotFound(after)
+            start = rank + 1
+        found: list[dict[str, Any]] = []
+        chunk = max(limit, 100)
+        while len(found) <= limit:
+            ids = self.redis.zrevrange(self._index_key, start, start + chunk - 1)
+            if not ids:
+                break
+            with self.redis.pipeline() as pipe:
+                for model_id in ids:
+                    pipe.hgetall(self.model_key(model_id))
+                rows = pipe.execute()
+            for raw in rows:
+                if raw and (status is None or raw.get("status") == status):
+                    found.append(self._decode(raw))
+            start += len(ids)
+        more = len(found) > limit
+        return found[:limit], (str(found[limit - 1]["id"]) if more else None)
+
     def update(self, model_id: str, **fields: Any) -> bool:
         """Set fields on an existing record; False (and nothing written) when it was deleted."""
         args = self._args(fields)
@@ -412,6 +447,15 @@ class ModelRegistry:
         """(deployed model id, deployment version): one round trip, read by every API process."""
         model_id, version = self.redis.hmget(self.deployment_key, ["model_id", "version"])
         return model_id, int(version or 0)
+
+    def deployment_state(self) -> tuple[str | None, int, list[dict[str, Any]]]:
+        """(deployed id, version, history newest first) read in one transaction: never a
+        pointer from one deploy with the history of another."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(self.deployment_key, ["model_id", "version"])
+            pipe.lrange(self.history_key, 0, -1)
+            (model_id, version), history = pipe.execute()
+        return model_id, int(version or 0), [json.loads(item) for item in history]
 
     def deployed_id(self) -> str | None:
         return self.deployment()[0]

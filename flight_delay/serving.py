@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 
 class NoDeployedModel(FlightDelayError):
+    http_status = 503
+
     def __init__(self, detail: str = "") -> None:
         super().__init__(
             "no model is deployed"
@@ -139,10 +141,31 @@ class DeployedModelCache:
         finally:
             self._loading.release()
 
+    def load(self, model_id: str) -> TrainedModel:
+        """The model as this process serves it (compiled trees when configured, one thread);
+        raises ModelArtifactError (or OSError) when its files do not load."""
+        model = load_model(self._model_dir / model_id, compiled_trees=self._compiled_trees)
+        model.limit_threads(1)
+        return model
+
+    def install(self, model_id: str, version: int, model: TrainedModel) -> None:
+        """Serve ``model``, loaded by :meth:`load`, as deployment ``version`` (what PUT /deploy
+        does with the model it checked, instead of loading it again); an older version than
+        the one served is ignored."""
+        with self._lock:
+            current = self._current
+            if current is not None and current.version > version:
+                return
+            self._current = LoadedModel(model_id, version, model)
+            self._failed = None
+            self.load_error = None
+        log.info(
+            "serving model %s (deployment %d); trees: %s", model_id, version, model.forest_status
+        )
+
     def _load(self, model_id: str, version: int) -> None:
         try:
-            model = load_model(self._model_dir / model_id, compiled_trees=self._compiled_trees)
-            model.limit_threads(1)
+            model = self.load(model_id)
         except (FlightDelayError, OSError) as exc:
             # keep serving the previous model; try this one again later, backing off
             with self._lock:

@@ -7,20 +7,17 @@ from typing import Any
 from flask import current_app
 from flask.views import MethodView
 
-from flight_delay.api.errors import (
-    Blueprint,
-    ComparisonNotFound,
-    requires_configured_scope,
-    requires_scope,
-)
+from flight_delay.api.base import Blueprint
+from flight_delay.api.errors import ComparisonNotFound
 from flight_delay.api.schemas import (
     ComparisonCreatedSchema,
     ComparisonCreateSchema,
     ComparisonSchema,
 )
+from flight_delay.api.security import requires_configured_scope, requires_scope
 from flight_delay.data.download import AllowList
 from flight_delay.data.sources import check_reference
-from flight_delay.errors import FlightDelayError
+from flight_delay.errors import BadRequest
 from flight_delay.registry import ModelNotReady, ModelRegistry, Status
 from flight_delay.tasks.comparison import queue_comparison, read_comparison
 
@@ -66,9 +63,7 @@ class Comparisons(MethodView):
         registry: ModelRegistry = current_app.extensions["model_registry"]
         model_ids = [str(model_id) for model_id in body["model_ids"]]
         if len(set(model_ids)) != len(model_ids):
-            raise FlightDelayError(
-                "each model once", [{"field": "model_ids", "problem": "repeated id"}]
-            )
+            raise BadRequest("each model once", [{"field": "model_ids", "problem": "repeated id"}])
         for model_id in model_ids:
             record = registry.get(model_id)  # 404 when it does not exist
             if record["status"] != Status.COMPLETED:

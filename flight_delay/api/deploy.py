@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
 
-from flight_delay.api.errors import Blueprint, requires_configured_scope, requires_scope
-from flight_delay.api.models import present, registry
+from flight_delay.api.base import Blueprint
+from flight_delay.api.presenters import present, registry
 from flight_delay.api.schemas import DeploymentSchema, DeployQuerySchema
+from flight_delay.api.security import requires_configured_scope, requires_scope
 from flight_delay.auth import caller_name
 from flight_delay.errors import ModelArtifactError, scrub_paths
-from flight_delay.ml import load_model
 from flight_delay.registry import ModelNotFound, ModelNotReady, Status
 
 blp = Blueprint(
@@ -40,9 +39,10 @@ class Deploy(MethodView):
         if record["status"] != Status.COMPLETED:
             raise ModelNotReady(record["id"], record["status"], "deploying")
         model_dir = current_app.config["MODEL_DIR"]
-        try:  # never point every process at files that do not load
-            load_model(Path(model_dir) / record["id"], compiled_trees=False)
-        except ModelArtifactError as exc:
+        cache = current_app.extensions["deployed_model"]
+        try:  # never point every process at files that do not load; loaded once, then served
+            model = cache.load(record["id"])
+        except (ModelArtifactError, OSError) as exc:
             registry().get(record["id"])  # deleted meanwhile (records go before files): 404
             reason = scrub_paths(str(exc), {"MODEL_DIR": model_dir})
             raise ModelNotReady(
@@ -50,8 +50,8 @@ class Deploy(MethodView):
             ) from exc
         # the status is checked again inside the atomic deploy: a DELETE that came in meanwhile
         # wins (404) rather than leaving the deployment pointing at a deleted model
-        registry().deploy(record["id"], by=caller_name())
-        current_app.extensions["deployed_model"].refresh(force=True)
+        event = registry().deploy(record["id"], by=caller_name())
+        cache.install(record["id"], int(event["version"]), model)
 
 
 @blp.route("/deployment")
@@ -60,8 +60,7 @@ class Deployment(MethodView):
     @blp.response(200, DeploymentSchema)
     def get(self) -> dict[str, Any]:
         """Show the deployed model and the deployment history"""
-        model_id, version = registry().deployment()
-        history = registry().deployment_history()
+        model_id, version, history = registry().deployment_state()
         model = None
         if model_id:
             # a record deleted by hand in Redis: show the pointer, not a 404

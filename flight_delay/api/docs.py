@@ -76,7 +76,7 @@ def finish_document(paths: dict[str, dict[str, Any]], config: Mapping[str, Any])
     server asks: no security requirement while its setting (``FLIGHT_DELAY_READ_SCOPE``,
     ``..._PREDICT_SCOPE``) is empty, the key otherwise -- generated clients type the first as
     callable without a key, which ``[{}, {key}]`` would not give them."""
-    from flight_delay.api.errors import KEY_REQUIREMENT
+    from flight_delay.api.security import KEY_REQUIREMENT
 
     missing = []
     for path, operations in paths.items():

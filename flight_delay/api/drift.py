@@ -7,8 +7,10 @@ from typing import Any
 from flask import Response, current_app, jsonify, url_for
 from flask.views import MethodView
 
-from flight_delay.api.errors import Blueprint, DriftUnavailable, requires_configured_scope
+from flight_delay.api.base import Blueprint
+from flight_delay.api.errors import DriftUnavailable
 from flight_delay.api.schemas import DriftPendingSchema, DriftQuerySchema, DriftSchema
+from flight_delay.api.security import requires_configured_scope
 from flight_delay.registry import ModelRegistry
 from flight_delay.tasks.drift import lookup_or_queue
 

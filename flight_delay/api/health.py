@@ -12,7 +12,8 @@ from flask import current_app, jsonify
 from flask.typing import ResponseReturnValue
 from flask.views import MethodView
 
-from flight_delay.api.errors import Blueprint, error_body
+from flight_delay.api.base import Blueprint
+from flight_delay.api.errors import error_body
 from flight_delay.api.schemas import HealthSchema, ReadinessSchema
 from flight_delay.errors import scrub_paths
 from flight_delay.serving import DeployedModelCache

@@ -6,7 +6,8 @@ from flask import Response, current_app
 from flask.views import MethodView
 
 from flight_delay import metrics
-from flight_delay.api.errors import Blueprint, requires_configured_scope
+from flight_delay.api.base import Blueprint
+from flight_delay.api.security import requires_configured_scope
 from flight_delay.prediction_log.writer import stream_key
 
 blp = Blueprint("metrics", __name__, description="Operational metrics for Prometheus.")

@@ -15,14 +15,9 @@ from flask.typing import ResponseReturnValue
 from flask.views import MethodView
 from werkzeug.exceptions import InternalServerError, ServiceUnavailable
 
-from flight_delay.api.errors import (
-    ArtifactGone,
-    Blueprint,
-    ExportConflict,
-    guarded,
-    requires_configured_scope,
-    requires_scope,
-)
+from flight_delay.api.base import Blueprint
+from flight_delay.api.errors import ArtifactGone, ExportConflict
+from flight_delay.api.presenters import present, registry
 from flight_delay.api.schemas import (
     ModelCreatedSchema,
     ModelCreateSchema,
@@ -31,12 +26,13 @@ from flight_delay.api.schemas import (
     ModelListQuerySchema,
     ModelSummarySchema,
 )
+from flight_delay.api.security import guarded, requires_configured_scope, requires_scope
 from flight_delay.auth import require_configured_scope, require_scope
-from flight_delay.data.download import AllowList, redact
+from flight_delay.data.download import AllowList
 from flight_delay.data.sources import check_reference
 from flight_delay.ml.artifacts import MODEL_FILE
 from flight_delay.ml.config import TrainConfig
-from flight_delay.registry import ModelNotReady, ModelRegistry, Status
+from flight_delay.registry import ModelNotReady, Status
 from flight_delay.tasks.training import remove_scratch, send_job
 
 blp = Blueprint(
@@ -45,39 +41,6 @@ blp = Blueprint(
     url_prefix="/models",
     description="Train, inspect, export and delete models.",
 )
-
-
-def registry() -> ModelRegistry:
-    registry: ModelRegistry = current_app.extensions["model_registry"]
-    return registry
-
-
-def headline(record: dict[str, Any]) -> dict[str, float] | None:
-    holdout = (record.get("metrics") or {}).get("holdout")
-    if not holdout:
-        return None
-    delayed = holdout["classes"]["delayed"]
-    return {
-        "roc_auc": holdout["roc_auc"],
-        "pr_auc": holdout["pr_auc"],
-        "f1_delayed": delayed["f1"],
-        "recall_delayed": delayed["recall"],
-    }
-
-
-def present(record: dict[str, Any], deployed_id: str | None) -> dict[str, Any]:
-    """A record as the API shows it."""
-    shown = dict(record)
-    shown["dataset"] = redact(record["dataset"])
-    shown["deployed"] = record["id"] == deployed_id
-    shown["headline"] = headline(record)
-    if record["status"] in Status.UNFINISHED:
-        shown["progress"] = {"stage": record.get("stage", ""), "percent": record.get("percent", 0)}
-    for name in ("started_at", "finished_at", "error"):
-        shown[name] = record.get(name) or None
-    # every field the views and schemas name is there, null until the job sets it
-    shown["threshold"] = float(record["threshold"]) if record.get("threshold") else None
-    return shown
 
 
 def _require_export_scope() -> None:
@@ -97,14 +60,32 @@ _NOT_EXPORTING = ("", "false", "0", "no", "off", "n", "f")
 class Models(MethodView):
     @requires_configured_scope(blp, "READ_SCOPE")
     @blp.arguments(ModelListQuerySchema, location="query")
-    @blp.response(200, ModelSummarySchema(many=True))
-    def get(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+    @blp.alt_response(404, description="`after` names no model (deleted since)")
+    @blp.response(
+        200,
+        ModelSummarySchema(many=True),
+        headers={
+            "Link": {
+                "description": 'the next page, `<URL>; rel="next"`; absent on the last page',
+                "schema": {"type": "string"},
+            }
+        },
+    )
+    def get(self, query: dict[str, Any]) -> ResponseReturnValue:
         """List models, newest first
 
-        Filter with `?status=pending|running|completed|failed`.
+        Filter with `?status=pending|running|completed|failed`. At most `limit` models (100 by
+        default) per answer; the `Link` header names the next page while there is one.
         """
+        after = str(query["after"]) if query.get("after") else None
+        records, last = registry().models_page(query.get("status"), query["limit"], after)
         deployed_id = registry().deployed_id()
-        return [present(r, deployed_id) for r in registry().models(query.get("status"))]
+        shown = [present(r, deployed_id) for r in records]
+        if last is None:
+            return shown
+        arguments = {k: v for k, v in (("status", query.get("status")),) if v}
+        following = url_for("models.Models", limit=query["limit"], after=last, **arguments)
+        return shown, 200, {"Link": f'<{following}>; rel="next"'}
 
     @requires_scope(blp, "train")
     @blp.alt_response(

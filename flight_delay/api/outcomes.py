@@ -7,13 +7,8 @@ from typing import Any
 from flask import current_app, jsonify
 from flask.views import MethodView
 
-from flight_delay.api.errors import (
-    Blueprint,
-    PredictionLogUnavailable,
-    prediction_log_call,
-    requires_configured_scope,
-    requires_scope,
-)
+from flight_delay.api.base import Blueprint
+from flight_delay.api.errors import PredictionLogUnavailable, prediction_log_call
 from flight_delay.api.schemas import (
     OutcomesRecordedSchema,
     OutcomesRequestSchema,
@@ -21,6 +16,7 @@ from flight_delay.api.schemas import (
     PerformanceQuerySchema,
     PerformanceSchema,
 )
+from flight_delay.api.security import requires_configured_scope, requires_scope
 from flight_delay.ml.flight_input import parse_scheduled
 from flight_delay.prediction_log import outcomes
 from flight_delay.prediction_log.service import PredictionLog

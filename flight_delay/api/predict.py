@@ -11,13 +11,8 @@ import orjson
 from flask import Response, current_app, request
 from flask.views import MethodView
 
-from flight_delay.api.errors import (
-    BatchTooLarge,
-    Blueprint,
-    LoggedRequestNotFound,
-    prediction_log_call,
-    requires_configured_scope,
-)
+from flight_delay.api.base import Blueprint
+from flight_delay.api.errors import BatchTooLarge, LoggedRequestNotFound, prediction_log_call
 from flight_delay.api.schemas import (
     EXAMPLE_FLIGHT,
     EXAMPLE_MINIMAL_FLIGHT,
@@ -28,6 +23,7 @@ from flight_delay.api.schemas import (
     PredictRequestSchema,
     PredictResponseSchema,
 )
+from flight_delay.api.security import requires_configured_scope
 from flight_delay.auth import caller
 from flight_delay.metrics import record_prediction
 from flight_delay.prediction_log.service import PredictionLog

@@ -8,7 +8,9 @@ from typing import Any
 from flask import current_app, url_for
 from flask.views import MethodView
 
-from flight_delay.api.errors import Blueprint, requires_configured_scope, requires_scope
+from flight_delay.api.base import Blueprint
+from flight_delay.api.presenters import present_run, present_schedule
+from flight_delay.api.presenters import schedule_store_of_request as store
 from flight_delay.api.schemas import (
     EXAMPLE_SCHEDULE,
     ScheduleCreateSchema,
@@ -17,15 +19,12 @@ from flight_delay.api.schemas import (
     ScheduleRunSchema,
     ScheduleSchema,
 )
+from flight_delay.api.security import requires_configured_scope, requires_scope
 from flight_delay.auth import caller_name
-from flight_delay.data.download import AllowList, redact
-from flight_delay.data.sources import check_reference
-from flight_delay.errors import FlightDelayError, InvalidConfig
-from flight_delay.ml.config import TrainConfig
-from flight_delay.ml.promotion import PromotionRule
-from flight_delay.scheduling.runs import RUN_SETTINGS, schedule_store, start_challenger, timing_of
-from flight_delay.scheduling.store import KEEP_DUE, ScheduleStore, TooManySchedules
-from flight_delay.scheduling.timing import InvalidTiming, Timing, iso
+from flight_delay.scheduling.runs import start_challenger, timing_of
+from flight_delay.scheduling.store import KEEP_DUE, TooManySchedules
+from flight_delay.scheduling.timing import Timing
+from flight_delay.scheduling.validation import checked_fields
 
 blp = Blueprint(
     "schedules",
@@ -35,95 +34,13 @@ blp = Blueprint(
 )
 
 
-def store() -> ScheduleStore:
-    return schedule_store(current_app)
-
-
-def present(schedule: dict[str, Any]) -> dict[str, Any]:
-    """A schedule as the API and the dashboard show it."""
-    shown = dict(schedule)
-    shown["dataset"] = redact(schedule["dataset"])
-    shown["model"] = schedule.get("settings") or {}
-    shown["timing"] = timing_of(schedule).describe()
-    next_run = schedule.get("next_run_at")
-    shown["next_run_at"] = iso(int(next_run)) if next_run not in (None, "") else None
-    for name in ("every_seconds", "cron", "active_run", "last_run_id", "paused_reason"):
-        shown[name] = schedule.get(name) or None
-    return shown
-
-
-def present_run(run: dict[str, Any], curves: bool = True) -> dict[str, Any]:
-    """A run as the API shows it; lists leave the curves out (tens of kB per run)."""
-    shown = dict(run)
-    shown["dataset"] = redact(run.get("dataset", ""))
-    for name in ("challenger_id", "champion_id", "decision", "reason", "error", "finished_at",
-                 "challenger_deleted_at"):  # fmt: skip
-        shown[name] = run.get(name) or None
-    shown.setdefault("reasons", [])
-    shown.setdefault("evaluation", None)
-    shown["deployment_version"] = run.get("deployment_version") or None
-    if not curves and shown["evaluation"]:
-        holdout = dict(shown["evaluation"].get("holdout") or {})
-        for role in ("champion", "challenger"):
-            if holdout.get(role):
-                holdout[role] = {k: v for k, v in holdout[role].items() if k != "curves"}
-        shown["evaluation"] = {**shown["evaluation"], "holdout": holdout}
-    return shown
-
-
-def _checked(body: dict[str, Any], current: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The fields to store for a new or changed schedule, every one checked (400 naming the
-    field otherwise); ``current`` is the schedule a PATCH changes."""
-    config = current_app.config
-    fields: dict[str, Any] = {}
-    if "name" in body:
-        fields["name"] = body["name"].strip()
-    if "dataset" in body:
-        check_reference(
-            body["dataset"], config["DATA_ROOT"], AllowList.parse(config["DOWNLOAD_ALLOW_HOSTS"])
-        )
-        fields["dataset"] = body["dataset"].strip()
-    if "model" in body:
-        try:
-            settings = TrainConfig.from_dict({**body["model"], **RUN_SETTINGS}).to_dict()
-        except InvalidConfig as exc:
-            raise InvalidConfig(f"model.{exc.field}", exc.problem) from None
-        fields["settings"] = settings
-    if "rule" in body:
-        fields["rule"] = PromotionRule.from_dict(body["rule"]).to_dict()
-    timing_given = {"every_seconds", "cron", "timezone"} & set(body)
-    if current is None or timing_given:
-        if "every_seconds" in body and "cron" in body:
-            raise FlightDelayError(
-                "give either every_seconds or cron, not both",
-                [{"location": "json", "field": "cron", "problem": "with every_seconds"}],
-            )
-        every = body.get("every_seconds")
-        cron = body.get("cron")
-        if current is not None and every is None and cron is None:  # the time zone only
-            every, cron = current.get("every_seconds") or None, current.get("cron") or None
-        timezone = body.get("timezone") or (current or {}).get("timezone") or "UTC"
-        try:
-            Timing(every, cron, timezone).check(int(config["SCHEDULE_MIN_INTERVAL_SECONDS"]))
-        except InvalidTiming as exc:
-            raise FlightDelayError(
-                str(exc), [{"location": "json", "field": exc.field, "problem": exc.problem}]
-            ) from None
-        fields.update(every_seconds=every or "", cron=cron or "", timezone=timezone)
-    if "paused" in body:
-        fields["paused"] = body["paused"]
-        if not body["paused"]:
-            fields["paused_reason"] = ""
-    return fields
-
-
 @blp.route("")
 class Schedules(MethodView):
     @requires_configured_scope(blp, "READ_SCOPE")
     @blp.response(200, ScheduleSchema(many=True))
     def get(self) -> list[dict[str, Any]]:
         """List schedules, newest first"""
-        return [present(schedule) for schedule in store().schedules()]
+        return [present_schedule(schedule) for schedule in store().schedules()]
 
     @requires_scope(blp, "train", "deploy")
     @blp.arguments(ScheduleCreateSchema, example=EXAMPLE_SCHEDULE)
@@ -149,14 +66,14 @@ class Schedules(MethodView):
         """
         if store().count() >= int(current_app.config["SCHEDULE_MAX"]):
             raise TooManySchedules(int(current_app.config["SCHEDULE_MAX"]))
-        fields = _checked(body)
+        fields = checked_fields(body, current_app.config)
         fields["created_by"] = caller_name()
         fields.setdefault("paused_reason", "")
         timing = Timing(fields["every_seconds"] or None, fields["cron"] or None, fields["timezone"])
         due = None if fields["paused"] else timing.first_run(time.time())
         schedule = store().create(fields, due)
         location = url_for("schedules.Schedule", schedule_id=schedule["id"])
-        return present(schedule), 201, {"Location": location}
+        return present_schedule(schedule), 201, {"Location": location}
 
 
 @blp.route("/<uuid:schedule_id>")
@@ -166,7 +83,7 @@ class Schedule(MethodView):
     @blp.alt_response(404, description="no schedule with this id")
     def get(self, schedule_id: Any) -> dict[str, Any]:
         """Show a schedule"""
-        return present(store().get(str(schedule_id)))
+        return present_schedule(store().get(str(schedule_id)))
 
     @requires_scope(blp, "train", "deploy")
     @blp.arguments(SchedulePatchSchema, example={"model": {"model_type": "lightgbm"}})
@@ -182,7 +99,7 @@ class Schedule(MethodView):
         it started with.
         """
         current = store().get(str(schedule_id))
-        fields = _checked(body, current)
+        fields = checked_fields(body, current_app.config, current)
         merged = {**current, **fields}
         timing_changed = bool({"every_seconds", "cron", "timezone"} & set(body))
         resumed = current.get("paused") and "paused" in body and not body["paused"]
@@ -192,7 +109,7 @@ class Schedule(MethodView):
         elif timing_changed or resumed:
             due = timing_of(merged).first_run(time.time())
         store().update(str(schedule_id), fields, due)
-        return present(store().get(str(schedule_id)))
+        return present_schedule(store().get(str(schedule_id)))
 
     @requires_scope(blp, "train", "deploy")
     @blp.response(204)

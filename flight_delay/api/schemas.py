@@ -166,6 +166,17 @@ class ModelListQuerySchema(StrictSchema):
     status = fields.String(
         validate=validate.OneOf(Status.ALL), metadata={"description": "only models in this status"}
     )
+    limit = fields.Integer(
+        load_default=100,
+        validate=validate.Range(1, 1000),
+        metadata={"description": "at most this many models (1-1000, default 100)"},
+    )
+    after = fields.UUID(
+        metadata={
+            "description": "the next page: the models created before this one (the last id of "
+            "the previous page; the Link header names the next page's URL)"
+        }
+    )
 
 
 class ModelGetQuerySchema(StrictSchema):

@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from flight_delay.data.schema import DATETIME_FORMAT, PREDICTION_FIELDS
+from flight_delay.errors import BadRequest
 from flight_delay.ml.flight_input import clean_code, is_scalar, parse_scheduled
 from flight_delay.prediction_log.tables import PredictedFlight, PredictionRequest, ScheduledFlight
 
@@ -72,8 +73,11 @@ def compact_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class InvalidCursor(ValueError):
+class InvalidCursor(BadRequest):
     """A pagination cursor this store did not hand out."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem, [{"field": "cursor", "problem": problem}])
 
 
 @dataclass(frozen=True)

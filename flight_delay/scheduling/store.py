@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from flight_delay.errors import FlightDelayError
+from flight_delay.errors import Conflict, NotFound
 from flight_delay.registry import DEPLOY_STEP, ModelRegistry
 from flight_delay.scheduling.timing import iso
 from flight_delay.tasks.lease import LOST_WORKER, ClaimResult, JobKind, now_iso
@@ -43,7 +43,7 @@ class RunStatus:
     UNFINISHED = (QUEUED, TRAINING, EVALUATING)
 
 
-class ScheduleNotFound(FlightDelayError):
+class ScheduleNotFound(NotFound):
     def __init__(self, schedule_id: str) -> None:
         super().__init__(
             f"no schedule with id {schedule_id!r}",
@@ -51,14 +51,14 @@ class ScheduleNotFound(FlightDelayError):
         )
 
 
-class RunNotFound(FlightDelayError):
+class RunNotFound(NotFound):
     def __init__(self, run_id: str) -> None:
         super().__init__(
             f"no run {run_id!r} of this schedule", [{"field": "run_id", "problem": "not found"}]
         )
 
 
-class RunInProgress(FlightDelayError):
+class RunInProgress(Conflict):
     """A schedule has at most one unfinished run."""
 
     def __init__(self, run_id: str) -> None:
@@ -68,7 +68,7 @@ class RunInProgress(FlightDelayError):
         )
 
 
-class TooManySchedules(FlightDelayError):
+class TooManySchedules(Conflict):
     def __init__(self, limit: int) -> None:
         super().__init__(
             f"there are {limit} schedules already (FLIGHT_DELAY_SCHEDULE_MAX); delete one first",

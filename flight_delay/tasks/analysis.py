@@ -45,6 +45,8 @@ class TooManyReports(FlightDelayError):
     """As many reports (or comparisons) as FLIGHT_DELAY_ANALYSIS_MAX_ACTIVE are being
     computed: ask later."""
 
+    http_status = 429
+
     def __init__(self, active: int, retry_after: int) -> None:
         super().__init__(
             f"{active} reports are being computed already (FLIGHT_DELAY_ANALYSIS_MAX_ACTIVE); "

@@ -16,10 +16,8 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from flight_delay.api.errors import ComparisonNotFound, handle_domain_error, handle_redis_error
-from flight_delay.api.models import present, registry
-from flight_delay.api.schedules import present as present_schedule
-from flight_delay.api.schedules import present_run
-from flight_delay.api.schedules import store as schedule_store
+from flight_delay.api.presenters import present, present_run, present_schedule, registry
+from flight_delay.api.presenters import schedule_store_of_request as schedule_store
 from flight_delay.auth import Forbidden, Unauthorized, require_configured_scope
 from flight_delay.errors import FlightDelayError
 from flight_delay.ml.families import FAMILIES

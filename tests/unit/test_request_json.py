@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flight_delay.api.errors import parse_request_json
+from flight_delay.api.base import parse_request_json
 from flight_delay.api.predict import dump_json
 
 scalars = st.one_of(
