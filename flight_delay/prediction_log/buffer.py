@@ -61,6 +61,7 @@ class LogBuffer:
         self.dropped = 0
         self._entries: deque[tuple[dict[str, Any], int]] = deque()
         self._bytes = 0
+        self._sending = 0  # entries a flush took and has not sent (nor given back) yet
         self._wake = threading.Event()
         self._lock = threading.Lock()  # one flush at a time
         self._queue_lock = threading.Lock()  # the deque and its byte count move together
@@ -90,7 +91,9 @@ class LogBuffer:
             self._start()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        """Entries not yet on the stream: queued, or taken by a flush that is sending them."""
+        with self._queue_lock:
+            return len(self._entries) + self._sending
 
     @property
     def queued_bytes(self) -> int:
@@ -130,12 +133,17 @@ class LogBuffer:
             while self._entries and len(taken) < self.batch:
                 taken.append(self._entries.popleft())
             self._bytes -= sum(size for _, size in taken)
+            self._sending += len(taken)
             return taken
 
     def _give_back(self, taken: list[tuple[dict[str, Any], int]]) -> None:
         with self._queue_lock:
             self._entries.extendleft(reversed(taken))
             self._bytes += sum(size for _, size in taken)
+
+    def _settled(self, count: int) -> None:
+        with self._queue_lock:
+            self._sending -= count
 
     def flush(self) -> int:
         """Send every queued entry to the stream now; the number sent. On a Redis error (or a
@@ -145,17 +153,18 @@ class LogBuffer:
         with self._lock:
             while self._entries:
                 taken = self._take()
-                messages = pack([entry for entry, _ in taken], self.message_bytes)
                 done = 0
                 try:
+                    messages = pack([entry for entry, _ in taken], self.message_bytes)
                     for payload, count in messages:
                         append_packed(self.client, self.stream, payload, self.backlog_bytes)
                         done += count
-                except (redis.RedisError, BacklogFull):
+                except BaseException:  # Redis away, a full backlog, a surprise: nothing lost
                     self._give_back(taken[done:])
                     raise
                 finally:
                     sent += done
+                    self._settled(len(taken))
         return sent
 
     def close(self, timeout: float = 5.0) -> None:
