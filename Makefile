@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 FLIGHT_DELAY_DATASET ?= $(firstword $(wildcard datasets/dataset_SCL.csv ../shared/datasets/dataset_SCL.csv))
 export FLIGHT_DELAY_DATASET
 
-.PHONY: install test lint format run benchmark notebook clean dataset-present
+.PHONY: install test test-fast lint format run benchmark notebook clean dataset-present
 
 install: $(STAMP)
 
@@ -18,9 +18,16 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# pytest exits 5 when it collects no test; make treats that as a failure, as it must.
+# pytest exits 5 when it collects no test; make treats that as a failure, as it must. The tests
+# run on TEST_WORKERS processes (pytest-xdist); the slowest are listed at the end.
+TEST_WORKERS ?= 3
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=15
+
+# the inner loop: every test not marked slow or realdata (no make run stacks, no kill tests,
+# no browser, no real file)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow and not realdata" --durations=10
 
 # the hooks of .pre-commit-config.yaml on every file: ruff, mypy, hadolint, actionlint, the
 # Compose and workflow schemas, file hygiene

@@ -333,8 +333,31 @@ def describe_model(record: Mapping[str, Any]) -> str:
     return f"{record.get('id')}, {record.get('model_type', 'model')} trained on {data} ({quality})"
 
 
+def default_model_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """FLIGHT_DELAY_DEFAULT_MODEL_SETTINGS: a JSON object of training settings (those of POST
+    /models) for the default model; empty: the defaults. The API checks every field."""
+    given = env.get("FLIGHT_DELAY_DEFAULT_MODEL_SETTINGS", "").strip()
+    if not given:
+        return {}
+    try:
+        settings = json.loads(given)
+    except json.JSONDecodeError as exc:
+        raise StartupProblem(f"FLIGHT_DELAY_DEFAULT_MODEL_SETTINGS is not JSON: {exc}") from None
+    if not isinstance(settings, dict) or {"dataset", "description"} & set(settings):
+        raise StartupProblem(
+            "FLIGHT_DELAY_DEFAULT_MODEL_SETTINGS: a JSON object of training settings (model_type, "
+            'features, params, cv_folds, ...; the dataset is FLIGHT_DELAY_DATASET), e.g. {"cv_folds": 0}'
+        )
+    return settings
+
+
 def ensure_deployed(
-    base: str, key: str, dataset: str, registry: ModelRegistry, timeout: float = 600
+    base: str,
+    key: str,
+    dataset: str,
+    registry: ModelRegistry,
+    timeout: float = 600,
+    settings: Mapping[str, Any] | None = None,
 ) -> None:
     """Say what is served; train and deploy a default model through the API when nothing is
     deployed, or when make run's own synthetic default is deployed and real data is there now.
@@ -359,9 +382,8 @@ def ensure_deployed(
         print(f"Real data is at hand: replacing the synthetic default with one of {dataset} ...")
     else:
         print(f"Nothing deployed: training a default model on {dataset} ...")
-    status, created = call(
-        "POST", f"{base}/models", {"dataset": dataset, "description": DEFAULT_DESCRIPTION}, key
-    )
+    body = {**(settings or {}), "dataset": dataset, "description": DEFAULT_DESCRIPTION}
+    status, created = call("POST", f"{base}/models", body, key)
     if status != 202:
         raise RuntimeError(f"POST /models answered {status}: {created}")
     model_id, last = created["id"], None
@@ -690,6 +712,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = choose_dataset(
             env, args.dataset if args.dataset is not None else default_dataset(env)
         )
+        default_settings = default_model_settings(env)  # a bad value stops make run here
         if embedded_redis:
             supervisor.add(
                 "redis-server",
@@ -735,7 +758,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 env["FLIGHT_DELAY_REDIS_URL"],
                 env.get("FLIGHT_DELAY_KEY_PREFIX") or DefaultConfig.KEY_PREFIX,
             )
-            ensure_deployed(base, key, dataset, registry)
+            ensure_deployed(base, key, dataset, registry, settings=default_settings)
         print()
         print(f"API docs:  {base}/docs")
         print(f"Dashboard: {base}/ui")

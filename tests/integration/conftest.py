@@ -86,6 +86,8 @@ def stack_settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
         "PREDICTION_LOG": True,
         "PREDICTION_LOG_URL": f"sqlite:///{root / 'predictions.db'}",
         "METRICS_DIR": str(root / "metrics"),
+        # no compiled forest (a C compilation per model): the test of it has a worker of its own
+        "COMPILED_TREES": False,
     }
 
 
@@ -164,6 +166,8 @@ def trainer(client: FlaskClient) -> Callable[..., dict[str, Any]]:
     def create(**body: Any) -> dict[str, Any]:
         body.setdefault("dataset", "flights.csv")
         body.setdefault("params", FAST if body.get("model_type", "lightgbm") == "lightgbm" else {})
+        # no cross-validation folds (four fits more) unless a test asks for them
+        body.setdefault("cv_folds", 0)
         response = client.post("/models", json=body, headers=admin())
         assert response.status_code == 202, response.get_json()
         return wait_for(client, response.get_json()["id"], finished)

@@ -113,7 +113,12 @@ def test_three_real_data_models_compared_in_one_request(
     link = Path(stack_settings["DATA_ROOT"]) / "dataset_SCL.csv"
     if not link.exists():
         link.symlink_to(real_dataset.resolve())
-    common = {"dataset": "dataset_SCL.csv", "time_cutoff": "2017-11-01", "refit": False}
+    common = {
+        "dataset": "dataset_SCL.csv",
+        "time_cutoff": "2017-11-01",
+        "refit": False,
+        "cv_folds": 0,
+    }
     kinds = [
         {"model_type": "lightgbm", "features": "schedule"},
         {"model_type": "lightgbm", "features": "minimal"},

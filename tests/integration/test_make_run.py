@@ -59,16 +59,18 @@ def request(
 class Stack:
     """One `make run` in its own session (as a terminal would have it), on free ports."""
 
-    def __init__(self, tmp_path: Path, repo: Path = REPO, **env: str) -> None:
+    def __init__(
+        self, tmp_path: Path, repo: Path = REPO, own_defaults: bool = False, **env: str
+    ) -> None:
+        """``own_defaults``: make run with its own defaults (but the ports), as a user runs it;
+        otherwise in scratch folders, with a known key, one web worker, a fast recovery, and
+        a default model trained fast (no cross-validation folds, no compiled forest: what only
+        the tests of those need)."""
         self.tmp, self.repo = tmp_path, repo
         self.port, self.redis_port = free_port(), free_port()
         self.worker_metrics_port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "PORT": str(self.port),
-            "FLIGHT_DELAY_REDIS_PORT": str(self.redis_port),
-            "FLIGHT_DELAY_WORKER_METRICS_PORT": str(self.worker_metrics_port),
+        scratch = {
             "FLIGHT_DELAY_STATE_DIR": str(tmp_path / "state"),
             "FLIGHT_DELAY_MODEL_DIR": str(tmp_path / "models"),
             "FLIGHT_DELAY_EXPORT_DIR": str(tmp_path / "exports"),
@@ -77,6 +79,21 @@ class Stack:
             "FLIGHT_DELAY_DATASET": str(tmp_path / "no-such-file.csv"),
             "FLIGHT_DELAY_WEB_WORKERS": "1",
             "FLIGHT_DELAY_RECOVERY_INTERVAL_SECONDS": "1",
+            "FLIGHT_DELAY_DEFAULT_MODEL_SETTINGS": '{"cv_folds": 0}',
+            "FLIGHT_DELAY_COMPILED_TREES": "false",
+        }
+        self.env = {
+            # none of the test session's own settings (make test's FLIGHT_DELAY_DATASET among
+            # them), but the redis-server binary the tests use
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith("FLIGHT_DELAY_") or k == "FLIGHT_DELAY_REDIS_SERVER"
+            },
+            "PORT": str(self.port),
+            "FLIGHT_DELAY_REDIS_PORT": str(self.redis_port),
+            "FLIGHT_DELAY_WORKER_METRICS_PORT": str(self.worker_metrics_port),
+            **({} if own_defaults else scratch),
             **env,
         }
         (tmp_path / "data").mkdir(exist_ok=True)
@@ -550,11 +567,7 @@ def test_the_readme_walkthrough_works_verbatim_on_a_fresh_clone(
         shared.mkdir(parents=True)
         real = request.getfixturevalue("real_dataset").resolve()  # make test names it relatively
         (shared / "dataset_SCL.csv").symlink_to(real)
-    stack = Stack(tmp_path, repo=clone)
-    for setting in ("FLIGHT_DELAY_STATE_DIR", "FLIGHT_DELAY_MODEL_DIR", "FLIGHT_DELAY_EXPORT_DIR",
-                    "FLIGHT_DELAY_DATA_ROOT", "FLIGHT_DELAY_API_KEYS", "FLIGHT_DELAY_DATASET",
-                    "FLIGHT_DELAY_WEB_WORKERS", "FLIGHT_DELAY_RECOVERY_INTERVAL_SECONDS"):  # fmt: skip
-        stack.env.pop(setting)  # make run's own defaults
+    stack = Stack(tmp_path, repo=clone, own_defaults=True)
     stack.start(timeout=600)
     stacks.append(stack)
     said = stack.output()

@@ -203,7 +203,12 @@ def test_outcomes_of_november_and_december_reproduce_the_holdout_metrics(
         link.symlink_to(real_dataset.resolve())
     response = client.post(
         "/models",
-        json={"dataset": "dataset_SCL.csv", "time_cutoff": "2017-11-01", "refit": False},
+        json={
+            "dataset": "dataset_SCL.csv",
+            "time_cutoff": "2017-11-01",
+            "refit": False,
+            "cv_folds": 0,
+        },
         headers=admin(),
     )
     assert response.status_code == 202, response.get_json()

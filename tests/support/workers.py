@@ -25,9 +25,12 @@ SHIPPED_DEFAULTS = os.environ.get("FLIGHT_DELAY_RECOVERY_TEST_DEFAULTS") == "1"
 FAST_RECOVERY = (
     {} if SHIPPED_DEFAULTS else {"JOB_LEASE_SECONDS": 6.0, "RECOVERY_INTERVAL_SECONDS": 1.0}
 )
-#: a job that fits for several seconds on these 2 cores, so that it can be killed mid-way
+#: a job that fits for about five seconds on these 2 cores (one fit, no folds, no refit), so
+#: that it can be killed mid-way, and its retry is short
 SLOW_JOB = {
     "dataset": "synthetic:60000",
+    "cv_folds": 0,
+    "refit": False,
     "params": {"n_estimators": 600, "early_stopping_rounds": 0, "learning_rate": 0.05, "n_jobs": 1},
 }
 
