@@ -132,18 +132,21 @@ class LogBuffer:
             taken: list[tuple[dict[str, Any], int]] = []
             while self._entries and len(taken) < self.batch:
                 taken.append(self._entries.popleft())
-            self._bytes -= sum(size for _, size in taken)
+            # their bytes stay counted until they are sent: what a flush holds is held in memory
             self._sending += len(taken)
             return taken
 
-    def _give_back(self, taken: list[tuple[dict[str, Any], int]]) -> None:
+    def _settled(
+        self, taken: list[tuple[dict[str, Any], int]], sent: int, give_back: bool = False
+    ) -> None:
+        """The flush that took ``taken`` is done with them: the first ``sent`` are on the
+        stream; the rest go back to the front of the queue, in order (one step: never counted
+        twice, nor lost from the count)."""
         with self._queue_lock:
-            self._entries.extendleft(reversed(taken))
-            self._bytes += sum(size for _, size in taken)
-
-    def _settled(self, count: int) -> None:
-        with self._queue_lock:
-            self._sending -= count
+            if give_back:
+                self._entries.extendleft(reversed(taken[sent:]))
+            self._sending -= len(taken)
+            self._bytes -= sum(size for _, size in taken[:sent])
 
     def flush(self) -> int:
         """Send every queued entry to the stream now; the number sent. On a Redis error (or a
@@ -160,11 +163,10 @@ class LogBuffer:
                         append_packed(self.client, self.stream, payload, self.backlog_bytes)
                         done += count
                 except BaseException:  # Redis away, a full backlog, a surprise: nothing lost
-                    self._give_back(taken[done:])
+                    self._settled(taken, done, give_back=True)
                     raise
-                finally:
-                    sent += done
-                    self._settled(len(taken))
+                self._settled(taken, done)
+                sent += done
         return sent
 
     def close(self, timeout: float = 5.0) -> None:
