@@ -22,12 +22,12 @@ $(STAMP): setup.cfg pyproject.toml
 # run on TEST_WORKERS processes (pytest-xdist); the slowest are listed at the end.
 TEST_WORKERS ?= 3
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=15
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 # the inner loop: every test not marked slow or realdata (no make run stacks, no kill tests,
 # no browser, no real file)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow and not realdata" --durations=10
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow and not realdata" --durations=10
 
 # the hooks of .pre-commit-config.yaml on every file: ruff, mypy, hadolint, actionlint, the
 # Compose and workflow schemas, file hygiene

@@ -41,3 +41,20 @@ def real_dataset() -> Path:
             f"real SCL dataset not found at {path} (set FLIGHT_DELAY_DATASET or put it in datasets/; see datasets/README.md)"
         )
     return path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """make test runs on several processes (pytest-xdist, --dist loadgroup): the tests of a
+    module whose fixtures are module-scoped (models trained once, a stack started once) stay on
+    one process, so that those fixtures are made once, not once per process; every other test
+    goes wherever a process is free."""
+    for item in items:
+        module = item.module
+        if module is None:
+            continue
+        shared = any(
+            getattr(getattr(value, "_fixture_function_marker", None), "scope", None) == "module"
+            for value in vars(module).values()
+        )
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(module.__name__))
