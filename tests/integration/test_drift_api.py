@@ -20,7 +20,7 @@ from flight_delay import create_app
 from flight_delay.data import load_flights, schema
 from flight_delay.ml.splits import split_positions
 from tests.integration.conftest import admin
-from tests.integration.test_prediction_log_api import write_log
+from tests.support.prediction_log import write_log
 
 pytestmark = pytest.mark.integration
 

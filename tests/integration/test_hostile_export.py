@@ -14,7 +14,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.integration.conftest import READER, admin
-from tests.integration.test_models_api import error_of
+from tests.support.api import error_of
 
 pytestmark = pytest.mark.integration
 

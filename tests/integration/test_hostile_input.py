@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from flight_delay import create_app
 from tests.integration.conftest import admin
-from tests.integration.test_models_api import FLIGHT, error_of
+from tests.support.api import FLIGHT, error_of
 
 pytestmark = pytest.mark.integration
 

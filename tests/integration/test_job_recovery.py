@@ -23,7 +23,7 @@ from flight_delay.devstack import free_port, start_redis, stop_processes
 from flight_delay.scheduling.runs import schedule_store
 from flight_delay.tasks.training import send_job
 from tests.integration.conftest import admin
-from tests.integration.test_prediction_log_api import write_log
+from tests.support.prediction_log import write_log
 from tests.support.workers import (
     FAST_RECOVERY,
     SLOW_JOB,

@@ -15,23 +15,12 @@ from flask.testing import FlaskClient
 
 from flight_delay import create_app
 from tests.integration.conftest import ADMIN, FAST, READER, TRAINER, admin, finished, wait_for
+from tests.support.api import FLIGHT, error_of
 from tests.support.workers import workers_of_their_own
 
 pytestmark = pytest.mark.integration
 
 Train = Callable[..., dict[str, Any]]
-FLIGHT = {
-    "Fecha-I": "2017-12-20 21:00:00", "Vlo-I": "100", "Des-I": "SCIE", "Emp-I": "JMR",
-    "OPERA": "Latin American Wings", "TIPOVUELO": "N",
-}  # fmt: skip
-
-
-def error_of(response: Any) -> dict[str, Any]:
-    """Every error has the same shape; return it after checking so."""
-    body = response.get_json()
-    assert set(body) == {"code", "status", "message", "errors"}, body
-    assert body["code"] == response.status_code
-    return body
 
 
 # -- the lifecycle ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 
 from flight_delay.ml.evaluation import expected_calibration_error
 from tests.integration.conftest import READER, admin, wait_for
-from tests.integration.test_prediction_log_api import write_log
+from tests.support.prediction_log import write_log
 
 pytestmark = pytest.mark.integration
 

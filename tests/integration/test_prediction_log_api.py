@@ -17,8 +17,9 @@ from flask.testing import FlaskClient
 
 from flight_delay import create_app
 from flight_delay.prediction_log.store import PredictionStore
-from flight_delay.prediction_log.writer import BacklogFull, LogWriter, stream_key
+from flight_delay.prediction_log.writer import BacklogFull, stream_key
 from tests.integration.conftest import READER, TRAINER, admin
+from tests.support.prediction_log import write_log
 
 pytestmark = pytest.mark.integration
 
@@ -32,19 +33,6 @@ def deployed(client: FlaskClient, train: Callable[..., dict[str, Any]]) -> str:
     record = train()
     assert client.put(f"/deploy?model-id={record['id']}", headers=admin()).status_code == 204
     return str(record["id"])
-
-
-def write_log(app: Flask, stack_settings: dict[str, Any]) -> None:
-    """What the buffer's thread and the writer process do, now: stream, then SQL."""
-    with contextlib.suppress(BacklogFull):  # the stream's budget is spent: the rest waits
-        app.extensions["prediction_log"].buffer.flush()
-    client = redis.Redis.from_url(stack_settings["REDIS_URL"], decode_responses=True)
-    store = PredictionStore.from_url(stack_settings["PREDICTION_LOG_URL"])
-    writer = LogWriter(client, store, stream_key(stack_settings["KEY_PREFIX"]), consumer="test")
-    writer.ensure_group()
-    while client.xlen(writer.stream):
-        writer.run_once(block_ms=100)
-    store.engine.dispose()
 
 
 def test_every_answer_is_logged_under_its_request_id(

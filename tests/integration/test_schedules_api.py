@@ -24,7 +24,7 @@ from flight_delay.ml import load_model
 from flight_delay.scheduling.runs import advance, readable_by_all, schedule_store
 from flight_delay.scheduling.store import ScheduleStore
 from tests.integration.conftest import ADMIN, READER, TRAINER, admin
-from tests.integration.test_prediction_log_api import write_log
+from tests.support.prediction_log import write_log
 
 pytestmark = pytest.mark.integration
 

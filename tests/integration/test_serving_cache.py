@@ -17,7 +17,7 @@ from flight_delay import create_app
 from flight_delay.devstack import free_port, start_redis, stop_processes
 from flight_delay.registry import ModelRegistry
 from tests.integration.conftest import admin
-from tests.integration.test_models_api import FLIGHT, error_of
+from tests.support.api import FLIGHT, error_of
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from flight_delay.ml import TrainedModel, train
 from flight_delay.ml.artifacts import FAST_PATH_MAX_FLIGHTS
 from flight_delay.ml.features import FEATURE_SETS
 from flight_delay.ml.flight_input import COLUMNAR_MIN_FLIGHTS, _check_record, check_records
-from tests.unit.test_record_path import frame_codes
+from tests.support.features import frame_codes
 
 VALID = {"Fecha-I": "2017-07-31 23:59:00", "Vlo-I": "989", "Des-I": "SCIE", "Emp-I": "SKU",
          "OPERA": "Sky Airline", "TIPOVUELO": "N", "MES": 7}  # fmt: skip

@@ -9,6 +9,7 @@ import pytest
 from flight_delay.ml import TrainedModel, train
 from flight_delay.ml.artifacts import FAST_PATH_MAX_FLIGHTS
 from flight_delay.ml.features import FEATURE_SETS
+from tests.support.features import frame_codes
 
 REQUEST_FIELDS = ["Fecha-I", "Vlo-I", "Des-I", "Emp-I", "OPERA", "TIPOVUELO", "MES"]
 
@@ -21,18 +22,6 @@ def model(request: pytest.FixtureRequest, synthetic_flights: pd.DataFrame) -> Tr
 def as_requests(frame: pd.DataFrame) -> list[dict[str, object]]:
     """Flights as a JSON client sends them."""
     return frame[REQUEST_FIELDS].to_dict("records")
-
-
-def frame_codes(model: TrainedModel, records: list[dict[str, object]]) -> np.ndarray:
-    features = model.features.transform(pd.DataFrame.from_records(records))
-    return np.column_stack(
-        [
-            features[c].cat.codes.replace(-1, np.nan).to_numpy(float)
-            if isinstance(features[c].dtype, pd.CategoricalDtype)
-            else features[c].to_numpy(float)
-            for c in features.columns
-        ]
-    )
 
 
 def test_feature_matrices_are_equal(model: TrainedModel, synthetic_flights: pd.DataFrame) -> None:
