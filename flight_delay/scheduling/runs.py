@@ -10,7 +10,7 @@ classes are there), decides with the schedule's rule (flight_delay.ml.promotion)
 completes the run as ``kept`` or deploys the challenger and completes it as ``promoted`` in one
 atomic step that also checks the deployment did not change meanwhile.
 
-Nothing is lost to a dead process: the tick re-sends an evaluation whose message was lost or
+Nothing is lost to a dead process: recovery re-sends an evaluation whose message was lost or
 whose worker stopped renewing its lease (at most JOB_MAX_ATTEMPTS attempts), and a challenger's
 training job is recovered like every training job (flight_delay.tasks.recovery).
 """
@@ -52,7 +52,7 @@ from flight_delay.registry import ModelDeployed, ModelNotFound, ModelRegistry, S
 from flight_delay.scheduling.store import RunNotFound, RunStatus, ScheduleStore
 from flight_delay.scheduling.timing import InvalidTiming, Timing
 from flight_delay.tasks import names
-from flight_delay.tasks.lease import Attempt, JobCancelled, now_iso
+from flight_delay.tasks.lease import Attempt, JobCancelled, holder_name, now_iso
 from flight_delay.tasks.training import remove_scratch, send_job
 
 log = logging.getLogger(__name__)
@@ -228,8 +228,8 @@ def start_challenger(app: Flask, run: dict[str, Any]) -> str | None:
     if not store.attach_challenger(run["id"], record["id"]):
         registry.delete(record["id"])
         return None
-    # the evaluation follows the training job's message (a lost one is resent by recovery, and
-    # the beat's tick then sends the evaluation)
+    # the evaluation follows the training job's message (a lost one is resent by recovery,
+    # which then sends the evaluation too: recover_runs)
     celery = app.extensions["celery"]
     evaluate = celery.signature(names.EVALUATE_RUN, args=[run["id"]], immutable=True)
     send_job(celery, record["id"], then=evaluate)
@@ -274,8 +274,9 @@ def run_evaluation(app: Flask, run_id: str) -> str:
         return "waiting"
     token = uuid.uuid4().hex[:12]
     lease = float(config["JOB_LEASE_SECONDS"])
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    claimed = store.claim_evaluation(run, token, lease, int(config["JOB_MAX_ATTEMPTS"]), worker)
+    claimed = store.claim_evaluation(
+        run, token, lease, int(config["JOB_MAX_ATTEMPTS"]), holder_name()
+    )
     if claimed != "claimed":
         log.info("evaluation of run %s not run: %s", run_id, claimed)
         return claimed

@@ -19,8 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -31,7 +29,15 @@ import redis
 from flask import Flask
 
 from flight_delay.errors import FlightDelayError
-from flight_delay.tasks.lease import Attempt, ClaimResult, JobCancelled, JobKind, JobLease, now_iso
+from flight_delay.tasks.lease import (
+    Attempt,
+    ClaimResult,
+    JobCancelled,
+    JobKind,
+    JobLease,
+    holder_name,
+    now_iso,
+)
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +162,9 @@ def lookup_or_queue(
     return {"status": "pending"}
 
 
-def queue_new(
-    app: Flask, key: str, task: str, args: list[Any], fields: Mapping[str, str], keep_seconds: int
-) -> None:
+def queue_new(app: Flask, key: str, task: str, args: list[Any], fields: Mapping[str, str]) -> None:
     """Queue a job whose entry is new (a comparison): the same cap as reports; its entry holds
     ``fields`` until it finishes. Raises TooManyReports at the cap (nothing written)."""
-    del keep_seconds  # an entry lives as long as its job may run, then as long as it is kept
     _queue(app, key, task, args, fields)
 
 
@@ -195,7 +198,7 @@ def run(
     seconds = float(app.config["JOB_LEASE_SECONDS"])
     token = uuid.uuid4().hex[:12]
     claim = lease.claim(
-        ANALYSIS, key, token, f"{socket.gethostname()}:{os.getpid()}", seconds,
+        ANALYSIS, key, token, holder_name(), seconds,
         int(app.config["JOB_MAX_ATTEMPTS"]), on_claim={"started_at": now_iso()},
     )  # fmt: skip
     if claim.outcome == ClaimResult.EXHAUSTED:

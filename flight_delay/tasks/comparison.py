@@ -45,7 +45,6 @@ def queue_comparison(app: Flask, request: dict[str, Any]) -> str:
         names.COMPARISON,
         [comparison_id],
         {"status": "pending", "request": json.dumps(request), "created_at": str(time.time())},
-        int(app.config["COMPARISON_KEEP_SECONDS"]),
     )
     return comparison_id
 

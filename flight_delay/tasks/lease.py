@@ -21,6 +21,8 @@ record, so two attempts, or an attempt and a delete, never interleave inside one
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -147,6 +149,11 @@ return 'requeue'
 )
 
 LOST_WORKER = "the worker running it stopped renewing its lease (killed, or cut off from Redis)"
+
+
+def holder_name() -> str:
+    """host:pid of this process: the ``worker`` an attempt records when it claims a job."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def now_iso() -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -35,7 +34,7 @@ from flight_delay.ml import train
 from flight_delay.registry import ModelNotFound, ModelRegistry, Status
 from flight_delay.tasks import names
 from flight_delay.tasks.lease import Attempt as LeaseAttempt
-from flight_delay.tasks.lease import ClaimResult, JobCancelled, now_iso
+from flight_delay.tasks.lease import ClaimResult, JobCancelled, holder_name, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +109,8 @@ def run_job(app: Flask, model_id: str) -> str:
     config = app.config
     token = uuid.uuid4().hex[:12]
     lease = float(config["JOB_LEASE_SECONDS"])
-    worker = f"{socket.gethostname()}:{os.getpid()}"
     outcome, number = registry.claim(
-        model_id, token, worker, lease, int(config["JOB_MAX_ATTEMPTS"])
+        model_id, token, holder_name(), lease, int(config["JOB_MAX_ATTEMPTS"])
     )
     if outcome != ClaimResult.CLAIMED:
         log.info("job %s not run: %s", model_id, outcome)
