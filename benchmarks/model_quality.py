@@ -35,9 +35,9 @@ from sklearn.linear_model import LogisticRegression
 
 from flight_delay.data import FlightData, load_flights, schema
 from flight_delay.devstack import default_dataset
+from flight_delay.features import FEATURE_SETS, FeatureSet
 from flight_delay.ml import load_model, train
 from flight_delay.ml.evaluation import classification_metrics
-from flight_delay.ml.features import FEATURE_SETS, FeatureSet
 from flight_delay.ml.splits import split_positions
 
 CHALLENGE_FEATURES = (

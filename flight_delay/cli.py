@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from flight_delay.errors import FlightDelayError
+from flight_delay.features import FEATURE_SETS
 from flight_delay.ml.config import SPLITS, TrainConfig
 from flight_delay.ml.families import FAMILIES
-from flight_delay.ml.features import FEATURE_SETS
 
 EXIT_USAGE = 2
 

@@ -17,7 +17,7 @@ from flight_delay.api.schemas import (
     PerformanceSchema,
 )
 from flight_delay.api.security import requires_configured_scope, requires_scope
-from flight_delay.ml.flight_input import parse_scheduled
+from flight_delay.features.values import parse_scheduled
 from flight_delay.prediction_log import outcomes
 from flight_delay.prediction_log.service import PredictionLog
 from flight_delay.registry import ModelRegistry

@@ -8,6 +8,8 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from flight_delay.features import FEATURE_SETS
+from flight_delay.features.values import parse_scheduled, scheduled_problem
 from flight_delay.ml.config import (
     MAX_CUTOFF_LENGTH,
     MAX_CV_FOLDS,
@@ -17,8 +19,6 @@ from flight_delay.ml.config import (
     TrainConfig,
 )
 from flight_delay.ml.families import FAMILIES
-from flight_delay.ml.features import FEATURE_SETS
-from flight_delay.ml.flight_input import parse_scheduled, scheduled_problem
 from flight_delay.ml.promotion import (
     MAX_MARGIN,
     MAX_OUTCOME_FLIGHTS,

@@ -25,10 +25,10 @@ from flight_delay.errors import (
     InvalidFlights,
     ModelArtifactError,
 )
+from flight_delay.features import FlightFeatures
 from flight_delay.ml import compiled
 from flight_delay.ml.calibration import Calibration
 from flight_delay.ml.compiled import CompiledForest
-from flight_delay.ml.features import FlightFeatures
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "model.json"

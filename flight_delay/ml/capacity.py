@@ -22,10 +22,10 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
 from flight_delay.data import schema
+from flight_delay.features import FlightFeatures
 from flight_delay.ml.calibration import Calibration, choose_calibration
 from flight_delay.ml.evaluation import classification_metrics
 from flight_delay.ml.families.base import ModelFamily
-from flight_delay.ml.features import FlightFeatures
 
 #: a fold needs this many flights on each side, with both classes, to say anything
 MIN_FOLD_ROWS = 200

@@ -11,8 +11,8 @@ import pandas as pd
 
 from flight_delay.data import schema
 from flight_delay.errors import InvalidConfig
+from flight_delay.features import DEFAULT_FEATURE_SET, get_feature_set
 from flight_delay.ml.families import DEFAULT_FAMILY, get_family
-from flight_delay.ml.features import DEFAULT_FEATURE_SET, get_feature_set
 
 SPLITS = ("time", "random")
 #: seeds reach numpy, which takes 0 .. 2**32 - 1

@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from flight_delay.ml.features import FlightFeatures
+from flight_delay.features import FlightFeatures
 
 #: rows of each side the classifier sees at most (a sample beyond), which bounds the work
 MAX_ROWS_PER_SIDE = 20_000

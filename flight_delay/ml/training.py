@@ -19,13 +19,13 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from flight_delay.data import FlightData, flights_from_frame, load_flights, schema
+from flight_delay.features import FlightFeatures, get_feature_set
 from flight_delay.ml.artifacts import FORMAT_VERSION, TrainedModel, library_versions
 from flight_delay.ml.calibration import Calibration
 from flight_delay.ml.capacity import MIN_FOLDS, choose_capacity, cross_validation_folds
 from flight_delay.ml.config import TrainConfig
 from flight_delay.ml.evaluation import best_f1_threshold, classification_metrics, curves
 from flight_delay.ml.families import get_family
-from flight_delay.ml.features import FlightFeatures, get_feature_set
 from flight_delay.ml.splits import split_positions
 
 #: progress(stage, percent): called as training moves on; the CLI draws it, the worker publishes it

@@ -25,8 +25,8 @@ from sqlalchemy import Table, and_, bindparam, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from flight_delay.data.schema import DATETIME_FORMAT, DELAY_THRESHOLD_MINUTES
+from flight_delay.features.values import parse_scheduled
 from flight_delay.ml.evaluation import expected_calibration_error
-from flight_delay.ml.flight_input import parse_scheduled
 from flight_delay.prediction_log.store import (
     PredictionStore,
     flight_key,

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from flight_delay.data.schema import DATETIME_FORMAT, PREDICTION_FIELDS
 from flight_delay.errors import BadRequest
-from flight_delay.ml.flight_input import clean_code, is_scalar, parse_scheduled
+from flight_delay.features.values import clean_code, is_scalar, parse_scheduled
 from flight_delay.prediction_log.tables import PredictedFlight, PredictionRequest, ScheduledFlight
 
 _REQUESTS = cast(Table, PredictionRequest.__table__)

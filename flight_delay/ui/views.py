@@ -20,8 +20,8 @@ from flight_delay.api.presenters import present, present_run, present_schedule, 
 from flight_delay.api.presenters import schedule_store_of_request as schedule_store
 from flight_delay.auth import Forbidden, Unauthorized, require_configured_scope
 from flight_delay.errors import FlightDelayError
+from flight_delay.features import FEATURE_SETS
 from flight_delay.ml.families import FAMILIES
-from flight_delay.ml.features import FEATURE_SETS
 from flight_delay.registry import Status
 from flight_delay.scheduling.store import RunStatus
 from flight_delay.tasks import performance as performance_jobs

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from flight_delay.data import flights_from_frame, schema
 from flight_delay.errors import InvalidConfig, InvalidFlights
-from flight_delay.ml import delay_rates
-from flight_delay.ml.features import FEATURE_SETS, FlightFeatures, holiday_distances, is_high_season
+from flight_delay.features import FEATURE_SETS, FlightFeatures, delay_rates
+from flight_delay.features.calendar import holiday_distances, is_high_season
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +252,21 @@ def test_open_fields_are_predicted_with_a_warning_closed_ones_refused(
     with pytest.raises(InvalidFlights) as info:
         fitted.check_flights([{**good, "OPERA": "Grupo LATAN"}])
     assert [(i.index, i.field) for i in info.value.issues] == [(0, "OPERA")]
+
+
+def test_a_transformer_pickled_under_its_old_module_path_still_loads(
+    training_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Models saved before the features package name ``flight_delay.ml.features.FlightFeatures``
+    in their pickle; they must load and transform as they did."""
+    fitted = FlightFeatures().fit(training_frame)
+    with monkeypatch.context() as patched:
+        patched.setattr(FlightFeatures, "__module__", "flight_delay.ml.features")
+        blob = pickle.dumps(fitted)
+    assert b"flight_delay.ml.features" in blob
+    assert b"flight_delay.features.transformer" not in blob
+    loaded = pickle.loads(blob)
+    assert type(loaded) is FlightFeatures
+    pd.testing.assert_frame_equal(
+        loaded.transform(training_frame), fitted.transform(training_frame)
+    )

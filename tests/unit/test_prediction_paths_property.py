@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flight_delay.errors import InvalidFlights
+from flight_delay.features import FEATURE_SETS
+from flight_delay.features.contract import COLUMNAR_MIN_FLIGHTS, _check_record, check_records
 from flight_delay.ml import TrainedModel, train
 from flight_delay.ml.artifacts import FAST_PATH_MAX_FLIGHTS
-from flight_delay.ml.features import FEATURE_SETS
-from flight_delay.ml.flight_input import COLUMNAR_MIN_FLIGHTS, _check_record, check_records
 from tests.support.features import frame_codes
 
 VALID = {"Fecha-I": "2017-07-31 23:59:00", "Vlo-I": "989", "Des-I": "SCIE", "Emp-I": "SKU",
@@ -154,7 +154,7 @@ def test_the_columnar_screen_reports_exactly_the_per_flight_problems(
         batch[position] = flight
     features = model.features
     spec = FEATURE_SETS[features.feature_set]
-    codes = features._category_codes()
+    codes = features.category_codes()
     allowed = {"OPERA": ("airline", codes["airline"])}
     minimal = spec.name == "minimal"
     screened = check_records(batch, spec.required_fields, allowed, minimal)

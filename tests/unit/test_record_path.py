@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from flight_delay.features import FEATURE_SETS
 from flight_delay.ml import TrainedModel, train
 from flight_delay.ml.artifacts import FAST_PATH_MAX_FLIGHTS
-from flight_delay.ml.features import FEATURE_SETS
 from tests.support.features import frame_codes
 
 REQUEST_FIELDS = ["Fecha-I", "Vlo-I", "Des-I", "Emp-I", "OPERA", "TIPOVUELO", "MES"]

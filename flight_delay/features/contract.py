@@ -1,204 +1,130 @@
-"""Raw flight values as callers send them: cleaning, parsing, and the input checks.
+"""The input contract: what a flight must carry, which values a model accepts, and every problem
+with a request's flights, worded for the caller.
 
-One implementation serves the frame path (training, evaluation, large batches) and the record path
-(the API's small batches), so both read a value the same way: text is stripped, an empty string is
-missing, a JSON number for a code such as Vlo-I is read as its text (``100`` -> ``"100"``).
+Checks read values as ``values`` reads them, so what passes here is what the feature paths
+build from. Large batches are screened column by column first (``COLUMNAR_MIN_FLIGHTS``); a
+property test holds the screened and the per-flight checks equal.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from flight_delay.data import schema
-from flight_delay.errors import FlightIssue
-
-MISSING = "required field is missing"
-EARLIEST_SCHEDULED = schema.EARLIEST_SCHEDULED
-LATEST_SCHEDULED = schema.LATEST_SCHEDULED
-OUT_OF_RANGE = schema.OUT_OF_RANGE
-#: longest caller value a message quotes
-SHOWN_CHARACTERS = 40
-
-
-def clean_text(value: Any) -> str | None:
-    """A field value as text, or None when it is missing."""
-    if type(value) is str:  # nearly every value: decided before the checks below
-        return value.strip() or None
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value))
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        if math.isnan(value):
-            return None
-        return str(int(value)) if float(value).is_integer() else str(float(value))
-    return str(value)
-
-
-#: codes are case-less (``lan`` is LAN, ``scie`` is SCIE): every path reads them in upper case,
-#: as the published file writes them
-CODE_FIELDS = frozenset(
-    {
-        schema.FLIGHT_NUMBER,
-        schema.ORIGIN,
-        schema.DESTINATION,
-        schema.CARRIER_CODE,
-        schema.FLIGHT_TYPE,
-    }
+from flight_delay.errors import FlightIssue, InvalidFlights
+from flight_delay.features.sets import SOURCE_FIELDS, FeatureSet
+from flight_delay.features.values import (
+    clean_code,
+    clean_field,
+    clean_text,
+    is_scalar,
+    known_value,
+    parse_canonical_times,
+    parse_month,
+    parse_scheduled,
+    scheduled_problem,
+    show,
 )
 
-
-def clean_code(value: Any) -> str | None:
-    """A code's value as upper-case text, or None when it is missing."""
-    text = clean_text(value)
-    return text.upper() if text is not None else None
+MISSING = "required field is missing"
 
 
-def clean_field(field: str, value: Any) -> str | None:
-    """``value`` of ``field`` as every path reads it: ``clean_code`` for codes, else
-    ``clean_text`` (a name such as OPERA keeps its case; the model matches it case-blind)."""
-    return clean_code(value) if field in CODE_FIELDS else clean_text(value)
+def input_schema(spec: FeatureSet, categories: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """What a caller must send for one flight of a model with ``spec`` features trained on
+    ``categories``: required fields and allowed values (saved in ``model.json``)."""
+    allowed = {
+        SOURCE_FIELDS[name]: list(categories[name]) for name in spec.strict if name in SOURCE_FIELDS
+    }
+    allowed[schema.FLIGHT_TYPE] = list(schema.FLIGHT_TYPES)
+    return {
+        "required": list(spec.required_fields),
+        "allowed_values": allowed,
+        "notes": [
+            "Operated columns (Fecha-O, Vlo-O, Ori-O, Des-O, Emp-O, DIA, AÑO, DIANOM) may be "
+            "sent but are ignored.",
+            "OPERA, TIPOVUELO and MES are closed: an unknown value is an error. Des-I, Emp-I "
+            "and the flight number are open: an unseen value is predicted as never seen and "
+            "reported in the response's warnings.",
+            "MES is the scheduled month 1-12; when Fecha-I is sent, its month wins."
+            if spec.name == "minimal"
+            else "Fecha-I is the scheduled departure, YYYY-MM-DD HH:MM:SS.",
+        ],
+    }
 
 
-def known_value(value: str, known: Collection[str | None]) -> bool:
-    """Whether ``value`` is in ``known``, whose entries include each value's casefolded form."""
-    return value in known or value.casefold() in known
+def as_records(flights: pd.DataFrame | Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+    return flights.to_dict("records") if isinstance(flights, pd.DataFrame) else flights
 
 
-def parse_scheduled(value: Any) -> datetime | None:
-    """A scheduled departure: a datetime, or ISO 8601 text (``2017-01-01 23:30:00``) between
-    1950 and 2100; anything else is None.
+def check_flights(
+    spec: FeatureSet,
+    codes: Mapping[str, Collection[str | None]],
+    flights: pd.DataFrame | Sequence[Mapping[str, Any]],
+) -> None:
+    """Raise :class:`InvalidFlights` listing every offending flight index and field.
 
-    A UTC offset is dropped: schedules are local wall-clock times at SCL.
+    Args:
+        spec: the model's feature set.
+        codes: each categorical feature's known values, spelled and casefolded.
+        flights: raw rows in the order the caller sent them (a frame or records).
     """
-    if value is None or value is pd.NaT:
-        return None
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str):
-        text = value.strip()
-        # ISO 8601 in ASCII digits only: fromisoformat would also read other scripts' digits
-        if not text.isascii() or len(text) > 40:
-            return None
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-    else:
-        return None
-    parsed = parsed.replace(tzinfo=None) if parsed.tzinfo else parsed
-    if not EARLIEST_SCHEDULED <= parsed <= LATEST_SCHEDULED:
-        return None
-    return parsed
+    allowed = {SOURCE_FIELDS[name]: (name.replace("_", " "), codes[name]) for name in spec.strict}
+    issues = check_records(
+        as_records(flights), spec.required_fields, allowed, spec.name == "minimal"
+    )
+    if issues:
+        raise InvalidFlights(issues)
 
 
-def scheduled_problem(value: Any) -> str:
-    """Why ``value`` is not a scheduled departure, for messages."""
-    if isinstance(value, str) and value.strip().isascii() and len(value.strip()) <= 40:
-        try:
-            datetime.fromisoformat(value.strip())
-        except ValueError:
-            pass
-        else:
-            return f"{show(value)} is {OUT_OF_RANGE}"
-    return f"unparsable date {show(value)} (expected YYYY-MM-DD HH:MM:SS)"
-
-
-def parse_month(value: Any) -> int | None:
-    """A month number 1-12 (``3``, ``3.0`` or ``"3"``), or None."""
-    if isinstance(value, bool | np.bool_):
-        return None
-    text = clean_text(value)
-    if text is None:
-        return None
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return int(number) if number.is_integer() and 1 <= number <= 12 else None
-
-
-def show(value: Any) -> str:
-    """A value as the caller sent it, for messages (numpy scalars shown as plain Python), cut
-    short: a message never echoes a large input."""
-    if isinstance(value, list | dict | tuple):
-        return f"a {'list' if not isinstance(value, dict) else 'object'}"
-    text = repr(value.item() if isinstance(value, np.generic) else value)
-    return text if len(text) <= SHOWN_CHARACTERS else text[: SHOWN_CHARACTERS - 3] + "..."
-
-
-def is_scalar(value: Any) -> bool:
-    return type(value) is str or not isinstance(value, list | dict | tuple | set)
+def unseen_value_warnings(
+    codes: Mapping[str, Collection[str | None]],
+    known_flights: Collection[str],
+    flights: pd.DataFrame | Sequence[Mapping[str, Any]],
+) -> list[FlightIssue]:
+    """Open fields whose value the model never saw in training: each flight index and field
+    (the flights are predicted anyway, with that value treated as unseen)."""
+    destinations = codes["destination"]
+    carriers = codes["carrier_code"]
+    warnings: list[FlightIssue] = []
+    for index, record in enumerate(as_records(flights)):
+        destination = clean_code(record.get(schema.DESTINATION))
+        if destination is not None and destination not in destinations:
+            warnings.append(
+                FlightIssue(
+                    index, schema.DESTINATION,
+                    f"destination {destination!r} never seen in training: predicted as an "
+                    "unseen destination",
+                )
+            )  # fmt: skip
+        carrier = clean_code(record.get(schema.CARRIER_CODE))
+        if carrier is not None and carrier not in carriers:
+            warnings.append(
+                FlightIssue(
+                    index, schema.CARRIER_CODE,
+                    f"airline code {carrier!r} never seen in training: predicted as an "
+                    "unseen code",
+                )
+            )  # fmt: skip
+        number = clean_code(record.get(schema.FLIGHT_NUMBER))
+        if carrier is not None and number is not None:
+            key = f"{carrier}-{number}"
+            if key not in known_flights:
+                warnings.append(
+                    FlightIssue(
+                        index, schema.FLIGHT_NUMBER,
+                        f"flight {key} never seen in training: predicted as a new flight",
+                    )
+                )  # fmt: skip
+    return warnings
 
 
 #: from this many flights on, check_records screens the batch column by column first
 COLUMNAR_MIN_FLIGHTS = 64
-# the canonical scheduled time, ASCII digits only: the one form the columnar screen reads itself
-_CANONICAL_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
-_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 _MONTH_TEXTS = frozenset(str(m) for m in range(1, 13))
-
-
-def parse_canonical_times(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Scheduled times sent as ``YYYY-MM-DD HH:MM:SS`` text, parsed as one array.
-
-    Returns (``datetime64[s]`` values, NaT where not parsed; and a mask of the values parsed).
-    A value is parsed only when it is exactly that form (no spaces around it) and a real time in
-    the supported range, so wherever the mask is true ``parse_scheduled`` gives the same time;
-    every other value (another ISO form, a number, nonsense) is left to ``parse_scheduled``.
-    """
-    count = len(values)
-    parsed = np.full(count, np.datetime64("NaT"), dtype="datetime64[s]")
-    canonical = np.fromiter(
-        (type(v) is str and _CANONICAL_TIME.fullmatch(v) is not None for v in values),
-        dtype=bool,
-        count=count,
-    )
-    if not canonical.any():
-        return parsed, canonical
-    texts = [v for v, ok in zip(values, canonical, strict=True) if ok]
-    digits = np.frombuffer("".join(texts).encode("ascii"), dtype=np.uint8).reshape(-1, 19).astype(
-        np.int64
-    ) - ord("0")
-
-    def number(first: int, last: int) -> np.ndarray:
-        result = np.zeros(len(texts), dtype=np.int64)
-        for column in range(first, last):
-            result = result * 10 + digits[:, column]
-        return result
-
-    year, month, day = number(0, 4), number(5, 7), number(8, 10)
-    hour, minute, second = number(11, 13), number(14, 16), number(17, 19)
-    month_ok = (month >= 1) & (month <= 12)
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    last_day = _DAYS_IN_MONTH[np.where(month_ok, month, 0)] + ((month == 2) & leap)
-    real = (
-        (year >= EARLIEST_SCHEDULED.year)
-        & (year <= LATEST_SCHEDULED.year)
-        & month_ok
-        & (day >= 1)
-        & (day <= last_day)
-        & (hour <= 23)
-        & (minute <= 59)
-        & (second <= 59)
-    )
-    # the supported range is whole years (1950-01-01 .. 2100-12-31 23:59:59)
-    positions = np.flatnonzero(canonical)
-    canonical[positions[~real]] = False
-    good = [t for t, ok in zip(texts, real, strict=True) if ok]
-    parsed[positions[real]] = np.array(good, dtype="datetime64[s]")
-    return parsed, canonical
 
 
 def _screen(
