@@ -70,6 +70,17 @@ class ModelDeployed(Conflict):
         )
 
 
+class DeploymentMoved(Conflict):
+    """A conditional deploy found another model deployed than the one it was decided against."""
+
+    def __init__(self, expected: str | None, current: str | None) -> None:
+        super().__init__(
+            f"the deployment moved to {current or 'nothing'} (expected {expected or 'nothing'})",
+            [{"field": "deployment", "problem": f"now {current or 'nothing'}"}],
+        )
+        self.current = current
+
+
 class TooManyPendingJobs(FlightDelayError):
     """MAX_PENDING_JOBS training jobs wait for a worker already."""
 
@@ -136,10 +147,10 @@ redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 return 1
 """
 
-#: The deploy itself, shared by every script that deploys (PUT /deploy here, a scheduled run's
-#: promotion in flight_delay.scheduling): KEYS[2] deployment, KEYS[3] history; ARGV[1] model id,
-#: ARGV[2] deployed_at, ARGV[3] by. Leaves the history event (JSON) in ``event``.
-DEPLOY_STEP = """
+#: The deploy itself, shared by every script that deploys: KEYS[2] deployment, KEYS[3] history;
+#: ARGV[1] model id, ARGV[2] deployed_at, ARGV[3] by. Leaves the history event (JSON) in
+#: ``event`` and the new deployment version in ``version``.
+_DEPLOY_STEP = """
 local previous = redis.call('HGET', KEYS[2], 'model_id')
 redis.call('HSET', KEYS[2], 'model_id', ARGV[1], 'deployed_at', ARGV[2])
 local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
@@ -156,7 +167,34 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing', ''} end
 if status ~= 'completed' then return {'not_completed', status} end
 """
-    + DEPLOY_STEP
+    + _DEPLOY_STEP
+    + """
+return {'ok', event}
+"""
+)
+
+#: The conditional deploy: the model is deployed only while the deployment still points at
+#: ARGV[4] ('' = nothing deployed) and the model is completed. A script that must deploy
+#: together with changes of its own (a scheduled run's promotion, flight_delay.scheduling.store)
+#: starts with this fragment, passing ``deploy_keys`` as its KEYS[1..3] and ``deploy_args`` as
+#: its ARGV[1..4]; it returns early {'moved', current id} or {'not_completed', status}, else
+#: leaves ``event`` and ``version`` for the rest of the script.
+CONDITIONAL_DEPLOY = (
+    """
+local current = redis.call('HGET', KEYS[2], 'model_id') or ''
+if current ~= ARGV[4] then return {'moved', current} end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'completed' then return {'not_completed', status or 'deleted'} end
+"""
+    + _DEPLOY_STEP
+)
+#: the number of KEYS and ARGV that CONDITIONAL_DEPLOY takes (a composing script's own follow)
+CONDITIONAL_DEPLOY_KEYS = 3
+CONDITIONAL_DEPLOY_ARGS = 4
+
+# KEYS, ARGV: as CONDITIONAL_DEPLOY -> {'ok', event} | {'moved', current} | {'not_completed', status}
+_DEPLOY_IF_CURRENT = (
+    CONDITIONAL_DEPLOY
     + """
 return {'ok', event}
 """
@@ -199,6 +237,7 @@ class ModelRegistry:
                 ("update_if_exists", _UPDATE_IF_EXISTS),
                 ("delete_unless_deployed", _DELETE_UNLESS_DEPLOYED),
                 ("deploy_if_completed", _DEPLOY_IF_COMPLETED),
+                ("deploy_if_current", _DEPLOY_IF_CURRENT),
                 ("create_within_quota", _CREATE_WITHIN_QUOTA),
             )
         }
@@ -215,7 +254,7 @@ class ModelRegistry:
             raise RuntimeError("ModelRegistry is not connected (init_app was not called)")
         return self._scripts[name]
 
-    # -- keys (public: scripts elsewhere that act on a model and the deployment in one step) ---
+    # -- keys ----------------------------------------------------------------------------------
     def model_key(self, model_id: str) -> str:
         return f"{self.prefix}:model:{model_id}"
 
@@ -438,6 +477,36 @@ class ModelRegistry:
         )
         if outcome == "missing":
             raise ModelNotFound(model_id)
+        if outcome == "not_completed":
+            raise ModelNotReady(model_id, detail, "deploying")
+        event: dict[str, Any] = json.loads(detail)
+        return event
+
+    def deploy_keys(self, model_id: str) -> list[str]:
+        """KEYS[1..3] of ``CONDITIONAL_DEPLOY`` for deploying ``model_id``."""
+        return [self.model_key(model_id), self.deployment_key, self.history_key]
+
+    @staticmethod
+    def deploy_args(model_id: str, by: str, expected: str | None) -> list[str]:
+        """ARGV[1..4] of ``CONDITIONAL_DEPLOY``: deploy ``model_id`` while ``expected`` (None:
+        nothing) is deployed."""
+        return [model_id, now_iso(), by, expected or ""]
+
+    def deploy_if_current(
+        self, model_id: str, expected: str | None, by: str = ""
+    ) -> dict[str, Any]:
+        """Deploy ``model_id`` only while ``expected`` (None: nothing) is still deployed: a
+        caller that decided on what it read is never applied over a deploy it did not see.
+
+        Raises:
+            DeploymentMoved: another model was deployed meanwhile.
+            ModelNotReady: the model is not completed (or was deleted).
+        """
+        outcome, detail = self._script("deploy_if_current")(
+            keys=self.deploy_keys(model_id), args=self.deploy_args(model_id, by, expected)
+        )
+        if outcome == "moved":
+            raise DeploymentMoved(expected, detail or None)
         if outcome == "not_completed":
             raise ModelNotReady(model_id, detail, "deploying")
         event: dict[str, Any] = json.loads(detail)

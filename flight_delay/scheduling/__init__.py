@@ -1,7 +1,9 @@
-"""Retraining schedules: champion/challenger runs started by Celery beat (issue 12).
+"""Retraining schedules: champion/challenger runs started by Celery beat.
 
-``timing`` (interval or cron), ``store`` (schedules and runs in Redis, atomic scripts), ``runs``
-(the tick and the evaluation task) and ``beat`` (Celery beat's scheduler class).
+``timing`` (interval or cron), ``store`` (schedules and run records in Redis, atomic scripts),
+``lifecycle`` (a run's state machine: one method and one script per transition), ``runs`` (the
+tick, the challenger's start, the evaluation and its decision), ``validation`` and ``beat``
+(Celery beat's scheduler class).
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ from flight_delay.ml.config import TrainConfig
 from flight_delay.ml.promotion import Decision, PromotionRule, decide, refusals
 from flight_delay.ml.splits import split_positions
 from flight_delay.registry import ModelDeployed, ModelNotFound, ModelRegistry, Status
-from flight_delay.scheduling.store import RunNotFound, RunStatus, ScheduleStore
+from flight_delay.scheduling.lifecycle import RunStatus
+from flight_delay.scheduling.store import RunNotFound, ScheduleStore
 from flight_delay.scheduling.timing import InvalidTiming, Timing
 from flight_delay.tasks import names
 from flight_delay.tasks.lease import Attempt, JobCancelled, holder_name, now_iso
@@ -176,16 +177,14 @@ def advance(app: Flask, run: dict[str, Any]) -> bool:
         try:
             challenger = registry.get(run["challenger_id"])
         except ModelNotFound:
-            store.finish(
-                run, RunStatus.FAILED, expected_status=RunStatus.TRAINING,
-                error=f"the challenger model {run['challenger_id']} was deleted while training",
-            )  # fmt: skip
+            store.lifecycle.fail_training(
+                run, f"the challenger model {run['challenger_id']} was deleted while training"
+            )
             return False
         if challenger["status"] == Status.FAILED:
-            store.finish(
-                run, RunStatus.FAILED, expected_status=RunStatus.TRAINING,
-                error=f"the challenger failed to train: {challenger.get('error') or 'no reason'}",
-            )  # fmt: skip
+            store.lifecycle.fail_training(
+                run, f"the challenger failed to train: {challenger.get('error') or 'no reason'}"
+            )
             prune_rejected_challengers(app, run["schedule_id"])
             return False
         if challenger["status"] != Status.COMPLETED:
@@ -216,7 +215,7 @@ def start_challenger(app: Flask, run: dict[str, Any]) -> str | None:
     try:
         settings = TrainConfig.from_dict({**run["settings"], **RUN_SETTINGS}).to_dict()
     except FlightDelayError as exc:  # settings this version no longer accepts
-        store.finish(run, RunStatus.FAILED, expected_status=RunStatus.QUEUED, error=str(exc))
+        store.lifecycle.reject_settings(run, str(exc))
         return None
     name = run.get("schedule_name") or run["schedule_id"][:8]
     record = registry.create(
@@ -225,7 +224,7 @@ def start_challenger(app: Flask, run: dict[str, Any]) -> str | None:
         description=f"challenger of schedule {name}, run {run['number']}",
         extra={"schedule_run": run["id"], "schedule_id": run["schedule_id"]},
     )
-    if not store.attach_challenger(run["id"], record["id"]):
+    if not store.lifecycle.start_training(run["id"], record["id"]):
         registry.delete(record["id"])
         return None
     # the evaluation follows the training job's message (a lost one is resent by recovery,
@@ -274,14 +273,16 @@ def run_evaluation(app: Flask, run_id: str) -> str:
         return "waiting"
     token = uuid.uuid4().hex[:12]
     lease = float(config["JOB_LEASE_SECONDS"])
-    claimed = store.claim_evaluation(
+    claimed = store.lifecycle.claim_evaluation(
         run, token, lease, int(config["JOB_MAX_ATTEMPTS"]), holder_name()
     )
     if claimed != "claimed":
         log.info("evaluation of run %s not run: %s", run_id, claimed)
         return claimed
     roots = {"MODEL_DIR": config["MODEL_DIR"], "DATA_ROOT": config["DATA_ROOT"]}
-    with Attempt(lambda: store.renew_evaluation(run_id, token, lease), lease, run_id) as held:
+    with Attempt(
+        lambda: store.lifecycle.renew_evaluation(run_id, token, lease), lease, run_id
+    ) as held:
         try:
             decided = _evaluate_and_decide(app, run, challenger, token, held)
             prune_rejected_challengers(app, run["schedule_id"])
@@ -295,7 +296,7 @@ def run_evaluation(app: Flask, run_id: str) -> str:
             log.exception("evaluating run %s crashed", run_id)
             reason = scrub_paths(f"internal error: {type(exc).__name__}: {exc}", roots)
         held.retrying(
-            lambda: store.finish(run, RunStatus.FAILED, token=token, error=reason[:2000]),
+            lambda: store.lifecycle.fail_evaluation(run, token, reason[:2000]),
             f"recording the failure of run {run_id}",
         )
         prune_rejected_challengers(app, run["schedule_id"])
@@ -454,12 +455,12 @@ def _evaluate_and_decide(
     run_id = run["id"]
     if not decision.promote:
         held.retrying(
-            lambda: store.finish(run, RunStatus.COMPLETED, token=token, fields=fields),
+            lambda: store.lifecycle.keep(run, token, fields),
             f"recording run {run_id}",
         )
         log.info("run %s: challenger %s kept out: %s", run_id, challenger_id, fields["reason"])
         return "kept"
-    outcome, detail = store.promote(run, token, champion_id, promoter(run), fields)
+    outcome, detail = store.lifecycle.promote(run, token, champion_id, promoter(run), fields)
     if outcome == "promoted":
         log.info("run %s: challenger %s promoted: %s", run_id, challenger_id, fields["reason"])
         return "promoted"
@@ -477,7 +478,7 @@ def _evaluate_and_decide(
         reasons=[f"not promoted: {why}", *reasons],
     )
     held.retrying(
-        lambda: store.finish(run, RunStatus.COMPLETED, token=token, fields=fields),
+        lambda: store.lifecycle.keep(run, token, fields),
         f"recording run {run_id}",
     )
     return "kept"

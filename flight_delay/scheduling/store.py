@@ -29,18 +29,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from flight_delay.errors import Conflict, NotFound
-from flight_delay.registry import DEPLOY_STEP, ModelRegistry
+from flight_delay.registry import ModelRegistry
+from flight_delay.scheduling.lifecycle import RunLifecycle, RunStatus
 from flight_delay.scheduling.timing import iso
-from flight_delay.tasks.lease import LOST_WORKER, ClaimResult, JobKind, now_iso
-
-
-class RunStatus:
-    QUEUED = "queued"
-    TRAINING = "training"
-    EVALUATING = "evaluating"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    UNFINISHED = (QUEUED, TRAINING, EVALUATING)
+from flight_delay.tasks.lease import now_iso
 
 
 class ScheduleNotFound(NotFound):
@@ -80,18 +72,6 @@ _JSON_FIELDS = ("settings", "rule", "evaluation", "reasons")
 _INT_FIELDS = ("runs", "skipped", "number", "attempts", "every_seconds", "deployment_version")
 
 # -- scripts ------------------------------------------------------------------------------------
-# The end of a run, for the scripts that finish one: no lease, out of the unfinished set, and
-# the schedule free for its next run.
-_FINISH = """
-local function finish(run_key, schedule_key, unfinished_key, run_id)
-  redis.call('HDEL', run_key, 'attempt', 'lease_until')
-  redis.call('SREM', unfinished_key, run_id)
-  if redis.call('HGET', schedule_key, 'active_run') == run_id then
-    redis.call('HSET', schedule_key, 'active_run', '')
-  end
-end
-"""
-
 # The start of a run. KEYS: 2 schedule, 3 run, 4 unfinished, 5 runs index. ARGV: 1 schedule id,
 # 4 run id, 5 now, 6 the due time it runs for, 7 trigger, 8 requested by, 9 '1': a due time
 # (counted as skipped when a run is unfinished)
@@ -145,67 +125,6 @@ return start()
 """
 )
 
-# KEYS: run. ARGV: challenger id, now -> 1, or 0 when the run is past queued (another tick)
-_ATTACH_CHALLENGER = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'training', 'challenger_id', ARGV[1],
-  'training_queued_at', ARGV[2])
-return 1
-"""
-
-# KEYS: run, schedule, unfinished. ARGV: run id. A run the lease failed (its evaluation gave up)
-# leaves the unfinished set and frees its schedule.
-_RELEASE = (
-    _FINISH
-    + """
-finish(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
-return 1
-"""
-)
-
-# KEYS: run, schedule, unfinished. ARGV: run id, token ('' = any holder), expected status
-# ('' = any unfinished), field, value, ... -> 1, or 0 when the condition no longer holds
-_FINISH_RUN = (
-    _FINISH
-    + """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status or status == 'completed' or status == 'failed' then return 0 end
-if ARGV[2] ~= '' and (status ~= 'evaluating' or redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2])
-  then return 0 end
-if ARGV[3] ~= '' and status ~= ARGV[3] then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-finish(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
-return 1
-"""
-)
-
-# The promotion: deploy the challenger and complete the run in one step, only while the run's
-# evaluation holds it, its schedule exists, the deployment is still the champion it was scored
-# against, and the challenger is completed. KEYS: 1 challenger record, 2 deployment, 3 history,
-# 4 run, 5 schedule, 6 unfinished. ARGV: 1 challenger id, 2 now, 3 by, 4 run id, 5 token,
-# 6 champion id ('' = nothing deployed), field, value, ...
-# -> {'promoted', event} | {'lost' | 'schedule_gone' | 'moved' | 'not_completed', detail}
-_PROMOTE = (
-    _FINISH
-    + """
-local run = KEYS[4]
-if redis.call('HGET', run, 'status') ~= 'evaluating' or redis.call('HGET', run, 'attempt') ~= ARGV[5]
-  then return {'lost', ''} end
-if redis.call('EXISTS', KEYS[5]) == 0 then return {'schedule_gone', ''} end
-local current = redis.call('HGET', KEYS[2], 'model_id') or ''
-if current ~= ARGV[6] then return {'moved', current} end
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'completed' then return {'not_completed', status or 'deleted'} end
-"""
-    + DEPLOY_STEP
-    + """
-redis.call('HSET', run, unpack(ARGV, 7))
-redis.call('HSET', run, 'deployment_version', version, 'deployed_at', ARGV[2])
-finish(run, KEYS[5], KEYS[6], ARGV[4])
-return {'promoted', event}
-"""
-)
-
 # KEYS: schedule, due, index, runs index, unfinished. ARGV: id -> 1, or 0 when missing. The
 # finished runs go with it; an unfinished one completes without promoting (its schedule is gone)
 # and expires a day later.
@@ -241,16 +160,13 @@ end
 return 1
 """
 
-#: a run's evaluation, as a job with the lease every job has (flight_delay.tasks.lease)
-EVALUATION = JobKind("evaluation", claimable=("training",), running="evaluating")
-
 #: ScheduleStore.update's ``due`` that leaves the next run time as it is
 KEEP_DUE = "keep"
 
 
 class ScheduleStore:
-    """Schedules and runs, on the model registry's Redis connection and key prefix (the
-    promotion deploys through the registry's keys in the same script)."""
+    """Schedules and their runs' records, on the model registry's Redis connection and key
+    prefix; a run's transitions are ``lifecycle``'s (flight_delay.scheduling.lifecycle)."""
 
     def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry
@@ -262,14 +178,11 @@ class ScheduleStore:
             for name, source in (
                 ("claim_due", _CLAIM_DUE),
                 ("start_now", _START_NOW),
-                ("attach_challenger", _ATTACH_CHALLENGER),
-                ("finish_run", _FINISH_RUN),
-                ("release", _RELEASE),
-                ("promote", _PROMOTE),
                 ("delete_schedule", _DELETE_SCHEDULE),
                 ("update_schedule", _UPDATE_SCHEDULE),
             )
         }
+        self.lifecycle = RunLifecycle(self)
 
     # -- keys ----------------------------------------------------------------------------------
     def _schedule_key(self, schedule_id: str) -> str:
@@ -282,7 +195,7 @@ class ScheduleStore:
     def _run_prefix(self) -> str:
         return f"{self.prefix}:schedule-run:"
 
-    def _run_key(self, run_id: str) -> str:
+    def run_key(self, run_id: str) -> str:
         return self._run_prefix + run_id
 
     @property
@@ -297,9 +210,10 @@ class ScheduleStore:
     def _unfinished_key(self) -> str:
         return f"{self.prefix}:schedule-runs:unfinished"
 
-    def _run_keys(self, run: Mapping[str, Any]) -> list[str]:
+    def run_keys(self, run: Mapping[str, Any]) -> list[str]:
+        """A run's record, its schedule's and the unfinished set: what finishing one touches."""
         return [
-            self._run_key(run["id"]),
+            self.run_key(run["id"]),
             self._schedule_key(run["schedule_id"]),
             self._unfinished_key,
         ]
@@ -349,7 +263,7 @@ class ScheduleStore:
     ) -> None:
         """Set ``fields`` and the next run time (None: paused; KEEP_DUE: unchanged, whatever a
         beat made it meanwhile) in one step."""
-        args = self._args({**fields, "updated_at": now_iso()})
+        args = self.encode_args({**fields, "updated_at": now_iso()})
         done = self._scripts["update_schedule"](
             keys=[self._schedule_key(schedule_id), self._due_key],
             args=[schedule_id, "" if due is None else due, *args],
@@ -420,14 +334,14 @@ class ScheduleStore:
         return [
             self._due_key,
             self._schedule_key(schedule_id),
-            self._run_key(run_id),
+            self.run_key(run_id),
             self._unfinished_key,
             self._runs_key(schedule_id),
         ]
 
     # -- runs ----------------------------------------------------------------------------------
     def get_run(self, run_id: str, schedule_id: str | None = None) -> dict[str, Any]:
-        raw = self.redis.hgetall(self._run_key(run_id))
+        raw = self.redis.hgetall(self.run_key(run_id))
         if not raw or (schedule_id is not None and raw.get("schedule_id") != schedule_id):
             raise RunNotFound(run_id)
         return _decode(raw)
@@ -442,7 +356,7 @@ class ScheduleStore:
         )
         with self.redis.pipeline() as pipe:
             for run_id in ids:
-                pipe.hgetall(self._run_key(run_id))
+                pipe.hgetall(self.run_key(run_id))
             rows = pipe.execute()
         return [_decode(raw) for raw in rows if raw]
 
@@ -450,93 +364,21 @@ class ScheduleStore:
         ids = sorted(self.redis.smembers(self._unfinished_key))
         with self.redis.pipeline() as pipe:
             for run_id in ids:
-                pipe.hgetall(self._run_key(run_id))
+                pipe.hgetall(self.run_key(run_id))
             rows = pipe.execute()
         unfinished = []
         for run_id, raw in zip(ids, rows, strict=True):
             if not raw:  # expired with its deleted schedule
                 self.redis.srem(self._unfinished_key, run_id)
             elif raw.get("status") not in RunStatus.UNFINISHED:
-                self._release(raw)  # failed by its lease, and its releaser died before this
+                self.lifecycle.release(raw)  # failed by its lease; its releaser died before this
             else:
                 unfinished.append(_decode(raw))
         return unfinished
 
     def set_run_fields(self, run_id: str, **fields: Any) -> None:
         """Informative fields only (never status or ownership)."""
-        self.redis.hset(self._run_key(run_id), mapping=self._encode_all(fields))
-
-    def attach_challenger(self, run_id: str, model_id: str) -> bool:
-        return bool(
-            self._scripts["attach_challenger"](
-                keys=[self._run_key(run_id)], args=[model_id, now_iso()]
-            )
-        )
-
-    def claim_evaluation(
-        self, run: Mapping[str, Any], token: str, lease: float, max_attempts: int, worker: str = ""
-    ) -> str:
-        """Start an evaluation attempt (the lease every kind of job has, see
-        flight_delay.tasks.lease): 'claimed' | 'leased' | 'exhausted' (failed now) | the status."""
-        claim = self.lease.claim(
-            EVALUATION, self._run_key(run["id"]), token, worker, lease, max_attempts,
-            on_claim={"evaluation_started_at": now_iso()},
-            on_give_up={"error": f"gave up after {max_attempts} evaluation attempt(s): {LOST_WORKER}"},
-        )  # fmt: skip
-        if claim.outcome == ClaimResult.EXHAUSTED:
-            self._release(run)  # out of the unfinished set, its schedule free for the next run
-        if claim.outcome == ClaimResult.FINISHED:
-            return claim.detail
-        return claim.outcome
-
-    def _release(self, run: Mapping[str, Any]) -> None:
-        self._scripts["release"](keys=self._run_keys(run), args=[run["id"]])
-
-    def renew_evaluation(self, run_id: str, token: str, lease: float) -> bool:
-        return self.lease.renew(EVALUATION, self._run_key(run_id), token, lease)
-
-    def finish(
-        self,
-        run: Mapping[str, Any],
-        status: str,
-        token: str = "",
-        expected_status: str = "",
-        fields: Mapping[str, Any] | None = None,
-        **more: Any,
-    ) -> bool:
-        """Complete or fail a run with ``fields`` and ``more`` (while ``token`` holds it /
-        while it is ``expected_status``)."""
-        args = self._args({"status": status, "finished_at": now_iso(), **(fields or {}), **more})
-        # a run whose schedule was deleted already expires (the delete script set it; HSET
-        # keeps a key's expiry)
-        return bool(
-            self._scripts["finish_run"](
-                keys=self._run_keys(run), args=[run["id"], token, expected_status, *args]
-            )
-        )
-
-    def promote(
-        self,
-        run: Mapping[str, Any],
-        token: str,
-        champion_id: str | None,
-        by: str,
-        fields: Mapping[str, Any],
-    ) -> tuple[str, str]:
-        """Deploy the run's challenger and complete the run, in one step (see _PROMOTE)."""
-        args = self._args({"status": RunStatus.COMPLETED, "finished_at": now_iso(), **fields})
-        challenger = str(run["challenger_id"])
-        outcome, detail = self._scripts["promote"](
-            keys=[
-                self.registry.model_key(challenger),
-                self.registry.deployment_key,
-                self.registry.history_key,
-                *self._run_keys(run)[:2],
-                self._unfinished_key,
-            ],
-            args=[challenger, now_iso(), by, run["id"], token, champion_id or "", *args],
-        )
-        return str(outcome), str(detail)
+        self.redis.hset(self.run_key(run_id), mapping=self._encode_all(fields))
 
     def trim_runs(self, schedule_id: str, keep: int) -> int:
         """Delete the oldest finished runs beyond the newest ``keep``; how many went."""
@@ -545,14 +387,14 @@ class ScheduleStore:
         gone = [run_id for run_id in old if run_id not in unfinished]
         if gone:
             with self.redis.pipeline() as pipe:
-                pipe.delete(*[self._run_key(run_id) for run_id in gone])
+                pipe.delete(*[self.run_key(run_id) for run_id in gone])
                 pipe.zrem(self._runs_key(schedule_id), *gone)
                 pipe.execute()
         return len(gone)
 
     # -- encoding ------------------------------------------------------------------------------
     @classmethod
-    def _args(cls, fields: Mapping[str, Any]) -> list[str]:
+    def encode_args(cls, fields: Mapping[str, Any]) -> list[str]:
         """``fields`` encoded as a script's field, value, ... arguments."""
         return [item for pair in cls._encode_all(fields).items() for item in pair]
 

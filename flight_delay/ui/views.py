@@ -23,7 +23,7 @@ from flight_delay.errors import FlightDelayError
 from flight_delay.features import FEATURE_SETS
 from flight_delay.ml.families import FAMILIES
 from flight_delay.registry import Status
-from flight_delay.scheduling.store import RunStatus
+from flight_delay.scheduling.lifecycle import RunStatus
 from flight_delay.tasks import performance as performance_jobs
 from flight_delay.tasks.analysis import TooManyReports
 from flight_delay.tasks.comparison import read_comparison

@@ -16,7 +16,7 @@ from flight_delay import create_app
 from flight_delay.api.errors import handle_domain_error
 from flight_delay.errors import FlightDelayError
 from flight_delay.ml import artifacts
-from flight_delay.registry import ModelNotFound, ModelRegistry
+from flight_delay.registry import DeploymentMoved, ModelNotFound, ModelNotReady, ModelRegistry
 from tests.integration.conftest import admin
 
 pytestmark = pytest.mark.integration
@@ -129,3 +129,25 @@ def test_a_domain_error_without_a_status_is_a_500_in_the_one_error_shape(
     assert declared_status == 404 and declared["errors"] == [
         {"field": "model_id", "problem": "not found"}
     ]
+
+
+def test_a_conditional_deploy_applies_only_over_the_deployment_it_was_decided_against(
+    own_prefix: Flask,
+) -> None:
+    """The registry's conditional deploy (what a scheduled promotion composes): it deploys only
+    while the expected model is still deployed and the new one is completed; otherwise nothing
+    moves, not even the version or the history."""
+    registry: ModelRegistry = own_prefix.extensions["model_registry"]
+    first, second, unfinished = (registry.create({}, "flights.csv")["id"] for _ in range(3))
+    for model_id in (first, second):
+        registry.update(model_id, status="completed")
+    event = registry.deploy_if_current(first, None, by="test")
+    assert event["model_id"] == first and event["previous_model_id"] is None
+    with pytest.raises(DeploymentMoved) as moved:
+        registry.deploy_if_current(second, None, by="late")  # decided when nothing was deployed
+    assert moved.value.current == first
+    with pytest.raises(ModelNotReady):
+        registry.deploy_if_current(unfinished, first)
+    assert registry.deployment_state()[:2] == (first, 1)
+    assert len(registry.deployment_history()) == 1
+    assert registry.deploy_if_current(second, first)["version"] == 2

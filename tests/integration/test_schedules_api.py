@@ -6,6 +6,7 @@ during a run never overwritten. (Runs started by Celery beat: test_schedule_beat
 from __future__ import annotations
 
 import time
+import uuid
 import zoneinfo
 from collections.abc import Callable
 from datetime import datetime
@@ -78,7 +79,7 @@ def run_with_challenger(
     queues nothing: the test drives the evaluation)."""
     store = schedule_store(app)
     run = store.start_now(schedule["id"], "test")
-    assert store.attach_challenger(run["id"], challenger_id)
+    assert store.lifecycle.start_training(run["id"], challenger_id)
     return store, store.get_run(run["id"])
 
 
@@ -397,7 +398,7 @@ def test_a_lost_evaluation_is_taken_over_and_decided(
     renews it): the tick sends the evaluation again, and the real worker takes it over."""
     challenger = train(model_type="logistic_regression", features="minimal", refit=False)
     store, run = run_with_challenger(app, schedule, challenger["id"])
-    assert store.claim_evaluation(run, "dead-worker", 1.0, 2) == "claimed"
+    assert store.lifecycle.claim_evaluation(run, "dead-worker", 1.0, 2) == "claimed"
     assert advance(app, store.get_run(run["id"])) is False  # its lease still runs
     time.sleep(1.2)
     assert advance(app, store.get_run(run["id"])) is True  # lease gone: evaluation sent
@@ -419,20 +420,70 @@ def test_a_promotion_never_overwrites_a_deployment_made_during_the_run(
     PUT /deploy in between wins, and the run says why it did not promote."""
     challenger = train()
     store, run = run_with_challenger(app, schedule, challenger["id"])
-    assert store.claim_evaluation(run, "token", 30.0, 2) == "claimed"
+    assert store.lifecycle.claim_evaluation(run, "token", 30.0, 2) == "claimed"
     other = train()
     assert client.put(f"/deploy?model-id={other['id']}", headers=admin()).status_code == 204
-    outcome, detail = store.promote(run, "token", deployed["id"], "test", {"decision": "promoted"})
+    outcome, detail = store.lifecycle.promote(
+        run, "token", deployed["id"], "test", {"decision": "promoted"}
+    )
     assert (outcome, detail) == ("moved", other["id"])
     assert client.get("/deployment").get_json()["model_id"] == other["id"]
     # and with the champion still in place it deploys and completes the run in one step
-    outcome, _ = store.promote(run, "token", other["id"], "test", {"decision": "promoted"})
+    outcome, _ = store.lifecycle.promote(
+        run, "token", other["id"], "test", {"decision": "promoted"}
+    )
     assert outcome == "promoted"
     deployment = client.get("/deployment").get_json()
     assert deployment["model_id"] == challenger["id"]
     assert deployment["history"][0]["by"] == "test"
     assert store.get_run(run["id"])["status"] == "completed"
     assert client.get(f"/schedules/{schedule['id']}").get_json()["active_run"] is None
+
+
+def test_each_transition_of_a_run_holds_only_from_its_own_state(
+    stack_settings: dict[str, Any],
+) -> None:
+    """The run's state machine (scheduling/lifecycle.py): a late, duplicate or foreign caller of
+    any transition changes nothing. On a key prefix of its own, so no worker's recovery moves
+    the run meanwhile."""
+    from flight_delay import create_app
+
+    own = create_app(
+        {"TESTING": True, **stack_settings, "KEY_PREFIX": f"fdrun{uuid.uuid4().hex[:8]}"}
+    )
+    registry = own.extensions["model_registry"]
+    store = schedule_store(own)
+    life = store.lifecycle
+    challenger = registry.create({}, "flights.csv")["id"]
+    registry.update(challenger, status="completed")
+    schedule = own.test_client().post("/schedules", json=GOOD, headers=admin()).get_json()
+    run = store.get_run(store.start_now(schedule["id"], "test")["id"])
+    # queued
+    assert not life.fail_training(run, "late")
+    assert not life.keep(run, "", {"decision": "kept"})
+    assert life.promote(run, "", None, "test", {})[0] == "lost"
+    assert life.start_training(run["id"], challenger)
+    assert not life.start_training(run["id"], challenger)  # a second tick
+    # training
+    assert not life.reject_settings(run, "late")
+    assert not life.keep(run, "", {"decision": "kept"})  # nobody evaluates it yet
+    assert life.claim_evaluation(run, "first", 30.0, 2) == "claimed"
+    # evaluating, held by "first"
+    assert life.claim_evaluation(run, "second", 30.0, 2) == "leased"
+    assert not life.fail_training(run, "late")
+    assert not life.keep(run, "second", {"decision": "kept"})
+    assert not life.fail_evaluation(run, "second", "not mine")
+    assert life.promote(run, "second", None, "test", {})[0] == "lost"
+    assert life.keep(run, "first", {"decision": "kept"})
+    # completed: nothing moves it again, and the schedule is free for its next run
+    assert not life.fail_evaluation(run, "first", "late")
+    assert life.promote(run, "first", None, "test", {})[0] == "lost"
+    assert life.claim_evaluation(run, "third", 30.0, 2) == "completed"
+    done = store.get_run(run["id"])
+    assert (done["status"], done["decision"]) == ("completed", "kept")
+    assert "attempt" not in done and "error" not in done
+    assert store.get(schedule["id"])["active_run"] == ""
+    assert registry.deployed_id() is None
 
 
 def test_deleting_a_schedule_keeps_its_models(
@@ -451,7 +502,7 @@ def test_a_run_that_ends_after_its_schedule_was_deleted_expires(
     challenger = train(model_type="logistic_regression", features="minimal", refit=False)
     store, run = run_with_challenger(app, schedule, challenger["id"])
     store.delete(schedule["id"])
-    assert store.finish(run, "failed", expected_status="training", error="ended late")
+    assert store.lifecycle.fail_training(run, "ended late")
     key = f"{store.prefix}:schedule-run:{run['id']}"
     assert 0 < store.redis.ttl(key) <= 86400  # finishing kept the expiry the deletion set
 
