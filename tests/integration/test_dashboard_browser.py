@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.test_make_run import KEY, Stack, request
+from tests.support.make_run import KEY, Stack, request
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.test_make_run import FLIGHT, KEY, Stack, deploy_small_model, request
+from tests.support.make_run import FLIGHT, KEY, Stack, deploy_small_model, request
 
 pytestmark = pytest.mark.slow
 
