@@ -43,6 +43,7 @@ def real_dataset() -> Path:
     return path
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """make test runs on several processes (pytest-xdist, --dist loadgroup): the tests of a
     module whose fixtures are module-scoped (models trained once, a stack started once) stay on
