@@ -7,7 +7,14 @@
 - ``transformer``: ``FlightFeatures``, the pipeline step that learns the lookups.
 - ``frame_path``, ``record_path``, ``column_path``: the three ways to build the same feature
   matrix (pandas frames; a few records; a large batch of records), held equal by tests.
+
+``FlightFeatures`` is imported on first use: a process that only reads values (the prediction
+log's writer) never loads scikit-learn.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from flight_delay.features.sets import (
     DEFAULT_FEATURE_SET,
@@ -15,6 +22,16 @@ from flight_delay.features.sets import (
     FeatureSet,
     get_feature_set,
 )
-from flight_delay.features.transformer import FlightFeatures
+
+if TYPE_CHECKING:
+    from flight_delay.features.transformer import FlightFeatures
 
 __all__ = ["DEFAULT_FEATURE_SET", "FEATURE_SETS", "FeatureSet", "FlightFeatures", "get_feature_set"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FlightFeatures":
+        from flight_delay.features.transformer import FlightFeatures
+
+        return FlightFeatures
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
