@@ -293,8 +293,10 @@ def call(
 
 
 def wait_until_healthy(
-    base: str, processes: Sequence[subprocess.Popen[Any]], timeout: float = 60
+    base: str, processes: Sequence[subprocess.Popen[Any]], timeout: float = 180
 ) -> None:
+    """Wait for /healthz; a process that exits fails at once. The bound is generous: gunicorn's
+    workers import the whole stack, which on a 2-core machine busy with training took over 60 s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for process in processes:
