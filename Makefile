@@ -19,15 +19,16 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 # pytest exits 5 when it collects no test; make treats that as a failure, as it must. The tests
-# run on TEST_WORKERS processes (pytest-xdist); the slowest are listed at the end.
+# run on TEST_WORKERS processes (pytest-xdist), heaviest modules first (tests/conftest.py); the
+# slowest are listed at the end.
 TEST_WORKERS ?= 3
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=15
 
 # the inner loop: every test not marked slow or realdata (no make run stacks, no kill tests,
 # no browser, no real file)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow and not realdata" --durations=10
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder -m "not slow and not realdata" --durations=10
 
 # the hooks of .pre-commit-config.yaml on every file: ruff, mypy, hadolint, actionlint, the
 # Compose and workflow schemas, file hygiene

@@ -43,12 +43,28 @@ def real_dataset() -> Path:
     return path
 
 
+def _lightness(item: pytest.Item) -> tuple[bool, bool, bool]:
+    """Sorts the heaviest first: real-data tests, then slow ones, then the rest; within each,
+    a module kept on one process (a chain that cannot be split) before free tests."""
+    return (
+        item.get_closest_marker("realdata") is None,
+        item.get_closest_marker("slow") is None,
+        item.get_closest_marker("xdist_group") is None,
+    )
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """make test runs on several processes (pytest-xdist, --dist loadgroup): the tests of a
-    module whose fixtures are module-scoped (models trained once, a stack started once) stay on
-    one process, so that those fixtures are made once, not once per process; every other test
-    goes wherever a process is free."""
+    """make test runs on several processes (pytest-xdist, --dist loadgroup):
+
+    - the tests of a module whose fixtures are module-scoped (models trained once, a stack
+      started once) stay on one process, so that those fixtures are made once, not once per
+      process; every other test goes wherever a process is free;
+    - modules run heaviest first (real data, then slow, then the rest; modules kept on one
+      process first; each module's tests stay together and in order), so the long tests start
+      while the short ones are left to fill the processes at the end (the Makefile turns off xdist's own reordering, which sorts by
+      the number of tests and left the longest single tests for last).
+    """
     for item in items:
         module = item.module
         if module is None:
@@ -59,3 +75,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         )
         if shared:
             item.add_marker(pytest.mark.xdist_group(module.__name__))
+    heaviest: dict[str, tuple[bool, bool, bool]] = {}
+    for item in items:
+        key = item.nodeid.split("::", 1)[0]
+        heaviest[key] = min(heaviest.get(key, (True, True, True)), _lightness(item))
+    position = {id(item): index for index, item in enumerate(items)}
+    items.sort(key=lambda item: (heaviest[item.nodeid.split("::", 1)[0]], position[id(item)]))

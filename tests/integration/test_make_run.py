@@ -51,6 +51,102 @@ def stacks(tmp_path: Path) -> Iterator[list[Stack]]:
             stack.stop()
 
 
+def fresh_clone(target: Path) -> Path:
+    """The repository's tracked files as a fresh clone holds them, in ``target`` (no ../shared
+    beside it, no state, no model). The files keep their times and ``.venv`` links to this
+    checkout's, so make finds the package installed instead of reinstalling it."""
+    listed = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, check=True
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source, copy = REPO / name, target / name
+        if not os.path.lexists(source):  # deleted in the working tree, not yet committed
+            continue
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            copy.symlink_to(os.readlink(source))
+        else:
+            shutil.copy2(source, copy)
+    (target / ".venv").symlink_to(REPO / ".venv")
+    return target
+
+
+def readme_blocks(section: str, language: str) -> list[str]:
+    """The ``language`` code blocks of the README's section whose heading starts ``section``."""
+    text = (REPO / "README.md").read_text()
+    body = text.split(f"\n## {section}", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)```", body, re.S)
+
+
+@pytest.mark.parametrize("real_file", [False, True], ids=["without the real file", "with it"])
+def test_the_readme_walkthrough_works_verbatim_on_a_fresh_clone(
+    tmp_path: Path, stacks: list[Stack], real_file: bool, request: pytest.FixtureRequest
+) -> None:
+    """`make run` in a fresh clone with its defaults, then the README's walkthrough commands as
+    written (only the API's port differs: it is a free one), then its Python snippet."""
+    if shutil.which("curl") is None:
+        pytest.skip("the walkthrough calls curl (apt-get install curl; .ci/run does)")
+    clone = fresh_clone(tmp_path / "clone" / "flight-delay")
+    if real_file:  # where CI keeps it: ../shared/datasets/ beside the clone
+        shared = tmp_path / "clone" / "shared" / "datasets"
+        shared.mkdir(parents=True)
+        real = request.getfixturevalue("real_dataset").resolve()  # make test names it relatively
+        (shared / "dataset_SCL.csv").symlink_to(real)
+    stack = Stack(tmp_path, repo=clone, own_defaults=True)
+    stack.start(timeout=600)
+    stacks.append(stack)
+    said = stack.output()
+    print(said)  # what make run said, shown with -s
+    dataset = "dataset_SCL.csv" if real_file else "synthetic"
+    assert ("trained on dataset_SCL.csv" in said) == real_file, said
+    assert ("trained on SYNTHETIC flights" in said) != real_file, said
+
+    script = "\n".join(readme_blocks("Walkthrough", "bash"))
+    assert "API=http://127.0.0.1:8000\n" in script
+    script = script.replace("API=http://127.0.0.1:8000\n", f"API={stack.base}\n")
+    walked = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", script], cwd=clone, timeout=600, env=stack.env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    print(walked.stdout)  # what the commands printed, shown with -s
+    assert walked.returncode == 0, walked.stdout[-4000:]
+    output = walked.stdout.splitlines()
+
+    def read(path: str) -> Any:  # an anonymous read, as the walkthrough's own
+        status, body = call("GET", f"{stack.base}{path}")
+        assert status == 200, (path, status, body)
+        return body
+
+    default = read("/deployment")
+    assert output[0].startswith(f"{dataset} 0."), output  # the default's data and ROC AUC
+    assert output[1].startswith("completed 0."), output
+    assert output.count("204") == 3, output  # deploy, roll back, delete the schedule
+    answer = json.loads(next(line for line in output if line.startswith("{")))
+    trained = [m for m in read("/models")
+               if m["model_type"] == "logistic_regression"]  # fmt: skip
+    assert len(trained) == 1 and trained[0]["status"] == "completed"
+    assert answer["model_id"] == trained[0]["id"]
+    assert 0 < answer["predictions"][0]["delay_probability"] < 1
+    assert output[-3] == default["model_id"]  # rolled back to make run's default
+    assert [h["model_id"] for h in default["history"][:2]] == [
+        default["model_id"], trained[0]["id"]]  # fmt: skip
+    assert read(f"/models/{trained[0]['id']}")["dataset"] == dataset
+    assert read("/schedules") == []  # created, listed, deleted
+    assert "weekly" in output[-2]
+
+    if not real_file:  # the Python snippet, as written, in the same clone
+        snippet = readme_blocks("Command line and Python", "python")
+        assert len(snippet) == 1
+        ran = subprocess.run(
+            [str(clone / ".venv" / "bin" / "python"), "-c", snippet[0]], cwd=clone, timeout=600,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        print(ran.stdout)
+        assert ran.returncode == 0, ran.stdout[-4000:]
+        assert (clone / "models" / "mine" / "model.json").is_file()
+    stack.stop()
+
+
 @pytest.mark.parametrize(
     "how",
     ["SIGTERM to make", "SIGHUP to the terminal's group", "SIGINT to the group",
@@ -371,100 +467,4 @@ def test_flower_and_the_metrics_endpoints_under_make_run(
     assert not loose, loose
     processes = stack.processes()
     assert any("flower" in " ".join(p.cmdline()) for p in processes)
-    stack.stop()
-
-
-def fresh_clone(target: Path) -> Path:
-    """The repository's tracked files as a fresh clone holds them, in ``target`` (no ../shared
-    beside it, no state, no model). The files keep their times and ``.venv`` links to this
-    checkout's, so make finds the package installed instead of reinstalling it."""
-    listed = subprocess.run(
-        ["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, check=True
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        source, copy = REPO / name, target / name
-        if not os.path.lexists(source):  # deleted in the working tree, not yet committed
-            continue
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_symlink():
-            copy.symlink_to(os.readlink(source))
-        else:
-            shutil.copy2(source, copy)
-    (target / ".venv").symlink_to(REPO / ".venv")
-    return target
-
-
-def readme_blocks(section: str, language: str) -> list[str]:
-    """The ``language`` code blocks of the README's section whose heading starts ``section``."""
-    text = (REPO / "README.md").read_text()
-    body = text.split(f"\n## {section}", 1)[1].split("\n## ", 1)[0]
-    return re.findall(rf"```{language}\n(.*?)```", body, re.S)
-
-
-@pytest.mark.parametrize("real_file", [False, True], ids=["without the real file", "with it"])
-def test_the_readme_walkthrough_works_verbatim_on_a_fresh_clone(
-    tmp_path: Path, stacks: list[Stack], real_file: bool, request: pytest.FixtureRequest
-) -> None:
-    """`make run` in a fresh clone with its defaults, then the README's walkthrough commands as
-    written (only the API's port differs: it is a free one), then its Python snippet."""
-    if shutil.which("curl") is None:
-        pytest.skip("the walkthrough calls curl (apt-get install curl; .ci/run does)")
-    clone = fresh_clone(tmp_path / "clone" / "flight-delay")
-    if real_file:  # where CI keeps it: ../shared/datasets/ beside the clone
-        shared = tmp_path / "clone" / "shared" / "datasets"
-        shared.mkdir(parents=True)
-        real = request.getfixturevalue("real_dataset").resolve()  # make test names it relatively
-        (shared / "dataset_SCL.csv").symlink_to(real)
-    stack = Stack(tmp_path, repo=clone, own_defaults=True)
-    stack.start(timeout=600)
-    stacks.append(stack)
-    said = stack.output()
-    print(said)  # what make run said, shown with -s
-    dataset = "dataset_SCL.csv" if real_file else "synthetic"
-    assert ("trained on dataset_SCL.csv" in said) == real_file, said
-    assert ("trained on SYNTHETIC flights" in said) != real_file, said
-
-    script = "\n".join(readme_blocks("Walkthrough", "bash"))
-    assert "API=http://127.0.0.1:8000\n" in script
-    script = script.replace("API=http://127.0.0.1:8000\n", f"API={stack.base}\n")
-    walked = subprocess.run(
-        ["bash", "-e", "-o", "pipefail", "-c", script], cwd=clone, timeout=600, env=stack.env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    print(walked.stdout)  # what the commands printed, shown with -s
-    assert walked.returncode == 0, walked.stdout[-4000:]
-    output = walked.stdout.splitlines()
-
-    def read(path: str) -> Any:  # an anonymous read, as the walkthrough's own
-        status, body = call("GET", f"{stack.base}{path}")
-        assert status == 200, (path, status, body)
-        return body
-
-    default = read("/deployment")
-    assert output[0].startswith(f"{dataset} 0."), output  # the default's data and ROC AUC
-    assert output[1].startswith("completed 0."), output
-    assert output.count("204") == 3, output  # deploy, roll back, delete the schedule
-    answer = json.loads(next(line for line in output if line.startswith("{")))
-    trained = [m for m in read("/models")
-               if m["model_type"] == "logistic_regression"]  # fmt: skip
-    assert len(trained) == 1 and trained[0]["status"] == "completed"
-    assert answer["model_id"] == trained[0]["id"]
-    assert 0 < answer["predictions"][0]["delay_probability"] < 1
-    assert output[-3] == default["model_id"]  # rolled back to make run's default
-    assert [h["model_id"] for h in default["history"][:2]] == [
-        default["model_id"], trained[0]["id"]]  # fmt: skip
-    assert read(f"/models/{trained[0]['id']}")["dataset"] == dataset
-    assert read("/schedules") == []  # created, listed, deleted
-    assert "weekly" in output[-2]
-
-    if not real_file:  # the Python snippet, as written, in the same clone
-        snippet = readme_blocks("Command line and Python", "python")
-        assert len(snippet) == 1
-        ran = subprocess.run(
-            [str(clone / ".venv" / "bin" / "python"), "-c", snippet[0]], cwd=clone, timeout=600,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        print(ran.stdout)
-        assert ran.returncode == 0, ran.stdout[-4000:]
-        assert (clone / "models" / "mine" / "model.json").is_file()
     stack.stop()

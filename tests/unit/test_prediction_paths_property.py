@@ -24,6 +24,10 @@ from flight_delay.ml import TrainedModel, train
 from flight_delay.ml.artifacts import FAST_PATH_MAX_FLIGHTS
 from tests.support.features import frame_codes
 
+# each property runs hundreds of examples through three models: tens of seconds a test
+# (make test-fast leaves them out; test_record_path holds the paths equal there)
+pytestmark = pytest.mark.slow
+
 VALID = {"Fecha-I": "2017-07-31 23:59:00", "Vlo-I": "989", "Des-I": "SCIE", "Emp-I": "SKU",
          "OPERA": "Sky Airline", "TIPOVUELO": "N", "MES": 7}  # fmt: skip
 
