@@ -175,10 +175,10 @@ return {'ok', event}
 
 #: The conditional deploy: the model is deployed only while the deployment still points at
 #: ARGV[4] ('' = nothing deployed) and the model is completed. A script that must deploy
-#: together with changes of its own (a scheduled run's promotion, flight_delay.scheduling.store)
-#: starts with this fragment, passing ``deploy_keys`` as its KEYS[1..3] and ``deploy_args`` as
-#: its ARGV[1..4]; it returns early {'moved', current id} or {'not_completed', status}, else
-#: leaves ``event`` and ``version`` for the rest of the script.
+#: together with changes of its own (a scheduled run's promotion, in
+#: flight_delay.scheduling.lifecycle) starts with this fragment, passing ``deploy_keys`` as its
+#: KEYS[1..3] and ``deploy_args`` as its ARGV[1..4]; it returns early {'moved', current id} or
+#: {'not_completed', status}, else leaves ``event`` and ``version`` for the rest of the script.
 CONDITIONAL_DEPLOY = (
     """
 local current = redis.call('HGET', KEYS[2], 'model_id') or ''
