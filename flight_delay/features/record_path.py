@@ -19,10 +19,10 @@ from flight_delay.features.calendar import (
 )
 from flight_delay.features.sets import DELAY_RATE_KEYS, SOURCE_FIELDS, get_feature_set
 from flight_delay.features.values import (
-    DIGITS,
     clean_code,
     clean_field,
     clean_text,
+    first_number,
     parse_month,
     parse_scheduled,
 )
@@ -73,7 +73,6 @@ def _schedule_values(
     hour, dow, month, day = scheduled.hour, scheduled.weekday(), scheduled.month, scheduled.day
     to_holiday, since_holiday = holiday_distances_of_day(scheduled.toordinal() - UNIX_EPOCH_ORDINAL)
     number_text = clean_code(record.get(schema.FLIGHT_NUMBER))
-    digits = DIGITS.search(number_text) if number_text else None
     carrier = clean_code(record.get(schema.CARRIER_CODE))
     flight = f"{carrier}-{number_text}" if carrier is not None and number_text is not None else None
     values = {
@@ -85,7 +84,7 @@ def _schedule_values(
         "high_season": float(is_high_season(month, day)),
         "days_to_holiday": to_holiday,
         "days_since_holiday": since_holiday,
-        "flight_number_value": float(digits.group(0)) if digits else np.nan,
+        "flight_number_value": first_number(number_text),
         "slot_flights_per_week": float(features.slot_flights_per_week_[dow, hour]),
         "weekday_flights_per_week": float(features.weekday_flights_per_week_[dow]),
         "airline_slot_flights_per_week": (
