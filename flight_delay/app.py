@@ -19,7 +19,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     # imported here: building an app is the only thing that needs Flask, Celery and Redis
     import importlib
 
-    from flight_delay import metrics, scheduling, ui
+    from flight_delay import metrics, scheduling, storage, ui
     from flight_delay.tasks import names
 
     for task_module in names.MODULES:  # every Celery task (shared tasks: every Celery app has them)
@@ -54,6 +54,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     configure_logging(app)
 
     model_registry.init_app(app)
+    storage.init_app(app)
     scheduling.init_app(app)
     deployed_model.init_app(app)
     prediction_log.init_app(app)

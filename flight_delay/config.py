@@ -19,8 +19,24 @@ class DefaultConfig:
 
     #: Redis for the broker, the model records and the deployment pointer
     REDIS_URL = "redis://127.0.0.1:6379/0"
-    #: the shared model directory: one folder per model id (the volume api and worker share)
+    #: the model folder: one folder per model id (with no ARTIFACT_URL, the store itself)
     MODEL_DIR = "models"
+    #: where models are published for every host: empty keeps them in MODEL_DIR (one machine, or
+    #: a volume every host mounts); s3://bucket/prefix puts them in any S3-compatible object
+    #: store (endpoint, region and credentials: the S3_* settings below, else boto3's usual AWS_*
+    #: variables, ~/.aws or an instance role)
+    ARTIFACT_URL = ""
+    #: with an object store: where this host keeps the models it fetched (the deployed one and
+    #: the previous one stay, older copies are evicted), and its workers' scratch space
+    MODEL_CACHE_DIR = "model-cache"
+    S3_ENDPOINT_URL = ""
+    S3_REGION = ""
+    S3_ACCESS_KEY_ID = ""
+    S3_SECRET_ACCESS_KEY = ""
+    #: bounds on every object store call: connecting, waiting for an answer, attempts in all
+    S3_CONNECT_TIMEOUT_SECONDS = 3.0
+    S3_READ_TIMEOUT_SECONDS = 30.0
+    S3_MAX_ATTEMPTS = 3
     #: local datasets named in POST /models must resolve inside this folder
     DATA_ROOT = "datasets"
     #: ?export=true writes model files inside this folder (created on first export; git-ignored)

@@ -12,13 +12,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from flight_delay.errors import FlightDelayError
-from flight_delay.ml import TrainedModel, load_model
-from flight_delay.ml.artifacts import MODEL_FILE
+from flight_delay.ml import TrainedModel
 from flight_delay.registry import ModelRegistry
+from flight_delay.storage import ArtifactStoreUnavailable, ModelCache
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +40,8 @@ class LoadedModel:
     model: TrainedModel
 
 
+#: how often a process asks the artifact store whether the served model's files are still there
+FILES_CHECK_SECONDS = 5.0
 #: a failed load is tried again after this many seconds, doubling up to the maximum
 RETRY_FIRST_SECONDS = 1.0
 RETRY_MAX_SECONDS = 60.0
@@ -58,7 +59,7 @@ class DeployedModelCache:
 
     def __init__(self) -> None:
         self._registry: ModelRegistry | None = None
-        self._model_dir = Path("models")
+        self._models: ModelCache | None = None
         self._poll_seconds = 0.25
         self._compiled_trees = True
         self._lock = threading.Lock()  # guards the fields below; held for assignments only
@@ -70,6 +71,10 @@ class DeployedModelCache:
         self._retry_delay = RETRY_FIRST_SECONDS
         self._background: threading.Thread | None = None
         self.load_error: str | None = None
+        self._served_id: str | None = None
+        #: the last look at the served model's files: (when, model id, present, store problem)
+        self._files: tuple[float, str | None, bool | None, str | None] = (-1e9, None, None, None)
+        self._previous_id: str | None = None
         #: the deployment Redis named at the last look, (model id, version)
         self.wanted: tuple[str | None, int] = (None, 0)
 
@@ -77,7 +82,7 @@ class DeployedModelCache:
         """Give ``app`` its own cache (``app.extensions["deployed_model"]``)."""
         cache = DeployedModelCache()
         cache._registry = app.extensions["model_registry"]
-        cache._model_dir = Path(app.config["MODEL_DIR"])
+        cache._models = app.extensions["model_cache"]
         cache._poll_seconds = float(app.config["DEPLOYMENT_POLL_SECONDS"])
         cache._compiled_trees = bool(app.config["COMPILED_TREES"])
         app.extensions["deployed_model"] = cache
@@ -114,6 +119,8 @@ class DeployedModelCache:
                     self.refresh(force=True)
                 except Exception:  # Redis away for a moment: keep serving, try again
                     log.warning("checking the deployment failed", exc_info=True)
+                if time.monotonic() - self._files[0] >= FILES_CHECK_SECONDS:
+                    self.check_files()  # here, so that /readyz never waits on the store
                 time.sleep(self._poll_seconds)
 
         self._background = threading.Thread(target=loop, name="deployment-refresh", daemon=True)
@@ -144,7 +151,8 @@ class DeployedModelCache:
     def load(self, model_id: str) -> TrainedModel:
         """The model as this process serves it (compiled trees when configured, one thread);
         raises ModelArtifactError (or OSError) when its files do not load."""
-        model = load_model(self._model_dir / model_id, compiled_trees=self._compiled_trees)
+        assert self._models is not None, "init_app was not called"
+        model = self._models.load_model(model_id, compiled_trees=self._compiled_trees)
         model.limit_threads(1)
         return model
 
@@ -162,6 +170,7 @@ class DeployedModelCache:
         log.info(
             "serving model %s (deployment %d); trees: %s", model_id, version, model.forest_status
         )
+        self._served(model_id)
 
     def _load(self, model_id: str, version: int) -> None:
         try:
@@ -185,8 +194,49 @@ class DeployedModelCache:
         log.info(
             "serving model %s (deployment %d); trees: %s", model_id, version, model.forest_status
         )
+        self._served(model_id)
 
-    def files_present(self) -> bool:
-        """Whether the served model's files are still in the model directory."""
+    def check_files(self) -> None:
+        """Ask the artifact store whether it still holds the served model's files."""
         current = self._current
-        return current is not None and (self._model_dir / current.model_id / MODEL_FILE).is_file()
+        if current is None or self._models is None:
+            return
+        try:
+            present, problem = self._models.is_published(current.model_id), None
+        except ArtifactStoreUnavailable as exc:
+            present, problem = None, str(exc)
+        except OSError as exc:  # a local store's folder that cannot be read
+            present, problem = None, f"{type(exc).__name__}: {exc.strerror or exc}"
+        self._files = (time.monotonic(), current.model_id, present, problem)
+
+    def files_status(self) -> tuple[bool | None, str | None]:
+        """(whether the store still holds the served model's files, why it cannot say), as
+        the background thread last found (every FILES_CHECK_SECONDS); without that thread,
+        checked now when the last look is older."""
+        current = self._current
+        checked_at, model_id, present, problem = self._files
+        if self._background is None and current is not None:
+            stale = time.monotonic() - checked_at >= FILES_CHECK_SECONDS
+            if stale or model_id != current.model_id:
+                self.check_files()
+                _, _, present, problem = self._files
+                model_id = current.model_id
+        if current is None or model_id != current.model_id:
+            return None, None  # not looked at yet: the background thread does within seconds
+        return present, problem
+
+    def _served(self, model_id: str) -> None:
+        """A model is served: this host's copies of models other than it and the one before
+        it are evicted (a rollback finds the previous one at hand)."""
+        with self._lock:
+            if model_id != self._served_id:
+                self._previous_id, self._served_id = self._served_id, model_id
+            keep = [i for i in (self._served_id, self._previous_id) if i]
+        if self._models is not None:
+            try:
+                evicted = self._models.evict(keep)
+            except OSError:
+                log.warning("evicting cached models failed", exc_info=True)
+                return
+            if evicted:
+                log.info("evicted cached models %s", ", ".join(evicted))

@@ -15,6 +15,7 @@ from flight_delay.api.security import requires_configured_scope, requires_scope
 from flight_delay.auth import caller_name
 from flight_delay.errors import ModelArtifactError, scrub_paths
 from flight_delay.registry import ModelNotFound, ModelNotReady, Status
+from flight_delay.storage import CorruptArtifact, ModelNotPublished
 
 blp = Blueprint(
     "deployment", __name__, description="Deploy a completed model; see what is deployed."
@@ -42,9 +43,12 @@ class Deploy(MethodView):
         cache = current_app.extensions["deployed_model"]
         try:  # never point every process at files that do not load; loaded once, then served
             model = cache.load(record["id"])
-        except (ModelArtifactError, OSError) as exc:
+        except (ModelArtifactError, ModelNotPublished, CorruptArtifact, OSError) as exc:
             registry().get(record["id"])  # deleted meanwhile (records go before files): 404
-            reason = scrub_paths(str(exc), {"MODEL_DIR": model_dir})
+            reason = scrub_paths(
+                str(exc),
+                {"MODEL_DIR": model_dir, "MODEL_CACHE_DIR": current_app.config["MODEL_CACHE_DIR"]},
+            )
             raise ModelNotReady(
                 record["id"], f"completed but unloadable ({reason})", "deploying"
             ) from exc

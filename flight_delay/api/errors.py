@@ -176,7 +176,10 @@ def handle_domain_error(exc: FlightDelayError) -> tuple[dict[str, Any], int, dic
     if status >= 500:  # an error that declares no status of its own: ours, not the caller's
         log.error("%s answered %d", type(exc).__name__, status, exc_info=exc)
     # library messages name files for CLI users; API callers never learn server locations
-    roots = {name: current_app.config[name] for name in ("MODEL_DIR", "DATA_ROOT", "EXPORT_DIR")}
+    roots = {
+        name: current_app.config[name]
+        for name in ("MODEL_DIR", "MODEL_CACHE_DIR", "DATA_ROOT", "EXPORT_DIR")
+    }
     details = [
         {**d, "problem": scrub_paths(d["problem"], roots)} if "problem" in d else d
         for d in exc.details()

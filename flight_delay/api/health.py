@@ -66,7 +66,7 @@ class Readiness(MethodView):
             cache.refresh()
         served = cache.current
         name = "the deployed model" if current_app.config["READ_SCOPE"] else None
-        roots = {"MODEL_DIR": current_app.config["MODEL_DIR"]}
+        roots = {n: current_app.config[n] for n in ("MODEL_DIR", "MODEL_CACHE_DIR")}
         if served is None:
             checks["model"] = scrub_paths(cache.load_error or "no model deployed", roots)
             failed.append("model")
@@ -77,8 +77,14 @@ class Readiness(MethodView):
                 problems.append(
                     f"the newer deployment failed: {scrub_paths(cache.load_error, roots)}"
                 )
-            if not cache.files_present():
+            present, store_problem = cache.files_status()
+            if present is False:
                 problems.append("its files are gone from the model directory")
+            if store_problem:
+                # the loaded model keeps serving: the store is reported, readiness stays
+                checks["artifact_store"] = "unreachable, serving the loaded model: " + scrub_paths(
+                    store_problem, roots
+                )
             checks["model"] = f"serving {shown}" + (f"; {'; '.join(problems)}" if problems else "")
             if problems:
                 failed.append("model")

@@ -33,7 +33,8 @@ from flight_delay.data.sources import check_reference
 from flight_delay.ml.artifacts import MODEL_FILE
 from flight_delay.ml.config import TrainConfig
 from flight_delay.registry import ModelNotReady, Status
-from flight_delay.tasks.training import remove_scratch, send_job
+from flight_delay.storage import ModelCache, ModelNotPublished
+from flight_delay.tasks.training import discard_files, send_job
 
 blp = Blueprint(
     "models",
@@ -205,9 +206,7 @@ class Model(MethodView):
         # one atomic step: never the deployed model, never half deleted; a running job notices
         # within a heartbeat (JOB_LEASE_SECONDS / 6) and stops at its next boosting round
         registry().delete(model_id)
-        model_dir = Path(current_app.config["MODEL_DIR"])
-        shutil.rmtree(model_dir / model_id, ignore_errors=True)
-        remove_scratch(model_dir, model_id)
+        discard_files(current_app, model_id)
 
 
 @blp.route("/<uuid:model_id>/artifact")
@@ -244,7 +243,11 @@ def model_file(record: dict[str, Any]) -> Path:
     """The model file of a completed record; ArtifactGone when it is no longer on disk."""
     if record["status"] != Status.COMPLETED:
         raise ModelNotReady(record["id"], record["status"], "this")
-    path = Path(current_app.config["MODEL_DIR"]) / record["id"] / MODEL_FILE
+    models: ModelCache = current_app.extensions["model_cache"]
+    try:  # this host's checked copy (a local store's own folder)
+        path = models.folder(record["id"]) / MODEL_FILE
+    except ModelNotPublished:
+        raise ArtifactGone(record["id"]) from None
     if not path.is_file():
         raise ArtifactGone(record["id"])
     return path

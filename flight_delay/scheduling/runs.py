@@ -20,12 +20,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import socket
 import time
 import uuid
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,7 +36,7 @@ from flight_delay.data.download import redact
 from flight_delay.data.schema import DELAY_THRESHOLD_MINUTES
 from flight_delay.data.sources import fetch_dataset
 from flight_delay.errors import FlightDelayError, InvalidFlights, scrub_paths
-from flight_delay.ml import TrainedModel, load_model
+from flight_delay.ml import TrainedModel
 from flight_delay.ml.comparison import (
     EmptyHoldout,
     compare,
@@ -52,9 +50,10 @@ from flight_delay.registry import ModelDeployed, ModelNotFound, ModelRegistry, S
 from flight_delay.scheduling.lifecycle import RunStatus
 from flight_delay.scheduling.store import RunNotFound, ScheduleStore
 from flight_delay.scheduling.timing import InvalidTiming, Timing
+from flight_delay.storage import ModelCache
 from flight_delay.tasks import names
 from flight_delay.tasks.lease import Attempt, JobCancelled, holder_name, now_iso
-from flight_delay.tasks.training import remove_scratch, send_job
+from flight_delay.tasks.training import discard_files, send_job
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +278,7 @@ def run_evaluation(app: Flask, run_id: str) -> str:
     if claimed != "claimed":
         log.info("evaluation of run %s not run: %s", run_id, claimed)
         return claimed
-    roots = {"MODEL_DIR": config["MODEL_DIR"], "DATA_ROOT": config["DATA_ROOT"]}
+    roots = {n: config[n] for n in ("MODEL_DIR", "MODEL_CACHE_DIR", "DATA_ROOT")}
     with Attempt(
         lambda: store.lifecycle.renew_evaluation(run_id, token, lease), lease, run_id
     ) as held:
@@ -327,7 +326,6 @@ def prune_rejected_challengers(app: Flask, schedule_id: str) -> list[str]:
     except redis.RedisError:
         log.warning("pruning the challengers of schedule %s failed", schedule_id, exc_info=True)
         return []
-    model_dir = Path(app.config["MODEL_DIR"])
     deleted = []
     for run in rejected[keep:]:
         model_id = str(run["challenger_id"])
@@ -339,8 +337,7 @@ def prune_rejected_challengers(app: Flask, schedule_id: str) -> list[str]:
             pass  # deleted by hand already
         except (ModelDeployed, redis.RedisError):
             continue
-        shutil.rmtree(model_dir / model_id, ignore_errors=True)
-        remove_scratch(model_dir, model_id)
+        discard_files(app, model_id)
         deleted.append(model_id)
         with contextlib.suppress(redis.RedisError):  # informative: the model is gone either way
             store.set_run_fields(run["id"], challenger_deleted_at=now_iso())
@@ -359,7 +356,7 @@ def _evaluate_and_decide(
     store = schedule_store(app)
     registry: ModelRegistry = app.extensions["model_registry"]
     config = app.config
-    model_dir = Path(config["MODEL_DIR"])
+    cache: ModelCache = app.extensions["model_cache"]
     challenger_id = str(run["challenger_id"])
     flights = fetch_dataset(config, run["dataset"])
     held.checkpoint()
@@ -371,9 +368,7 @@ def _evaluate_and_decide(
     settings = TrainConfig.from_dict(challenger["settings"])
     # the challenger's own holdout: the most recent test_size of the flights, never fitted on
     _, holdout = split_positions(flights.frame, "time", settings.test_size, settings.seed, None)
-    models: dict[str, TrainedModel] = {
-        challenger_id: load_model(model_dir / challenger_id, compiled_trees=False)
-    }
+    models: dict[str, TrainedModel] = {challenger_id: cache.load_model(challenger_id)}
     trained_on = {
         challenger_id: fitted_positions(challenger["settings"], flights.fingerprint.sha256, flights)
     }
@@ -383,7 +378,7 @@ def _evaluate_and_decide(
             champion = registry.get(champion_id)
         except ModelNotFound:
             raise RunFailed(f"the deployed model {champion_id} has no record") from None
-        models[champion_id] = load_model(model_dir / champion_id, compiled_trees=False)
+        models[champion_id] = cache.load_model(champion_id)
         trained_on[champion_id] = fitted_positions(
             champion["settings"], (champion.get("data") or {}).get("sha256"), flights
         )

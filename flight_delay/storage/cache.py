@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from flight_delay.errors import ModelArtifactError
 from flight_delay.storage.local import LocalStore
@@ -23,8 +23,12 @@ from flight_delay.storage.store import (
     METADATA_FILE,
     ArtifactStore,
     CorruptArtifact,
+    ModelNotPublished,
     check_model_id,
 )
+
+if TYPE_CHECKING:
+    from flight_delay.ml import TrainedModel
 
 log = logging.getLogger(__name__)
 Loaded = TypeVar("Loaded")
@@ -72,6 +76,20 @@ class ModelCache:
             log.warning("cached copy of model %s is damaged (%s); fetching it again", model_id, exc)
             self.discard(model_id)
             return loader(self.folder(model_id))
+
+    def load_model(self, model_id: str, compiled_trees: bool = False) -> TrainedModel:
+        """The model, loaded from this host's checked copy (see :meth:`load`)."""
+        from flight_delay.ml import load_model  # the model library only where models are loaded
+
+        return self.load(model_id, lambda folder: load_model(folder, compiled_trees=compiled_trees))
+
+    def is_published(self, model_id: str) -> bool:
+        """Whether the store still holds the model (ArtifactStoreUnavailable when it cannot say)."""
+        try:
+            self.store.metadata(model_id)
+        except (ModelNotPublished, CorruptArtifact):
+            return False
+        return True
 
     def discard(self, model_id: str) -> None:
         """Remove this host's copy (out of sight in one rename, then deleted)."""

@@ -3,6 +3,7 @@ shared volume)."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -35,25 +36,34 @@ class LocalStore:
 
     def publish(self, model_id: str, directory: Path) -> None:
         """One rename: the model appears whole or not at all, and a rename onto a folder that
-        holds files fails, so of two publishers of one id exactly one wins."""
+        holds files fails, so of two publishers of one id exactly one wins. ``directory`` is
+        moved (copied first when it is on another file system)."""
         final = self.path(model_id)
-        self.root.mkdir(parents=True, exist_ok=True)
-        if not (Path(directory) / METADATA_FILE).is_file():
+        directory = Path(directory)
+        if not (directory / METADATA_FILE).is_file():
             raise CorruptArtifact(f"{directory}: no {METADATA_FILE} to publish")
-        staged = Path(directory)
-        if staged.parent.resolve() != self.root.resolve():  # a rename must not cross devices
-            staged = self.root / f"{HIDDEN_PREFIX}publish-{model_id}-{uuid.uuid4().hex[:8]}"
-            shutil.copytree(directory, staged)
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(directory, final)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise self._refused(model_id, exc) from exc
+        staged = self.root / f"{HIDDEN_PREFIX}publish-{model_id}-{uuid.uuid4().hex[:8]}"
+        shutil.copytree(directory, staged)
         try:
             os.rename(staged, final)
         except OSError as exc:
-            if staged != Path(directory):
-                shutil.rmtree(staged, ignore_errors=True)
-            if (final / METADATA_FILE).is_file():
-                raise ModelAlreadyPublished(f"model {model_id} is already published") from exc
-            raise ArtifactStoreUnavailable(
-                f"{self.description}: cannot publish model {model_id} ({exc.strerror or exc})"
-            ) from exc
+            shutil.rmtree(staged, ignore_errors=True)
+            raise self._refused(model_id, exc) from exc
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def _refused(self, model_id: str, exc: OSError) -> Exception:
+        if (self.path(model_id) / METADATA_FILE).is_file():
+            return ModelAlreadyPublished(f"model {model_id} is already published")
+        return ArtifactStoreUnavailable(
+            f"{self.description}: cannot publish model {model_id} ({exc.strerror or exc})"
+        )
 
     def fetch(self, model_id: str, destination: Path) -> Path:
         """The store's own folder (no copy); the loader checks each file's sha256."""

@@ -13,7 +13,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -22,7 +21,6 @@ from flask import Flask, current_app
 
 from flight_delay.data.sources import fetch_dataset
 from flight_delay.errors import FlightDelayError, scrub_paths
-from flight_delay.ml import load_model
 from flight_delay.ml.comparison import EmptyHoldout, compare, fitted_positions, holdout_positions
 from flight_delay.registry import ModelRegistry
 from flight_delay.tasks import analysis, names
@@ -71,7 +69,7 @@ def run_comparison(comparison_id: str) -> str:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     registry: ModelRegistry = app.extensions["model_registry"]
     key = comparison_key(str(app.config["KEY_PREFIX"]), comparison_id)
-    roots = {"MODEL_DIR": app.config["MODEL_DIR"], "DATA_ROOT": app.config["DATA_ROOT"]}
+    roots = {n: app.config[n] for n in ("MODEL_DIR", "MODEL_CACHE_DIR", "DATA_ROOT")}
     keep = int(app.config["COMPARISON_KEEP_SECONDS"])
 
     def work(attempt: Attempt) -> dict[str, str]:
@@ -101,7 +99,7 @@ def score(
     for model_id in request["model_ids"]:
         checkpoint()
         record = registry.get(model_id)
-        models[model_id] = load_model(Path(config["MODEL_DIR"]) / model_id, compiled_trees=False)
+        models[model_id] = app.extensions["model_cache"].load_model(model_id)
         trained_on[model_id] = fitted_positions(
             record["settings"], (record.get("data") or {}).get("sha256"), flights
         )

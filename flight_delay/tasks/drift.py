@@ -13,7 +13,6 @@ import base64
 import json
 import logging
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -22,7 +21,6 @@ from flask import Flask, current_app
 
 from flight_delay.data.sources import fetch_dataset
 from flight_delay.errors import FlightDelayError
-from flight_delay.ml import load_model
 from flight_delay.ml.config import TrainConfig
 from flight_delay.ml.drift import TooFewRows, chart_png, drift_report
 from flight_delay.ml.splits import split_positions
@@ -94,7 +92,7 @@ def build(
         PredictionStore.from_url(str(config["PREDICTION_LOG_URL"])), model_id, since, until
     )
     reference = training_rows(app, record)
-    model = load_model(Path(config["MODEL_DIR"]) / model_id, compiled_trees=False)
+    model = app.extensions["model_cache"].load_model(model_id)
     report = drift_report(model.features, reference, current)
     report.update(
         {

@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 
 from celery import Celery
 from flask import Flask
 
 from flight_delay.registry import ModelNotFound, ModelRegistry, Status
 from flight_delay.scheduling.runs import recover_runs
+from flight_delay.storage import scratch_root
 from flight_delay.tasks import analysis
 from flight_delay.tasks.training import remove_scratch, send_job
 
@@ -46,7 +46,7 @@ def recover_jobs(app: Flask) -> dict[str, list[str]]:
             send_job(celery, model_id)
             done["requeued"].append(model_id)
         elif outcome == "failed":
-            remove_scratch(Path(config["MODEL_DIR"]), model_id)
+            remove_scratch(scratch_root(config, app.extensions["artifact_store"]), model_id)
             done["failed"].append(model_id)
     stale = time.time() - float(config["PENDING_RESEND_SECONDS"])
     for model_id in unfinished[Status.PENDING]:

@@ -13,7 +13,6 @@ evaluation to the message (flight_delay.scheduling.runs).
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -32,6 +31,13 @@ from flight_delay.errors import FlightDelayError, scrub_paths
 from flight_delay.metrics import record_job
 from flight_delay.ml import train
 from flight_delay.registry import ModelNotFound, ModelRegistry, Status
+from flight_delay.storage import (
+    ArtifactStore,
+    ArtifactStoreUnavailable,
+    ModelAlreadyPublished,
+    ModelCache,
+    scratch_root,
+)
 from flight_delay.tasks import names
 from flight_delay.tasks.lease import Attempt as LeaseAttempt
 from flight_delay.tasks.lease import ClaimResult, JobCancelled, holder_name, now_iso
@@ -51,6 +57,19 @@ def remove_scratch(model_dir: Path, model_id: str, keep: str | None = None) -> N
     for folder in model_dir.glob(f"{SCRATCH_PREFIX}{model_id}-*"):
         if keep is None or folder.name != f"{SCRATCH_PREFIX}{model_id}-{keep}":
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def discard_files(app: Flask, model_id: str) -> None:
+    """Remove a deleted model's files: from the store, this host's cache and scratch space. A
+    store that is down leaves them (logged): files without a record are never served."""
+    store: ArtifactStore = app.extensions["artifact_store"]
+    cache: ModelCache = app.extensions["model_cache"]
+    try:
+        store.delete(model_id)
+    except ArtifactStoreUnavailable as exc:
+        log.warning("model %s: its files stay in the store: %s", model_id, exc)
+    cache.discard(model_id)
+    remove_scratch(scratch_root(app.config, store), model_id)
 
 
 def send_job(celery: Celery, model_id: str, then: Signature | None = None) -> None:
@@ -116,12 +135,16 @@ def run_job(app: Flask, model_id: str) -> str:
         log.info("job %s not run: %s", model_id, outcome)
         return outcome
     log.info("job %s: attempt %d (%s) started", model_id, number, token)
-    model_dir = Path(config["MODEL_DIR"])
-    model_dir.mkdir(parents=True, exist_ok=True)
-    remove_scratch(model_dir, model_id, keep=token)  # left by attempts whose worker died
-    scratch = work_dir(model_dir, model_id, token)
-    final = model_dir / model_id
-    roots = {"MODEL_DIR": config["MODEL_DIR"], "DATA_ROOT": config["DATA_ROOT"]}
+    store: ArtifactStore = app.extensions["artifact_store"]
+    scratch_dir = scratch_root(config, store)
+    scratch_dir.mkdir(parents=True, exist_ok=True)
+    remove_scratch(scratch_dir, model_id, keep=token)  # left by attempts whose worker died
+    scratch = work_dir(scratch_dir, model_id, token)
+    roots = {
+        "MODEL_DIR": config["MODEL_DIR"],
+        "MODEL_CACHE_DIR": config["MODEL_CACHE_DIR"],
+        "DATA_ROOT": config["DATA_ROOT"],
+    }
     with Attempt(registry, model_id, token, lease) as attempt:
         try:
             record = registry.get(model_id)
@@ -147,9 +170,15 @@ def run_job(app: Flask, model_id: str) -> str:
                 compile_trees=bool(config["COMPILED_TREES"]),
                 compile_timeout_seconds=float(config["COMPILE_TIMEOUT_SECONDS"]),
             )
-            attempt.progress("saving", 98)  # still ours: only the lease holder moves files
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(scratch / "model", final)  # the model appears whole or not at all
+            attempt.progress("saving", 98)  # still ours: only the lease holder publishes
+            try:
+                store.publish(model_id, scratch / "model")  # whole or not at all, never replaced
+            except ModelAlreadyPublished:
+                # an earlier attempt published it and died before recording it: that model is
+                # the job's (a reader may already hold it), and its figures are recorded
+                log.info("job %s: an earlier attempt published the model; recording it", model_id)
+                cache: ModelCache = app.extensions["model_cache"]
+                model = cache.load_model(model_id)
             headline = model.metrics["holdout"]
             if not attempt.finish(
                 Status.COMPLETED,
@@ -169,7 +198,7 @@ def run_job(app: Flask, model_id: str) -> str:
         except (JobCancelled, ModelNotFound):
             if _deleted(registry, model_id):
                 log.info("model %s was deleted while training; discarding its files", model_id)
-                shutil.rmtree(final, ignore_errors=True)
+                discard_files(app, model_id)
             else:
                 log.info(
                     "attempt %s at %s lost its lease; another attempt owns it", token, model_id

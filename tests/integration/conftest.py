@@ -31,6 +31,7 @@ from flight_delay.devstack import (
 )
 from flight_delay.prediction_log import migrate
 from tests.conftest import REPO
+from tests.support.object_store import ObjectStore, running_object_store
 
 ADMIN = "admin-key-for-tests"
 TRAINER = "trainer-key-for-tests"
@@ -89,6 +90,13 @@ def stack_settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
         # no compiled forest (a C compilation per model): the test of it has a worker of its own
         "COMPILED_TREES": False,
     }
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """A real S3-compatible server (SeaweedFS) on loopback, with a bucket and credentials."""
+    with running_object_store(tmp_path_factory.mktemp("seaweedfs")) as running:
+        yield running
 
 
 def environment(settings: dict[str, Any]) -> dict[str, str]:
