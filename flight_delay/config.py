@@ -234,6 +234,8 @@ LAUNCHER_VARIABLES: dict[str, str] = {
     "PROMETHEUS_MULTIPROC_DIR": "set by the gunicorn config and the worker from "
     "FLIGHT_DELAY_METRICS_DIR; not to be set by hand",
     "POSTGRES_PASSWORD": "the password of the prediction log's PostgreSQL in docker compose",
+    "S3_ACCESS_KEY_ID": "the object store's access key in docker compose (SeaweedFS is made with it)",
+    "S3_SECRET_ACCESS_KEY": "the object store's secret key in docker compose",
 }
 
 

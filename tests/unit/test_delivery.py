@@ -106,7 +106,8 @@ def delivery_problems(
     problems = []
     services = compose.get("services", {})
     expected = {
-        "redis", "api", "worker", "analysis-worker", "beat", "postgres", "log-writer", "flower"
+        "redis", "seaweedfs", "api", "worker", "analysis-worker", "beat", "postgres", "log-writer",
+        "flower",
     }  # fmt: skip
     if set(services) != expected:
         problems.append(f"services are {sorted(services)}, expected {', '.join(sorted(expected))}")
@@ -159,10 +160,20 @@ def delivery_problems(
             if name not in known:
                 problems.append(f"{component}: unknown variable {name}")
         mounts = {v.split(":")[0]: v.split(":")[1] for v in service.get("volumes", [])}
-        if mounts.get("models") != environment.get("FLIGHT_DELAY_MODEL_DIR"):
+        if "models" in mounts or environment.get("FLIGHT_DELAY_MODEL_DIR") in mounts.values():
             problems.append(
-                f"{component}: the models volume is not mounted at FLIGHT_DELAY_MODEL_DIR"
+                f"{component}: mounts a shared models folder (models live in the store)"
             )
+        if not str(environment.get("FLIGHT_DELAY_ARTIFACT_URL", "")).startswith("s3://"):
+            problems.append(f"{component}: FLIGHT_DELAY_ARTIFACT_URL is not an s3:// store")
+        if not str(environment.get("FLIGHT_DELAY_S3_ENDPOINT_URL", "")).startswith(
+            "http://seaweedfs:"
+        ):
+            problems.append(
+                f"{component}: FLIGHT_DELAY_S3_ENDPOINT_URL does not point at the seaweedfs service"
+            )
+        if "seaweedfs" not in service.get("depends_on", {}):
+            problems.append(f"{component}: does not wait for the seaweedfs service")
         if mounts.get("./datasets") != environment.get("FLIGHT_DELAY_DATA_ROOT"):
             problems.append(f"{component}: ./datasets is not mounted at FLIGHT_DELAY_DATA_ROOT")
         if "redis://redis:" not in str(environment.get("FLIGHT_DELAY_REDIS_URL")):
@@ -208,20 +219,22 @@ def test_a_drifted_command_is_caught(delivery: Any) -> None:
 def test_a_renamed_variable_is_caught(delivery: Any) -> None:
     compose, dockerfiles, env = copy.deepcopy(delivery)
     api = compose["services"]["api"]["environment"]
-    api["FLIGHT_DELAY_MODELS_DIR"] = api.pop("FLIGHT_DELAY_MODEL_DIR")
+    api["FLIGHT_DELAY_ARTIFACTS_URL"] = api.pop("FLIGHT_DELAY_ARTIFACT_URL")
     problems = delivery_problems(
         compose, dockerfiles, env.replace("FLIGHT_DELAY_MAX_BATCH", "FLIGHT_DELAY_BATCH_MAX")
     )
-    assert "api: unknown variable FLIGHT_DELAY_MODELS_DIR" in problems
+    assert "api: unknown variable FLIGHT_DELAY_ARTIFACTS_URL" in problems
     assert ".env.example: unknown variable FLIGHT_DELAY_BATCH_MAX" in problems
 
 
 def test_a_moved_volume_or_service_is_caught(delivery: Any) -> None:
     compose, dockerfiles, env = copy.deepcopy(delivery)
-    compose["services"]["worker"]["volumes"][0] = "models:/srv/models"
+    compose["services"]["worker"]["volumes"].append("models:/data/models")
+    compose["services"]["api"]["environment"]["FLIGHT_DELAY_S3_ENDPOINT_URL"] = "http://s3:8333"
     compose["services"]["scheduler"] = {}
     problems = delivery_problems(compose, dockerfiles, env)
-    assert "worker: the models volume is not mounted at FLIGHT_DELAY_MODEL_DIR" in problems
+    assert "worker: mounts a shared models folder (models live in the store)" in problems
+    assert "api: FLIGHT_DELAY_S3_ENDPOINT_URL does not point at the seaweedfs service" in problems
     assert any(p.startswith("services are") for p in problems)
 
 
