@@ -4,6 +4,7 @@ and they stay in step with the code (services, commands, variable names, paths).
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import re
 import shutil
@@ -334,3 +335,48 @@ def test_the_readme_is_short_and_speaks_to_users() -> None:
     assert len(readme.splitlines()) <= 400
     insider = re.findall(r"(?i)\bissue [0-9]+|this 2-core machine|our development machines", readme)
     assert not insider, insider
+
+
+def kubernetes_check() -> Any:
+    """deploy/kubernetes/check.py (a script, not a package module)."""
+    spec = importlib.util.spec_from_file_location("k8s_check", REPO / "deploy/kubernetes/check.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_kubernetes_manifests_render_and_pass_every_check() -> None:
+    check = kubernetes_check()
+    for folder in check.targets():
+        objects = check.render(folder)
+        assert check.schema_problems(objects) == [], folder
+        assert check.policy_problems(objects) == [], folder
+    overlay = check.render(REPO / "deploy/kubernetes/overlays/example")
+    assert check.pinning_problems(overlay) == []
+    kinds = sorted(o["kind"] for o in overlay)
+    assert kinds.count("Deployment") == 5 and "Secret" in kinds and "ConfigMap" in kinds
+
+
+def test_the_kubernetes_check_catches_what_it_must() -> None:
+    check = kubernetes_check()
+    objects = check.render(REPO / "deploy/kubernetes/base")
+    by_name = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    beat = by_name[("Deployment", "flight-delay-beat")]
+    beat["spec"]["replicas"] = 2
+    api = by_name[("Deployment", "flight-delay-api")]["spec"]["template"]["spec"]
+    api["containers"][0]["readinessProbe"]["httpGet"]["path"] = "/healthz"
+    api["securityContext"].pop("runAsNonRoot")
+    worker = by_name[("Deployment", "flight-delay-worker")]["spec"]["template"]["spec"]
+    worker["containers"][0]["resources"].pop("requests")
+    worker["containers"][0]["command"] = ["celery", "worker"]
+    worker["containers"][0]["imagePullPolicyy"] = "Always"  # a typo the schema refuses
+    problems = check.policy_problems(objects)
+    assert "flight-delay-beat: not exactly one replica, replaced (Recreate)" in problems
+    assert any(p.startswith("flight-delay-api: probes are") for p in problems)
+    assert "flight-delay-api: pods may run as root (securityContext.runAsNonRoot)" in problems
+    assert "flight-delay-worker/worker: no cpu and memory requests" in problems
+    assert any("command ['celery', 'worker'] is not make run's" in p for p in problems)
+    schema = check.schema_problems(objects)
+    assert any("imagePullPolicyy" in p for p in schema), schema
+    assert check.pinning_problems(objects)  # the base's images are not pinned
