@@ -1,0 +1,189 @@
+"""Deploy-to-served across hosts that share no disk.
+
+Two API "hosts" (gunicorn, 2 processes each) and two training workers, each with a model cache
+of its own and no model folder, meet only in a Redis and a real SeaweedFS (S3 API), all on
+loopback. The workers train ``--models`` models; then ``--deploys`` deploys alternate between
+a model never served before (every process fetches it from the store) and a rollback to the one
+before (still in every host's cache). For each deploy: the seconds from PUT /deploy's answer until
+every process of both hosts answers /predict with the new model (each process identified by the
+X-Served-By header).
+
+    python benchmarks/multi_host_deploy.py --deploys 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from flight_delay.data import make_synthetic_flights
+from flight_delay.devstack import (
+    call,
+    free_port,
+    start_gunicorn,
+    start_redis,
+    start_worker,
+    stop_processes,
+    wait_until_healthy,
+)
+from tests.support.object_store import BUCKET, running_object_store
+
+KEY = "benchmark-admin-key"
+FLIGHT = {"Fecha-I": "2017-12-20 21:00:00", "Vlo-I": "100", "Des-I": "SCIE", "Emp-I": "JMR",
+          "OPERA": "Latin American Wings", "TIPOVUELO": "N"}  # fmt: skip
+
+
+def predict(base: str) -> tuple[str, str | None]:
+    request = urllib.request.Request(
+        f"{base}/predict", data=json.dumps({"flights": [FLIGHT]}).encode(),
+        headers={"Content-Type": "application/json", "Connection": "close"}, method="POST",
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.headers["X-Served-By"], json.loads(response.read())["model_id"]
+    except urllib.error.HTTPError as exc:
+        return exc.headers.get("X-Served-By", "?"), None
+
+
+def processes_of(base: str, count: int) -> set[str]:
+    seen: set[str] = set()
+    deadline = time.monotonic() + 60
+    while len(seen) < count and time.monotonic() < deadline:
+        seen.add(predict(base)[0])
+    if len(seen) < count:
+        raise SystemExit(f"{base}: only {sorted(seen)} answered")
+    return seen
+
+
+def time_to_served(hosts: dict[str, set[str]], model_id: str, limit: float = 30.0) -> float:
+    """Seconds until every process of every host has answered with ``model_id``."""
+    started = time.monotonic()
+    waiting = {(base, p) for base, processes in hosts.items() for p in processes}
+    lock = threading.Lock()
+    done_at: list[float] = []
+
+    def client(base: str) -> None:
+        while time.monotonic() - started < limit:
+            with lock:
+                if not any(b == base for b, _ in waiting):
+                    return
+            process, served = predict(base)
+            if served == model_id:
+                with lock:
+                    waiting.discard((base, process))
+                    if not waiting and not done_at:
+                        done_at.append(time.monotonic() - started)
+
+    threads = [threading.Thread(target=client, args=(b,)) for b in hosts for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if not done_at:
+        raise SystemExit(f"model {model_id} not served by {sorted(waiting)} within {limit} s")
+    return done_at[0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deploys", type=int, default=20)
+    parser.add_argument("--models", type=int, default=11)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="multi-host-"))
+    (root / "data").mkdir()
+    make_synthetic_flights(4000, seed=3).to_csv(root / "data" / "flights.csv", index=False)
+    redis_port = free_port()
+    processes = [start_redis(redis_port, data_dir=None)]
+    with running_object_store(root / "seaweedfs") as store:
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHT_DELAY_")}
+        settings = {
+            "FLIGHT_DELAY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "FLIGHT_DELAY_ARTIFACT_URL": f"s3://{BUCKET}/benchmark",
+            "FLIGHT_DELAY_S3_ENDPOINT_URL": store.endpoint,
+            "FLIGHT_DELAY_S3_REGION": "us-east-1",
+            "FLIGHT_DELAY_S3_ACCESS_KEY_ID": store.settings()["access_key_id"],
+            "FLIGHT_DELAY_S3_SECRET_ACCESS_KEY": store.settings()["secret_access_key"],
+            "FLIGHT_DELAY_MODEL_DIR": str(root / "no-shared-folder"),
+            "FLIGHT_DELAY_DATA_ROOT": str(root / "data"),
+            "FLIGHT_DELAY_API_KEYS": f"{KEY}=admin",
+            "FLIGHT_DELAY_PREDICTION_LOG": "false",
+            "OMP_NUM_THREADS": "1",
+        }
+
+        def env(name: str, **extra: str) -> dict[str, str]:
+            return {
+                **base_env,
+                **settings,
+                "FLIGHT_DELAY_MODEL_CACHE_DIR": str(root / name),
+                **extra,
+            }
+
+        try:
+            for name in ("worker-1", "worker-2"):
+                processes.append(start_worker(env(name), root / f"{name}.log"))
+            hosts: dict[str, set[str]] = {}
+            for name in ("api-1", "api-2"):
+                port = free_port()
+                processes.append(
+                    start_gunicorn(env(name), port, workers=2, log=root / f"{name}.log")
+                )
+                hosts[f"http://127.0.0.1:{port}"] = set()
+            for base in hosts:
+                wait_until_healthy(base, processes)
+            first = next(iter(hosts))
+            ids = []
+            for _ in range(args.models):
+                status, body = call("POST", f"{first}/models", {"dataset": "flights.csv",
+                                    "params": {"n_estimators": 200}, "cv_folds": 0}, key=KEY)  # fmt: skip
+                assert status == 202, body
+                ids.append(body["id"])
+            for model_id in ids:
+                while (record := call("GET", f"{first}/models/{model_id}")[1])["status"] not in (
+                    "completed",
+                    "failed",
+                ):
+                    time.sleep(0.2)
+                assert record["status"] == "completed", record
+            assert call("PUT", f"{first}/deploy?model-id={ids[0]}", key=KEY)[0] == 204
+            for base in hosts:
+                hosts[base] = processes_of(base, 2)
+            time_to_served(hosts, ids[0])
+            fresh: list[float] = []
+            rollback: list[float] = []
+            current, previous, newest = ids[0], ids[0], 0
+            for number in range(args.deploys):
+                if number % 2 == 0:  # a model never served before: every process fetches it
+                    newest += 1
+                    target, bucket = ids[newest % len(ids)], fresh
+                else:  # back to the one before: in every cache
+                    target, bucket = previous, rollback
+                via = list(hosts)[number % 2]  # deploys through either host
+                status, body = call("PUT", f"{via}/deploy?model-id={target}", key=KEY)
+                assert status == 204, body
+                bucket.append(time_to_served(hosts, target))
+                previous, current = current, target
+            for label, values in (("new model (fetched from the store)", fresh),
+                                  ("rollback (in every host's cache)", rollback)):  # fmt: skip
+                print(f"{label}: {len(values)} deploys, p50 {statistics.median(values):.3f} s, "
+                      f"max {max(values):.3f} s")  # fmt: skip
+            both = fresh + rollback
+            print(f"all: {len(both)} deploys to 2 hosts x 2 processes, p50 "
+                  f"{statistics.median(both):.3f} s, max {max(both):.3f} s")  # fmt: skip
+        finally:
+            stop_processes(processes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
