@@ -19,7 +19,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     # imported here: building an app is the only thing that needs Flask, Celery and Redis
     import importlib
 
-    from flight_delay import metrics, scheduling, storage, ui
+    from flight_delay import metrics, scheduling, storage, tracing, ui
     from flight_delay.tasks import names
 
     for task_module in names.MODULES:  # every Celery task (shared tasks: every Celery app has them)
@@ -52,6 +52,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(load_config(base, overrides))
     app.extensions["api_keys"] = parse_api_keys(app.config["API_KEYS"])
     configure_logging(app)
+    # OTEL_* variables turn it on (a worker configured itself first, as a worker)
+    tracing.configure("api")
 
     model_registry.init_app(app)
     storage.init_app(app)
@@ -98,6 +100,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         response.headers["X-Served-By"] = served_by
         return secure_headers(response)
 
+    tracing.instrument_app(app)
     return app
 
 

@@ -5,7 +5,7 @@ import sys
 
 from celery.signals import worker_init, worker_process_shutdown, worker_ready
 
-from flight_delay import create_app
+from flight_delay import create_app, tracing
 from flight_delay.metrics import serve_worker_metrics, worker_process_gone
 from flight_delay.tasks.recovery import start_recovery
 
@@ -22,6 +22,7 @@ def refuse_open_flower(argv: list[str], environ: "os._Environ[str] | dict[str, s
 
 
 refuse_open_flower(sys.argv, os.environ)
+tracing.configure("worker")  # before the app: this process's spans say "worker"
 flask_app = create_app()
 celery = flask_app.extensions["celery"]
 # job metrics: a multiprocess folder named before the pool forks, served on
