@@ -526,6 +526,18 @@ class ModelRegistry:
             (model_id, version), history = pipe.execute()
         return model_id, int(version or 0), [json.loads(item) for item in history]
 
+    def keep_deploy_trace(self, version: int, carrier: Mapping[str, str]) -> None:
+        """The trace context of the request that made deployment ``version`` (W3C headers), so
+        that every process's load of it joins that trace; kept an hour."""
+        if carrier:
+            self.redis.set(
+                f"{self.deployment_key}:trace:{version}", json.dumps(dict(carrier)), ex=3600
+            )
+
+    def deploy_trace(self, version: int) -> dict[str, str]:
+        raw = self.redis.get(f"{self.deployment_key}:trace:{version}")
+        return dict(json.loads(raw)) if raw else {}
+
     def deployed_id(self) -> str | None:
         return self.deployment()[0]
 

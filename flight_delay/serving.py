@@ -8,12 +8,14 @@ leaves the previous one serving; the failure shows in ``/readyz``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from flight_delay import tracing
 from flight_delay.errors import FlightDelayError
 from flight_delay.ml import TrainedModel
 from flight_delay.registry import ModelRegistry
@@ -173,8 +175,15 @@ class DeployedModelCache:
         self._served(model_id)
 
     def _load(self, model_id: str, version: int) -> None:
+        carrier: dict[str, str] = {}
+        if tracing.is_on() and self._registry is not None:
+            with contextlib.suppress(Exception):  # tracing never stops a load
+                carrier = self._registry.deploy_trace(version)
         try:
-            model = self.load(model_id)
+            with tracing.span_from(
+                "load deployed model", carrier, model_id=model_id, version=version
+            ):
+                model = self.load(model_id)
         except (FlightDelayError, OSError) as exc:
             # keep serving the previous model; try this one again later, backing off
             with self._lock:

@@ -11,10 +11,11 @@ the object store's calls (botocore) become spans; each process says which host i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -98,3 +99,34 @@ def instrument_app(app: Any) -> None:
 
 def _one_line(span: Any) -> str:
     return str(span.to_json(indent=None)) + os.linesep
+
+
+def is_on() -> bool:
+    return _configured is not None
+
+
+def current_carrier() -> dict[str, str]:
+    """The current trace context as W3C headers (``traceparent``), to be picked up elsewhere;
+    empty when tracing is off."""
+    if _configured is None:
+        return {}
+    from opentelemetry.propagate import inject
+
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier
+
+
+@contextlib.contextmanager
+def span_from(name: str, carrier: Mapping[str, str], **attributes: Any) -> Iterator[None]:
+    """A span of this process whose parent is the context in ``carrier`` (another process's,
+    another host's); nothing when tracing is off."""
+    if _configured is None:
+        yield
+        return
+    from opentelemetry import trace
+    from opentelemetry.propagate import extract
+
+    tracer = trace.get_tracer("flight_delay")
+    with tracer.start_as_current_span(name, context=extract(dict(carrier)), attributes=attributes):
+        yield

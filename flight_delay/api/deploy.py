@@ -8,6 +8,7 @@ from typing import Any
 from flask import current_app
 from flask.views import MethodView
 
+from flight_delay import tracing
 from flight_delay.api.base import Blueprint
 from flight_delay.api.presenters import present, registry
 from flight_delay.api.schemas import DeploymentSchema, DeployQuerySchema
@@ -56,6 +57,8 @@ class Deploy(MethodView):
         # wins (404) rather than leaving the deployment pointing at a deleted model
         event = registry().deploy(record["id"], by=caller_name())
         cache.install(record["id"], int(event["version"]), model)
+        # every process's load of this deployment joins this request's trace (when tracing)
+        registry().keep_deploy_trace(int(event["version"]), tracing.current_carrier())
 
 
 @blp.route("/deployment")

@@ -25,6 +25,7 @@ from flight_delay.devstack import (
     wait_until_healthy,
 )
 from tests.integration.conftest import ADMIN, FAST, environment
+from tests.support.make_run import FLIGHT
 from tests.support.object_store import BUCKET, ObjectStore
 
 pytestmark = pytest.mark.integration
@@ -48,7 +49,8 @@ def traced(
     stack_settings: dict[str, Any],
     object_store: ObjectStore,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[str, Path, Path]]:
+) -> Iterator[dict[str, Any]]:
+    """A worker and two API hosts (gunicorn), each process writing its spans to its log."""
     root = tmp_path_factory.mktemp("traced")
     redis_port = free_port()
     processes: list[subprocess.Popen[bytes]] = [start_redis(redis_port, data_dir=None)]
@@ -65,27 +67,27 @@ def traced(
         "MODEL_DIR": str(root / "no-shared-folder"),
     }
     otel = {"OTEL_TRACES_EXPORTER": "console"}
-    api_log, worker_log = root / "api.log", root / "worker.log"
-    port = free_port()
+
+    def env(cache: str) -> dict[str, str]:
+        return {**environment({**settings, "MODEL_CACHE_DIR": str(root / cache)}), **otel}
+
+    hosts = {}
     try:
-        processes.append(start_worker(
-            {**environment({**settings, "MODEL_CACHE_DIR": str(root / "worker-cache")}), **otel}, worker_log
-        ))  # fmt: skip
-        processes.append(start_gunicorn(
-            {**environment({**settings, "MODEL_CACHE_DIR": str(root / "api-cache")}), **otel},
-            port, workers=1, log=api_log,
-        ))  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        wait_until_healthy(base, processes)
-        yield base, api_log, worker_log
+        processes.append(start_worker(env("worker-cache"), root / "worker.log"))
+        for name in ("api-1", "api-2"):
+            port = free_port()
+            processes.append(
+                start_gunicorn(env(f"{name}-cache"), port, workers=1, log=root / f"{name}.log")
+            )
+            hosts[name] = f"http://127.0.0.1:{port}"
+        for base in hosts.values():
+            wait_until_healthy(base, processes)
+        yield {"hosts": hosts, "root": root}
     finally:
         stop_processes(processes)
 
 
-def test_one_trace_runs_from_post_models_through_the_queue_to_the_worker_s_upload(
-    traced: tuple[str, Path, Path],
-) -> None:
-    base, api_log, worker_log = traced
+def trained(base: str) -> str:
     status, created = call(
         "POST",
         f"{base}/models",
@@ -94,11 +96,25 @@ def test_one_trace_runs_from_post_models_through_the_queue_to_the_worker_s_uploa
     )
     assert status == 202, created
     deadline = time.monotonic() + 120
-    while call("GET", f"{base}/models/{created['id']}")[1]["status"] not in ("completed", "failed"):
+    while (record := call("GET", f"{base}/models/{created['id']}")[1])["status"] not in (
+        "completed",
+        "failed",
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.2)
+    assert record["status"] == "completed", record
+    return str(created["id"])
+
+
+def test_one_trace_runs_from_post_models_through_the_queue_to_the_worker_s_upload(
+    traced: dict[str, Any],
+) -> None:
+    trained(traced["hosts"]["api-1"])
     time.sleep(1)  # the last spans are written as they end
-    api_spans, worker_spans = spans_in(api_log), spans_in(worker_log)
+    api_spans, worker_spans = (
+        spans_in(traced["root"] / "api-1.log"),
+        spans_in(traced["root"] / "worker.log"),
+    )
     (request,) = [
         s
         for s in api_spans
@@ -114,11 +130,43 @@ def test_one_trace_runs_from_post_models_through_the_queue_to_the_worker_s_uploa
         "flight-delay-worker"
     }
     assert all(s["resource"]["attributes"]["host.name"] for s in in_trace)
-    # the trace as text, for whoever reads -s output: process, span, parent
-    for span in sorted(in_trace, key=lambda s: s["start_time"]):
+    show(in_trace)
+
+
+def test_a_deploy_s_trace_reaches_the_load_on_the_other_host(traced: dict[str, Any]) -> None:
+    hosts = traced["hosts"]
+    model_id = trained(hosts["api-1"])
+    assert call("PUT", f"{hosts['api-1']}/deploy?model-id={model_id}", key=ADMIN)[0] == 204
+    deadline = time.monotonic() + 30
+    while (
+        call("POST", f"{hosts['api-2']}/predict", {"flights": [FLIGHT]})[1].get("model_id")
+        != model_id
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(1)
+    first, second = spans_in(traced["root"] / "api-1.log"), spans_in(traced["root"] / "api-2.log")
+    (deploy,) = [
+        s for s in first if s["kind"] == "SpanKind.SERVER" and s["name"].startswith("PUT /deploy")
+    ]
+    trace_id = deploy["context"]["trace_id"]
+    loads = [
+        s
+        for s in second
+        if s["name"] == "load deployed model" and s["context"]["trace_id"] == trace_id
+    ]
+    assert len(loads) == 1, [s["name"] for s in second]
+    assert loads[0]["attributes"]["model_id"] == model_id
+    assert loads[0]["parent_id"] == deploy["context"]["span_id"]
+    show([s for s in first + second if s["context"]["trace_id"] == trace_id])
+
+
+def show(spans: list[dict[str, Any]]) -> None:
+    """The trace as text, for whoever reads -s output: service, host and process, span."""
+    for span in sorted(spans, key=lambda s: s["start_time"]):
         attributes = span["resource"]["attributes"]
         print(
-            f"{attributes['service.name']:>18} pid {attributes['process.pid']:>6}  {span['name']}"
+            f"{attributes['service.name']:>20} {attributes['host.name']}:{attributes['process.pid']:<7} {span['name']}"
         )
 
 
