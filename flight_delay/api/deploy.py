@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import redis
 from flask import current_app
 from flask.views import MethodView
 
@@ -57,8 +58,10 @@ class Deploy(MethodView):
         # wins (404) rather than leaving the deployment pointing at a deleted model
         event = registry().deploy(record["id"], by=caller_name())
         cache.install(record["id"], int(event["version"]), model)
-        # every process's load of this deployment joins this request's trace (when tracing)
-        registry().keep_deploy_trace(int(event["version"]), tracing.current_carrier())
+        # every process's load of this deployment joins this request's trace (when tracing);
+        # the deploy is done either way
+        with contextlib.suppress(redis.RedisError):
+            registry().keep_deploy_trace(int(event["version"]), tracing.current_carrier())
 
 
 @blp.route("/deployment")

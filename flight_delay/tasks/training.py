@@ -66,7 +66,7 @@ def discard_files(app: Flask, model_id: str) -> None:
     cache: ModelCache = app.extensions["model_cache"]
     try:
         store.delete(model_id)
-    except ArtifactStoreUnavailable as exc:
+    except (ArtifactStoreUnavailable, OSError) as exc:
         log.warning("model %s: its files stay in the store: %s", model_id, exc)
     cache.discard(model_id)
     remove_scratch(scratch_root(app.config, store), model_id)
