@@ -14,6 +14,7 @@ X-Served-By header).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -23,7 +24,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -95,11 +98,11 @@ def time_to_served(hosts: dict[str, set[str]], model_id: str, limit: float = 30.
     return done_at[0]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--deploys", type=int, default=20)
-    parser.add_argument("--models", type=int, default=11)
-    args = parser.parse_args()
+@contextlib.contextmanager
+def hosts_sharing_no_disk(models: int) -> Iterator[tuple[dict[str, set[str]], list[str], Any]]:
+    """Redis, SeaweedFS, two workers and two API hosts (2 gunicorn processes each), each with a
+    cache of its own; ``models`` models trained, the first deployed and served everywhere.
+    Yields (host base URL -> its processes, model ids, the running object store)."""
     root = Path(tempfile.mkdtemp(prefix="multi-host-"))
     (root / "data").mkdir()
     make_synthetic_flights(4000, seed=3).to_csv(root / "data" / "flights.csv", index=False)
@@ -121,13 +124,8 @@ def main() -> int:
             "OMP_NUM_THREADS": "1",
         }
 
-        def env(name: str, **extra: str) -> dict[str, str]:
-            return {
-                **base_env,
-                **settings,
-                "FLIGHT_DELAY_MODEL_CACHE_DIR": str(root / name),
-                **extra,
-            }
+        def env(name: str) -> dict[str, str]:
+            return {**base_env, **settings, "FLIGHT_DELAY_MODEL_CACHE_DIR": str(root / name)}
 
         try:
             for name in ("worker-1", "worker-2"):
@@ -143,11 +141,11 @@ def main() -> int:
                 wait_until_healthy(base, processes)
             first = next(iter(hosts))
             ids = []
-            for _ in range(args.models):
-                status, body = call("POST", f"{first}/models", {"dataset": "flights.csv",
-                                    "params": {"n_estimators": 200}, "cv_folds": 0}, key=KEY)  # fmt: skip
-                assert status == 202, body
-                ids.append(body["id"])
+            for _ in range(models):
+                body = {"dataset": "flights.csv", "params": {"n_estimators": 200}, "cv_folds": 0}
+                status, created = call("POST", f"{first}/models", body, key=KEY)
+                assert status == 202, created
+                ids.append(created["id"])
             for model_id in ids:
                 while (record := call("GET", f"{first}/models/{model_id}")[1])["status"] not in (
                     "completed",
@@ -159,29 +157,43 @@ def main() -> int:
             for base in hosts:
                 hosts[base] = processes_of(base, 2)
             time_to_served(hosts, ids[0])
-            fresh: list[float] = []
-            rollback: list[float] = []
-            current, previous, newest = ids[0], ids[0], 0
-            for number in range(args.deploys):
-                if number % 2 == 0:  # a model never served before: every process fetches it
-                    newest += 1
-                    target, bucket = ids[newest % len(ids)], fresh
-                else:  # back to the one before: in every cache
-                    target, bucket = previous, rollback
-                via = list(hosts)[number % 2]  # deploys through either host
-                status, body = call("PUT", f"{via}/deploy?model-id={target}", key=KEY)
-                assert status == 204, body
-                bucket.append(time_to_served(hosts, target))
-                previous, current = current, target
-            for label, values in (("new model (fetched from the store)", fresh),
-                                  ("rollback (in every host's cache)", rollback)):  # fmt: skip
-                print(f"{label}: {len(values)} deploys, p50 {statistics.median(values):.3f} s, "
-                      f"max {max(values):.3f} s")  # fmt: skip
-            both = fresh + rollback
-            print(f"all: {len(both)} deploys to 2 hosts x 2 processes, p50 "
-                  f"{statistics.median(both):.3f} s, max {max(both):.3f} s")  # fmt: skip
+            yield hosts, ids, store
         finally:
             stop_processes(processes)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deploys", type=int, default=20)
+    args = parser.parse_args()
+    with hosts_sharing_no_disk(args.deploys // 2 + 1) as (hosts, ids, _):
+        fresh: list[float] = []
+        rollback: list[float] = []
+        current, previous, newest = ids[0], ids[0], 0
+        for number in range(args.deploys):
+            if number % 2 == 0:  # a model never served before: every process fetches it
+                newest += 1
+                target, bucket = ids[newest % len(ids)], fresh
+            else:  # back to the one before: in every cache
+                target, bucket = previous, rollback
+            via = list(hosts)[number % 2]  # deploys through either host
+            status, body = call("PUT", f"{via}/deploy?model-id={target}", key=KEY)
+            assert status == 204, body
+            bucket.append(time_to_served(hosts, target))
+            previous, current = current, target
+        for label, values in (
+            ("new model (fetched from the store)", fresh),
+            ("rollback (in every host's cache)", rollback),
+        ):
+            print(
+                f"{label}: {len(values)} deploys, p50 {statistics.median(values):.3f} s, "
+                f"max {max(values):.3f} s"
+            )
+        both = fresh + rollback
+        print(
+            f"all: {len(both)} deploys to 2 hosts x 2 processes, p50 "
+            f"{statistics.median(both):.3f} s, max {max(both):.3f} s"
+        )
     return 0
 
 

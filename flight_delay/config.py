@@ -33,10 +33,12 @@ class DefaultConfig:
     S3_REGION = ""
     S3_ACCESS_KEY_ID = ""
     S3_SECRET_ACCESS_KEY = ""
-    #: bounds on every object store call: connecting, waiting for an answer, attempts in all
+    #: bounds on every object store call: connecting, waiting for the next bytes of an answer,
+    #: attempts in all. A hung store fails a call after about (attempts + 1) x the read
+    #: timeout (measured: 15 s with these defaults)
     S3_CONNECT_TIMEOUT_SECONDS = 3.0
-    S3_READ_TIMEOUT_SECONDS = 30.0
-    S3_MAX_ATTEMPTS = 3
+    S3_READ_TIMEOUT_SECONDS = 5.0
+    S3_MAX_ATTEMPTS = 2
     #: local datasets named in POST /models must resolve inside this folder
     DATA_ROOT = "datasets"
     #: ?export=true writes model files inside this folder (created on first export; git-ignored)

@@ -121,12 +121,21 @@ class DeployedModelCache:
                     self.refresh(force=True)
                 except Exception:  # Redis away for a moment: keep serving, try again
                     log.warning("checking the deployment failed", exc_info=True)
-                if time.monotonic() - self._files[0] >= FILES_CHECK_SECONDS:
-                    self.check_files()  # here, so that /readyz never waits on the store
                 time.sleep(self._poll_seconds)
+
+        def check_loop() -> None:
+            # its own thread: a hung store holds this one, never the deployment refresh, and
+            # /readyz never waits on the store
+            while True:
+                try:
+                    self.check_files()
+                except Exception:
+                    log.warning("checking the served model's files failed", exc_info=True)
+                time.sleep(FILES_CHECK_SECONDS)
 
         self._background = threading.Thread(target=loop, name="deployment-refresh", daemon=True)
         self._background.start()
+        threading.Thread(target=check_loop, name="artifact-check", daemon=True).start()
 
     def refresh(self, force: bool = False) -> None:
         """Load the deployed model if the deployment changed since the last look."""

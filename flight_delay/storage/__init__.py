@@ -52,8 +52,8 @@ def store_from_config(config: Mapping[str, Any]) -> ArtifactStore:
             "access_key_id": config.get("S3_ACCESS_KEY_ID"),
             "secret_access_key": config.get("S3_SECRET_ACCESS_KEY"),
             "connect_timeout": float(config.get("S3_CONNECT_TIMEOUT_SECONDS", 3.0)),
-            "read_timeout": float(config.get("S3_READ_TIMEOUT_SECONDS", 30.0)),
-            "max_attempts": int(config.get("S3_MAX_ATTEMPTS", 3)),
+            "read_timeout": float(config.get("S3_READ_TIMEOUT_SECONDS", 5.0)),
+            "max_attempts": int(config.get("S3_MAX_ATTEMPTS", 2)),
         },
     )
 

@@ -57,8 +57,8 @@ class S3Store:
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
         connect_timeout: float = 3.0,
-        read_timeout: float = 30.0,
-        max_attempts: int = 3,
+        read_timeout: float = 5.0,
+        max_attempts: int = 2,
     ) -> None:
         if not bucket:
             raise ValueError("artifact store URL: s3:// needs a bucket (s3://bucket/prefix)")
