@@ -30,6 +30,7 @@ class Deploy(MethodView):
     @blp.alt_response(400, description="model-id is missing")
     @blp.alt_response(404, description="no model with this id")
     @blp.alt_response(409, description="the model is not completed, or its files fail to load")
+    @blp.alt_response(503, description="the artifact store cannot be reached (nothing changed)")
     @blp.arguments(DeployQuerySchema, location="query")
     @blp.response(204)
     def put(self, query: dict[str, Any]) -> None:

@@ -167,6 +167,7 @@ class Model(MethodView):
     @blp.alt_response(
         410, description="?export=true: the model's files are gone from the model directory"
     )
+    @blp.alt_response(503, description="?export=true: the artifact store cannot be reached")
     def get(self, query: dict[str, Any], model_id: Any) -> dict[str, Any]:
         """Show a model
 
@@ -219,6 +220,7 @@ class Artifact(MethodView):
     @blp.alt_response(404, description="no model with this id")
     @blp.alt_response(409, description="the model is not completed")
     @blp.alt_response(410, description="the model's files are gone from the model directory")
+    @blp.alt_response(503, description="the artifact store cannot be reached")
     def get(self, model_id: Any) -> Any:
         """Download a model file"""
         record = registry().get(str(model_id))
