@@ -4,7 +4,6 @@ shared volume)."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import uuid
@@ -18,7 +17,6 @@ from flight_delay.storage.store import (
     ModelAlreadyPublished,
     ModelNotPublished,
     check_model_id,
-    payload_digests,
     read_metadata,
 )
 
@@ -105,21 +103,3 @@ class LocalStore:
             raise ArtifactStoreUnavailable(f"{self.description}: not a folder")
         if not os.access(self.root, os.R_OK | os.X_OK):
             raise ArtifactStoreUnavailable(f"{self.description}: not readable")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify(folder: Path, metadata: dict[str, Any]) -> None:
-    """Every payload file ``model.json`` lists is in ``folder`` with its recorded sha256."""
-    for name, expected in payload_digests(metadata).items():
-        path = folder / name
-        if not path.is_file():
-            raise CorruptArtifact(f"{name} is missing")
-        if sha256_of(path) != expected:
-            raise CorruptArtifact(f"{name}: sha256 differs from the one in {METADATA_FILE}")
