@@ -19,6 +19,24 @@ class DefaultConfig:
 
     #: Redis for the broker, the model records and the deployment pointer
     REDIS_URL = "redis://127.0.0.1:6379/0"
+    #: Redis behind Sentinel: host:port,host:port,... of the Sentinels (empty: REDIS_URL is the
+    #: server). With Sentinels, REDIS_URL gives only the database number, user and password
+    REDIS_SENTINELS = ""
+    #: the name the Sentinels monitor the master under
+    REDIS_MASTER = "flight-delay"
+    #: the Sentinels' own password (requirepass in sentinel.conf), if they have one
+    REDIS_SENTINEL_PASSWORD = ""
+    #: bounds on every Redis command: connecting, and waiting for an answer. A hung master
+    #: (SIGSTOP, a dead link) fails a command after about 3 x the socket timeout (two retries,
+    #: each on a new connection that asks the Sentinels for the master again)
+    REDIS_SOCKET_TIMEOUT_SECONDS = 5.0
+    REDIS_CONNECT_TIMEOUT_SECONDS = 2.0
+    #: a write (a model record, a deploy, a job's outcome) is acknowledged only once this many
+    #: replicas have it (WAIT), so a failover cannot lose it; -1: one behind Sentinel, none with
+    #: a single server. A master with no replica at all accepts writes alone (and logs it)
+    REDIS_WAIT_REPLICAS = -1
+    #: how long a write waits for the replicas before it is refused (503)
+    REDIS_WAIT_TIMEOUT_MS = 1000
     #: the model folder: one folder per model id (with no ARTIFACT_URL, the store itself)
     MODEL_DIR = "models"
     #: where models are published for every host: empty keeps them in MODEL_DIR (one machine, or

@@ -10,6 +10,7 @@ from celery import Celery, Task
 from flask import Flask
 from kombu import Queue
 
+from flight_delay import redis_connection
 from flight_delay.prediction_log.service import PredictionLog
 from flight_delay.registry import ModelRegistry
 from flight_delay.serving import DeployedModelCache
@@ -42,6 +43,7 @@ def init_celery(app: Flask) -> Celery:
                 return self.run(*args, **kwargs)
 
     prefix = app.config["KEY_PREFIX"]
+    broker = redis_connection.celery_settings(app.config)
     limit = int(app.config["JOB_TIME_LIMIT_SECONDS"])
     celery = FlaskCelery(app.import_name, task_cls=FlaskTask)
     celery.flask_app = app
@@ -62,7 +64,8 @@ def init_celery(app: Flask) -> Celery:
         task_routes={name: {"queue": analysis} for name in names.ANALYSIS},
         # the queues a worker of this app consumes (producers route by task_routes)
         task_queues=[Queue(consumed[name], routing_key=consumed[name]) for name in wanted],
-        broker_url=app.config["REDIS_URL"],
+        broker_url=broker["broker_url"],
+        broker_transport=broker.get("broker_transport"),
         broker_connection_retry_on_startup=True,
         # keep reconnecting to a Redis that restarts, however long it takes
         broker_connection_max_retries=None,
@@ -84,6 +87,8 @@ def init_celery(app: Flask) -> Celery:
             # is what notices a dead worker, so this only bounds how long a lost message waits
             "visibility_timeout": limit + 120,
             "global_keyprefix": f"{prefix}:celery:",
+            # socket bounds, and behind Sentinel the master's name (flight_delay.redis_connection)
+            **broker["broker_transport_options"],
         },
     )
     app.extensions["celery"] = celery

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
+from flight_delay import redis_connection
+from flight_delay.config import DefaultConfig, settings_of
 from flight_delay.errors import Conflict, FlightDelayError, NotFound
 from flight_delay.tasks.lease import (
     LOST_WORKER,
@@ -214,21 +214,15 @@ class ModelRegistry:
         """Give ``app`` its own connected registry (``app.extensions["model_registry"]``), so
         several apps in one process (tests, tools) never share a connection or a key prefix."""
         app.extensions["model_registry"] = ModelRegistry().connect(
-            app.config["REDIS_URL"], app.config["KEY_PREFIX"]
+            redis_connection.connect(app.config), app.config["KEY_PREFIX"]
         )
 
-    def connect(self, url: str, prefix: str = "fd") -> ModelRegistry:
-        self._redis = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=5,
-            socket_connect_timeout=2,
-            # a pooled connection that a Redis restart closed is replaced at once, not reported
-            # as an outage on the first command after the restart
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
-            retry_on_error=[redis.ConnectionError],
-            health_check_interval=30,
-        )
+    def connect(self, client: redis.Redis | str, prefix: str = "fd") -> ModelRegistry:
+        """Bind to ``client`` (one made by :func:`flight_delay.redis_connection.connect`, with
+        its bounds and replication policy), or to a single server's URL with the defaults."""
+        if isinstance(client, str):
+            client = redis_connection.connect({**settings_of(DefaultConfig), "REDIS_URL": client})
+        self._redis = client
         self.prefix = prefix
         self.lease = JobLease(self._redis)
         self._scripts = {

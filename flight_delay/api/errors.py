@@ -26,6 +26,7 @@ from flight_delay.errors import (
     Unavailable,
     scrub_paths,
 )
+from flight_delay.redis_connection import NotReplicated
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,11 @@ def handle_redis_error(exc: redis.RedisError) -> tuple[dict[str, Any], int]:
     """Redis away: nothing was changed that a retry would not redo; say so, never a 500."""
     status = HTTPStatus.SERVICE_UNAVAILABLE
     message = f"the model registry (Redis) is unreachable ({type(exc).__name__}); retry later"
+    if isinstance(exc, NotReplicated):
+        message = (
+            "the model registry (Redis) took the change but no replica confirmed it in time, "
+            "so it is not acknowledged (a failover could lose it); retry"
+        )
     return error_body(status, message), int(status)
 
 

@@ -31,6 +31,7 @@ import orjson
 import redis
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
+from flight_delay import redis_connection
 from flight_delay.prediction_log.store import LoggedRows, PredictionStore, compact_entry
 
 log = logging.getLogger(__name__)
@@ -390,7 +391,7 @@ def main() -> int:
         signal.signal(sig, lambda *_: stop.set())
     days = float(config["PREDICTION_LOG_RETENTION_DAYS"])
     writer = LogWriter(
-        redis.Redis.from_url(str(config["REDIS_URL"]), decode_responses=True),
+        redis_connection.connect(config),
         PredictionStore.from_url(url),
         stream_key(str(config["KEY_PREFIX"])),
         retention_seconds=days * 86400 if days > 0 else None,
