@@ -189,7 +189,7 @@ def _job_metrics() -> JobMetrics:
         ),
         finished=Counter(
             "flight_delay_training_jobs_total",
-            "training job attempts ended, by outcome (completed, failed, cancelled, error)",
+            "training job attempts ended, by outcome (completed, failed, cancelled, interrupted, error)",
             ["outcome"],
         ),
     )

@@ -147,7 +147,10 @@ def run_job(app: Flask, model_id: str) -> str:
     }
     with Attempt(registry, model_id, token, lease) as attempt:
         try:
-            record = registry.get(model_id)
+            # a failover can fall right after the claim: wait for Redis as finish() does
+            record = attempt.retrying(lambda: registry.get(model_id), f"reading {model_id}")
+            if record is None:
+                return _interrupted(model_id, token, "Redis did not come back")
             scratch.mkdir(parents=True)
             attempt.progress("fetching dataset", 2)
             allow = AllowList.parse(config["DOWNLOAD_ALLOW_HOSTS"])
@@ -211,12 +214,27 @@ def run_job(app: Flask, model_id: str) -> str:
             limit = config["JOB_TIME_LIMIT_SECONDS"]
             _fail(attempt, f"stopped: training took longer than the {limit} s limit")
             return Status.FAILED
+        except redis.RedisError as exc:
+            # Redis away mid-attempt (a restart, a failover): not the job's fault; recording a
+            # failure would turn a lost connection into a lost job
+            return _interrupted(model_id, token, f"{type(exc).__name__}: {exc}")
         except Exception as exc:
             _fail(attempt, scrub_paths(f"internal error: {type(exc).__name__}: {exc}", roots))
             log.exception("training %s crashed", model_id)
             raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _interrupted(model_id: str, token: str, reason: str) -> str:
+    """Stop an attempt that lost Redis; its lease lapses and recovery runs the job again."""
+    log.warning(
+        "job %s: attempt %s stopped, Redis unreachable (%s); it runs again once its lease lapses",
+        model_id,
+        token,
+        reason,
+    )
+    return "interrupted"
 
 
 def _fail(attempt: Attempt, reason: str) -> None:
