@@ -99,19 +99,29 @@ def time_to_served(hosts: dict[str, set[str]], model_id: str, limit: float = 30.
 
 
 @contextlib.contextmanager
-def hosts_sharing_no_disk(models: int) -> Iterator[tuple[dict[str, set[str]], list[str], Any]]:
+def hosts_sharing_no_disk(
+    models: int,
+    root: Path | None = None,
+    redis_env: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[tuple[dict[str, set[str]], list[str], Any]]:
     """Redis, SeaweedFS, two workers and two API hosts (2 gunicorn processes each), each with a
     cache of its own; ``models`` models trained, the first deployed and served everywhere.
-    Yields (host base URL -> its processes, model ids, the running object store)."""
-    root = Path(tempfile.mkdtemp(prefix="multi-host-"))
-    (root / "data").mkdir()
+    ``redis_env``: the FLIGHT_DELAY_REDIS_* settings of a Redis already running (say, behind
+    Sentinel); else one is started. ``extra_env``: more settings for every process. Yields (host base URL -> its processes, model ids, the
+    running object store)."""
+    root = root or Path(tempfile.mkdtemp(prefix="multi-host-"))
+    (root / "data").mkdir(parents=True, exist_ok=True)
     make_synthetic_flights(4000, seed=3).to_csv(root / "data" / "flights.csv", index=False)
-    redis_port = free_port()
-    processes = [start_redis(redis_port, data_dir=None)]
+    processes = []
+    if redis_env is None:
+        redis_port = free_port()
+        processes.append(start_redis(redis_port, data_dir=None))
+        redis_env = {"FLIGHT_DELAY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
     with running_object_store(root / "seaweedfs") as store:
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHT_DELAY_")}
         settings = {
-            "FLIGHT_DELAY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            **redis_env,
             "FLIGHT_DELAY_ARTIFACT_URL": f"s3://{BUCKET}/benchmark",
             "FLIGHT_DELAY_S3_ENDPOINT_URL": store.endpoint,
             "FLIGHT_DELAY_S3_REGION": "us-east-1",
@@ -122,6 +132,7 @@ def hosts_sharing_no_disk(models: int) -> Iterator[tuple[dict[str, set[str]], li
             "FLIGHT_DELAY_API_KEYS": f"{KEY}=admin",
             "FLIGHT_DELAY_PREDICTION_LOG": "false",
             "OMP_NUM_THREADS": "1",
+            **(extra_env or {}),
         }
 
         def env(name: str) -> dict[str, str]:
