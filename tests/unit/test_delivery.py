@@ -88,6 +88,40 @@ def test_the_compose_file_matches_the_compose_specification(tmp_path: Path) -> N
     assert "'volume' does not match" in result.stdout
 
 
+def test_the_ha_override_matches_the_compose_specification() -> None:
+    checker = tool("check-jsonschema")
+    result = run(checker, "--builtin-schema", "vendor.compose-spec", str(REPO / "compose.ha.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_ha_override_sends_every_redis_client_through_the_sentinels() -> None:
+    base = load_compose()["services"]
+    ha: dict[str, Any] = yaml.safe_load((REPO / "compose.ha.yml").read_text())
+    services = ha["services"]
+    sentinels = {name for name in services if name.startswith("sentinel-")}
+    assert len(sentinels) == 3
+    monitor = next(
+        line.split()
+        for line in services["sentinel-1"]["command"][-1].splitlines()
+        if line.strip().startswith("sentinel monitor")
+    )
+    _, _, master_name, master_host, master_port, quorum = monitor
+    assert (master_host, master_port, quorum) == ("redis", "6379", "2")
+    assert "--replicaof" in services["redis-replica"]["command"]
+    clients = [
+        name
+        for name, service in base.items()
+        if "FLIGHT_DELAY_REDIS_URL" in (service.get("environment") or {})
+    ]
+    assert {"api", "worker", "beat", "log-writer"} <= set(clients)
+    for name in clients:
+        environment = services.get(name, {}).get("environment", {})
+        listed = environment.get("FLIGHT_DELAY_REDIS_SENTINELS", "")
+        hosts = {address.split(":")[0] for address in listed.split(",") if address}
+        assert hosts == sentinels, f"{name}: FLIGHT_DELAY_REDIS_SENTINELS={listed!r}"
+        assert environment.get("FLIGHT_DELAY_REDIS_MASTER") == master_name, name
+
+
 # -- consistency with the code ------------------------------------------------------------------
 def load_compose() -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load((REPO / "docker-compose.yml").read_text())
