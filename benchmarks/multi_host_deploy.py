@@ -41,6 +41,7 @@ from flight_delay.devstack import (
     wait_until_healthy,
 )
 from tests.support.object_store import BUCKET, running_object_store
+from tests.support.sentinel import running_sentinel_group
 
 KEY = "benchmark-admin-key"
 FLIGHT = {"Fecha-I": "2017-12-20 21:00:00", "Vlo-I": "100", "Des-I": "SCIE", "Emp-I": "JMR",
@@ -176,12 +177,28 @@ def hosts_sharing_no_disk(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deploys", type=int, default=20)
+    parser.add_argument(
+        "--sentinel",
+        action="store_true",
+        help="Redis behind three Sentinels (a master and a replica): writes wait for the replica",
+    )
     args = parser.parse_args()
-    with hosts_sharing_no_disk(args.deploys // 2 + 1) as (hosts, ids, _):
+    with contextlib.ExitStack() as stack:
+        redis_env = None
+        if args.sentinel:
+            root = Path(tempfile.mkdtemp(prefix="multi-host-"))
+            group = stack.enter_context(running_sentinel_group(root / "redis"))
+            redis_env = group.environment()
+        return run(args.deploys, redis_env)
+
+
+def run(deploys: int, redis_env: dict[str, str] | None) -> int:
+    """``deploys`` deploys, alternating new models and rollbacks; prints the figures."""
+    with hosts_sharing_no_disk(deploys // 2 + 1, redis_env=redis_env) as (hosts, ids, _):
         fresh: list[float] = []
         rollback: list[float] = []
         current, previous, newest = ids[0], ids[0], 0
-        for number in range(args.deploys):
+        for number in range(deploys):
             if number % 2 == 0:  # a model never served before: every process fetches it
                 newest += 1
                 target, bucket = ids[newest % len(ids)], fresh
