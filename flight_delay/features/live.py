@@ -75,6 +75,24 @@ def flight_key(airline: Any, number: Any) -> np.ndarray:
     ).to_numpy(dtype=object)
 
 
+#: what names one scheduled flight: sent again, it replaces itself
+IDENTITY_FIELDS = (
+    schema.SCHEDULED_AT,
+    schema.CARRIER_CODE,
+    schema.FLIGHT_NUMBER,
+    schema.DESTINATION,
+)
+
+
+def identities(frame: pd.DataFrame) -> np.ndarray:
+    """Each row's scheduled flight, ``Fecha-I|Emp-I|Vlo-I|Des-I`` (codes stripped, upper case)."""
+    parts = [frame[name].astype("string").str.strip().str.upper() for name in IDENTITY_FIELDS]
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = joined + "|" + part
+    return joined.to_numpy(dtype=object)
+
+
 def _codes(values: Any) -> np.ndarray:
     return pd.Series(values, dtype="string").str.strip().str.upper().to_numpy(dtype=object)
 
@@ -112,7 +130,9 @@ class Departures:
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> Departures:
-        """The departures of a history file: ``Fecha-O`` is when each flight left."""
+        """The departures of a history file: ``Fecha-O`` is when each flight left. A scheduled
+        flight listed twice counts once (its last row), as the feed keeps it once."""
+        frame = frame.loc[~pd.Series(identities(frame), index=frame.index).duplicated(keep="last")]
         return cls.build(
             minutes(frame[schema.SCHEDULED_AT]),
             minutes(frame[schema.OPERATED_AT]),

@@ -10,6 +10,7 @@ import pytest
 
 from flight_delay.data import make_synthetic_flights, schema
 from flight_delay.features.live import (
+    IDENTITY_FIELDS,
     LOOKBACK_MINUTES,
     NOT_DEPARTED,
     Asked,
@@ -92,7 +93,8 @@ def test_overdue_counts_flights_past_their_time_that_had_not_left() -> None:
 
 @pytest.fixture(scope="module")
 def history() -> pd.DataFrame:
-    return make_synthetic_flights(20_000, seed=11)
+    # each scheduled flight once (the synthetic file repeats some), as the feed holds them
+    return make_synthetic_flights(20_000, seed=11).drop_duplicates(list(IDENTITY_FIELDS))
 
 
 def asked_at_lead_times(frame: pd.DataFrame, count: int, seed: int) -> Asked:
@@ -182,3 +184,9 @@ def test_a_departure_seen_before_the_as_of_time_does_move_them(history: pd.DataF
     )
     changed = (before.fillna(-1) != after.fillna(-1)).any(axis=0)
     assert changed["live_all_3h_mean_delay"] and changed["live_all_minutes_since_last"]
+
+
+def test_a_scheduled_flight_listed_twice_counts_once_as_in_the_feed() -> None:
+    twice = pd.DataFrame([DAY[1], {**DAY[1], schema.OPERATED_AT: "2017-03-02 06:45:00"}])
+    departures = Departures.from_frame(twice)
+    assert list(departures.actual - departures.scheduled) == [45]  # the last row

@@ -1,0 +1,142 @@
+"""The departures feed: flights that left today and yesterday, with their actual times, in Redis.
+
+What the point-in-time features read when a flight is asked about during the day
+(flight_delay.features.live). Keys, under the deployment's prefix:
+
+- ``<prefix>:departures``       sorted set: a scheduled flight's identity -> its actual time
+  (minutes since 1970-01-01, the airport's local clock)
+- ``<prefix>:departures:event`` hash: identity -> the event as JSON
+
+A scheduled flight is one entry (its identity: ``Fecha-I``, ``Emp-I``, ``Vlo-I``, ``Des-I``):
+sending it again replaces it, in whatever order events come. The feed keeps what lies within
+``FEED_RETENTION_MINUTES`` of its newest departure (not of the server's clock: a replay of 2017
+works as a live day does) and at most ``max_events`` entries, the oldest going first; an event
+already older than that is not kept and is counted as such. Each batch is one Lua script, so a
+reader never sees half of one and two writers never interleave.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis
+
+from flight_delay.data import schema
+from flight_delay.features.live import IDENTITY_FIELDS, LOOKBACK_MINUTES, Departures, minutes
+
+#: how much the feed keeps behind its newest departure: the features' lookback, and an hour more
+FEED_RETENTION_MINUTES = LOOKBACK_MINUTES + 60
+#: the fields an event keeps (OPERA is optional: informative)
+EVENT_FIELDS = (
+    schema.SCHEDULED_AT,
+    schema.CARRIER_CODE,
+    schema.FLIGHT_NUMBER,
+    schema.DESTINATION,
+    schema.OPERATED_AT,
+    schema.AIRLINE,
+)
+
+# KEYS: index, events. ARGV: retention minutes, max events, then (identity, minutes, json) per
+# event -> {stored, replaced, unchanged, too_old, evicted, size, newest}
+_RECORD = """
+local retention, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
+local stored, replaced, unchanged, too_old, evicted = 0, 0, 0, 0, 0
+local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+local top = newest[2] and tonumber(newest[2]) or nil
+for i = 3, #ARGV, 3 do
+  local score = tonumber(ARGV[i + 1])
+  if top == nil or score > top then top = score end
+end
+local floor = top - retention
+for i = 3, #ARGV, 3 do
+  local identity, score, event = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  if score < floor then
+    too_old = too_old + 1
+  else
+    local before = redis.call('HGET', KEYS[2], identity)
+    if before == event then
+      unchanged = unchanged + 1
+    else
+      if before then replaced = replaced + 1 else stored = stored + 1 end
+      redis.call('HSET', KEYS[2], identity, event)
+      redis.call('ZADD', KEYS[1], score, identity)
+    end
+  end
+end
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. floor)
+local extra = redis.call('ZCARD', KEYS[1]) - #old - cap
+local gone = old
+if extra > 0 then
+  local oldest = redis.call('ZRANGE', KEYS[1], #old, #old + extra - 1)
+  for _, identity in ipairs(oldest) do table.insert(gone, identity) end
+end
+for _, identity in ipairs(gone) do
+  redis.call('ZREM', KEYS[1], identity)
+  redis.call('HDEL', KEYS[2], identity)
+  evicted = evicted + 1
+end
+return {stored, replaced, unchanged, too_old, evicted, redis.call('ZCARD', KEYS[1]),
+        tostring(top)}
+"""
+
+
+def identity(event: Mapping[str, Any]) -> str:
+    """One scheduled flight (``flight_delay.features.live.IDENTITY_FIELDS``)."""
+    return "|".join(str(event[name]).strip().upper() for name in IDENTITY_FIELDS)
+
+
+class DepartureFeed:
+    """The feed of one deployment (its key prefix) on the registry's Redis connection."""
+
+    def __init__(self, client: redis.Redis, prefix: str, max_events: int) -> None:
+        self.redis = client
+        self.index_key = f"{prefix}:departures"
+        self.events_key = f"{prefix}:departures:event"
+        self.max_events = max_events
+        self._record = client.register_script(_RECORD)
+
+    def record(self, events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Keep ``events`` (checked: text fields, times as ``YYYY-MM-DD HH:MM:SS``)."""
+        if not events:
+            return {"stored": 0, "replaced": 0, "unchanged": 0, "too_old": 0, "evicted": 0}
+        actual = minutes([event[schema.OPERATED_AT] for event in events])
+        args: list[Any] = [FEED_RETENTION_MINUTES, self.max_events]
+        for event, at in zip(events, actual, strict=True):
+            kept = {name: event[name] for name in EVENT_FIELDS if event.get(name) is not None}
+            args += [identity(event), int(at), json.dumps(kept, sort_keys=True)]
+        stored, replaced, unchanged, too_old, evicted, size, newest = self._record(
+            keys=[self.index_key, self.events_key], args=args
+        )
+        return {
+            "stored": int(stored),
+            "replaced": int(replaced),
+            "unchanged": int(unchanged),
+            "too_old": int(too_old),
+            "evicted": int(evicted),
+            "size": int(size),
+            "newest_minute": int(float(newest)),
+        }
+
+    def before(self, as_of_minute: int) -> Departures:
+        """The departures that left in the lookback before ``as_of_minute`` (never at or after
+        it): two reads, whatever the number of flights asked about."""
+        identities: Any = self.redis.zrangebyscore(
+            self.index_key, as_of_minute - LOOKBACK_MINUTES, f"({as_of_minute}"
+        )
+        raw = self.redis.hmget(self.events_key, identities) if identities else []
+        return Departures.from_events([json.loads(item) for item in raw if item is not None])
+
+    def summary(self) -> dict[str, Any]:
+        """How many departures the feed holds and the newest and oldest actual times."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zcard(self.index_key)
+            pipe.zrange(self.index_key, 0, 0, withscores=True)
+            pipe.zrange(self.index_key, -1, -1, withscores=True)
+            size, oldest, newest = pipe.execute()
+        return {
+            "size": int(size),
+            "oldest_minute": int(oldest[0][1]) if oldest else None,
+            "newest_minute": int(newest[0][1]) if newest else None,
+        }
