@@ -24,8 +24,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     for task_module in names.MODULES:  # every Celery task (shared tasks: every Celery app has them)
         importlib.import_module(task_module)
+    from flight_delay import departures as departure_feed
     from flight_delay.api import (
         comparisons,
+        departures,
         deploy,
         drift,
         health,
@@ -56,6 +58,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     tracing.configure("api")
 
     model_registry.init_app(app)
+    departure_feed.init_app(app)
     storage.init_app(app)
     scheduling.init_app(app)
     deployed_model.init_app(app)
@@ -77,6 +80,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         deploy,
         predict,
         outcomes,
+        departures,
         drift,
         health,
         metrics_api,

@@ -5,7 +5,8 @@
 ``train`` (POST /models), ``deploy`` (PUT /deploy), ``delete`` (DELETE /models/{id}), ``read`` and
 ``predict`` (only when ``FLIGHT_DELAY_READ_SCOPE`` / ``FLIGHT_DELAY_PREDICT_SCOPE`` make them
 required), ``export`` (GET /models/{id}?export=true writes a file on the server), ``outcomes``
-(POST /outcomes) and ``admin`` (all of them). Keys are compared in constant time and never logged.
+(POST /outcomes), ``departures`` (POST /departures: the live feed; an ``outcomes`` key may
+send it too) and ``admin`` (all of them). Keys are compared in constant time and never logged.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from flask import current_app, request
 from flight_delay.errors import FlightDelayError
 
 HEADER = "X-api-key"
-SCOPES = ("train", "deploy", "delete", "read", "predict", "export", "outcomes", "admin")
+SCOPES = (
+    "train", "deploy", "delete", "read", "predict", "export", "outcomes", "departures", "admin",
+)  # fmt: skip
 
 
 class Unauthorized(FlightDelayError):

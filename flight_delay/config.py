@@ -37,6 +37,8 @@ class DefaultConfig:
     REDIS_WAIT_REPLICAS = -1
     #: how long a write waits for the replicas before it is refused (503)
     REDIS_WAIT_TIMEOUT_MS = 1000
+    #: most departures the live feed keeps (POST /departures); past it the oldest go first
+    DEPARTURES_MAX_EVENTS = 20_000
     #: the model folder: one folder per model id (with no ARTIFACT_URL, the store itself)
     MODEL_DIR = "models"
     #: where models are published for every host: empty keeps them in MODEL_DIR (one machine, or

@@ -100,7 +100,12 @@ class DepartureFeed:
     def record(self, events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Keep ``events`` (checked: text fields, times as ``YYYY-MM-DD HH:MM:SS``)."""
         if not events:
-            return {"stored": 0, "replaced": 0, "unchanged": 0, "too_old": 0, "evicted": 0}
+            summary = self.summary()
+            return {
+                **dict.fromkeys(("stored", "replaced", "unchanged", "too_old", "evicted"), 0),
+                "size": summary["size"],
+                "newest_minute": summary["newest_minute"],
+            }
         actual = minutes([event[schema.OPERATED_AT] for event in events])
         args: list[Any] = [FEED_RETENTION_MINUTES, self.max_events]
         for event, at in zip(events, actual, strict=True):
@@ -140,3 +145,12 @@ class DepartureFeed:
             "oldest_minute": int(oldest[0][1]) if oldest else None,
             "newest_minute": int(newest[0][1]) if newest else None,
         }
+
+
+def init_app(app: Any) -> None:
+    """Give ``app`` its feed (``app.extensions["departure_feed"]``), on the registry's Redis."""
+    app.extensions["departure_feed"] = DepartureFeed(
+        app.extensions["model_registry"].redis,
+        str(app.config["KEY_PREFIX"]),
+        int(app.config["DEPARTURES_MAX_EVENTS"]),
+    )

@@ -58,6 +58,8 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("get", "/predictions"): "listLoggedPredictions",
     ("get", "/predictions/{request_id}"): "getLoggedPrediction",
     ("post", "/outcomes"): "recordOutcomes",
+    ("post", "/departures"): "recordDepartures",
+    ("get", "/departures"): "getDepartureFeed",
     ("get", "/healthz"): "getHealth",
     ("get", "/readyz"): "getReadiness",
     ("get", "/metrics"): "getMetrics",

@@ -599,6 +599,103 @@ class OutcomesRequestSchema(StrictSchema):
     )
 
 
+#: how far a departure's actual time may lie from its schedule: a few hours early at most,
+#: two days late at most (the 2017 file: 14 minutes early to 161 minutes late)
+EARLIEST_DEPARTURE_HOURS = 6
+LATEST_DEPARTURE_HOURS = 48
+
+
+class DepartureSchema(StrictSchema):
+    """A flight that left SCL, and when."""
+
+    scheduled = fields.Raw(
+        data_key="Fecha-I",
+        required=True,
+        validate=_departure,
+        metadata={
+            "description": "scheduled departure, YYYY-MM-DD HH:MM:SS (local SCL time)",
+            "type": "string",
+            "example": "2017-11-02 07:00:00",
+        },
+    )
+    flight_number = fields.Raw(data_key="Vlo-I", required=True, validate=_scalar, metadata=CODE)
+    destination = fields.Raw(data_key="Des-I", required=True, validate=_scalar, metadata=CODE)
+    carrier = fields.Raw(data_key="Emp-I", required=True, validate=_scalar, metadata=CODE)
+    airline = fields.String(
+        data_key="OPERA",
+        validate=validate.Length(0, 200),
+        metadata={"description": "the operating airline's name (kept, not used)"},
+    )
+    departed = fields.Raw(
+        data_key="Fecha-O",
+        required=True,
+        validate=_departure,
+        metadata={
+            "description": "actual departure, YYYY-MM-DD HH:MM:SS (local SCL time, as Fecha-I)",
+            "type": "string",
+            "example": "2017-11-02 07:20:00",
+        },
+    )
+
+    @validates_schema
+    def _plausible(self, data: dict[str, Any], **_: Any) -> None:
+        scheduled, departed = parse_scheduled(data["scheduled"]), parse_scheduled(data["departed"])
+        if scheduled is None or departed is None:
+            return  # the fields' own errors say why
+        hours = (departed - scheduled).total_seconds() / 3600
+        if hours < -EARLIEST_DEPARTURE_HOURS:
+            raise ValidationError(
+                f"{-hours:.1f} h before Fecha-I: a flight leaves at most "
+                f"{EARLIEST_DEPARTURE_HOURS} h before its scheduled time",
+                "Fecha-O",
+            )
+        if hours > LATEST_DEPARTURE_HOURS:
+            raise ValidationError(
+                f"{hours:.1f} h after Fecha-I: at most {LATEST_DEPARTURE_HOURS} h late",
+                "Fecha-O",
+            )
+        for name in ("carrier", "flight_number", "destination"):
+            text = str(data[name]).strip()
+            if not text or len(text) > 40:
+                key = {"carrier": "Emp-I", "flight_number": "Vlo-I", "destination": "Des-I"}[name]
+                raise ValidationError("must be 1-40 characters", key)
+
+
+class DeparturesRequestSchema(StrictSchema):
+    departures = fields.List(
+        fields.Nested(DepartureSchema),
+        required=True,
+        validate=validate.Length(1, 10_000),
+        metadata={"description": "1-10,000 departures, in any order"},
+    )
+
+
+class DeparturesRecordedSchema(Schema):
+    stored = fields.Integer(metadata={"description": "scheduled flights new to the feed"})
+    replaced = fields.Integer(metadata={"description": "flights sent before, now corrected"})
+    unchanged = fields.Integer(metadata={"description": "flights sent before, the same again"})
+    too_old = fields.Integer(
+        metadata={
+            "description": "departures older than the feed keeps (49 h behind its newest); not kept"
+        }
+    )
+    evicted = fields.Integer(metadata={"description": "departures the feed let go to make room"})
+    size = fields.Integer(metadata={"description": "departures the feed holds now"})
+    newest = fields.String(
+        metadata={"description": "the newest departure's actual time, YYYY-MM-DD HH:MM:SS"}
+    )
+
+
+class DepartureFeedSchema(Schema):
+    size = fields.Integer(metadata={"description": "departures the feed holds"})
+    oldest = fields.String(
+        allow_none=True, metadata={"description": "the oldest one's actual time (null: empty)"}
+    )
+    newest = fields.String(
+        allow_none=True, metadata={"description": "the newest one's actual time (null: empty)"}
+    )
+
+
 class OutcomesRecordedSchema(Schema):
     matched = fields.Integer(metadata={"description": "outcomes that named a logged flight"})
     flights_updated = fields.Integer(

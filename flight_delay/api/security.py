@@ -11,7 +11,7 @@ from flask_smorest import Blueprint as SmorestBlueprint
 
 from flight_delay.api.docs import KEY_SETTING
 from flight_delay.api.errors import ErrorSchema
-from flight_delay.auth import require_configured_scope, require_scope
+from flight_delay.auth import Forbidden, require_configured_scope, require_scope
 
 #: the OpenAPI security schemes of the key (registered by create_app): the X-api-key header,
 #: or ``Authorization: Bearer <key>`` (what generated clients send by default); either will do
@@ -63,6 +63,23 @@ def requires_scope(blp: SmorestBlueprint, *scopes: str) -> Any:
 
     needs = " and ".join(f"'{scope}'" for scope in scopes)
     return guarded(blp, check, f"needs the {needs} scope{'s' if len(scopes) > 1 else ''}")
+
+
+def requires_any_scope(blp: SmorestBlueprint, *scopes: str) -> Any:
+    """The request needs a key with one of ``scopes`` (or ``admin``)."""
+
+    needs = " or ".join(f"'{scope}'" for scope in scopes)
+
+    def check() -> None:
+        for scope in scopes:
+            try:
+                require_scope(scope)
+                return
+            except Forbidden:
+                continue
+        raise Forbidden(f"the API key lacks the {needs} scope")
+
+    return guarded(blp, check, f"needs the {needs} scope")
 
 
 def requires_configured_scope(blp: SmorestBlueprint, setting: str) -> Any:

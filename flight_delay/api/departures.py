@@ -1,0 +1,97 @@
+"""/departures: the live feed of flights that left, read by point-in-time features."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from flask.views import MethodView
+
+from flight_delay.api.base import Blueprint
+from flight_delay.api.schemas import (
+    DepartureFeedSchema,
+    DeparturesRecordedSchema,
+    DeparturesRequestSchema,
+)
+from flight_delay.api.security import requires_any_scope, requires_configured_scope
+from flight_delay.data import schema
+from flight_delay.departures import DepartureFeed
+from flight_delay.features.values import clean_text, parse_scheduled
+
+blp = Blueprint(
+    "departures", __name__, description="The live feed: flights that left SCL, and when."
+)
+
+EXAMPLE = {
+    "departures": [
+        {
+            "Fecha-I": "2017-11-02 07:00:00",
+            "Vlo-I": "11",
+            "Des-I": "SCIE",
+            "Emp-I": "LAN",
+            "OPERA": "Grupo LATAM",
+            "Fecha-O": "2017-11-02 07:20:00",
+        }
+    ]
+}
+
+
+def feed() -> DepartureFeed:
+    found: DepartureFeed = current_app.extensions["departure_feed"]
+    return found
+
+
+def _text(minute: int | None) -> str | None:
+    if minute is None:
+        return None
+    return (datetime(1970, 1, 1) + timedelta(minutes=minute)).strftime(schema.DATETIME_FORMAT)
+
+
+def _event(item: dict[str, Any]) -> dict[str, Any]:
+    """A checked departure as the feed keeps it: times in one format, codes as text."""
+    event = {
+        schema.SCHEDULED_AT: parse_scheduled(item["scheduled"]).strftime(schema.DATETIME_FORMAT),  # type: ignore[union-attr]
+        schema.OPERATED_AT: parse_scheduled(item["departed"]).strftime(schema.DATETIME_FORMAT),  # type: ignore[union-attr]
+        schema.FLIGHT_NUMBER: clean_text(item["flight_number"]),
+        schema.DESTINATION: clean_text(item["destination"]),
+        schema.CARRIER_CODE: clean_text(item["carrier"]),
+    }
+    if item.get("airline"):
+        event[schema.AIRLINE] = item["airline"]
+    return event
+
+
+@blp.route("/departures")
+class Departures(MethodView):
+    @requires_any_scope(blp, "departures", "outcomes")
+    @blp.arguments(DeparturesRequestSchema, examples={"one departure": {"value": EXAMPLE}})
+    @blp.response(200, DeparturesRecordedSchema)
+    @blp.alt_response(503, description="Redis is unreachable; nothing was kept")
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Record departures
+
+        Needs the `departures` or `outcomes` scope. Each departure is one scheduled flight
+        (`Fecha-I`, `Emp-I`, `Vlo-I`, `Des-I`) and when it actually left (`Fecha-O`, at most
+        6 h before and 48 h after `Fecha-I`). Sending a flight again replaces it; events may
+        come in any order. The feed keeps the departures of the 49 hours behind its newest one
+        (a departure older than that is counted in `too_old` and not kept) and at most
+        FLIGHT_DELAY_DEPARTURES_MAX_EVENTS of them, the oldest going first.
+        """
+        recorded = feed().record([_event(item) for item in body["departures"]])
+        recorded["newest"] = _text(recorded.pop("newest_minute"))
+        return recorded
+
+    @requires_configured_scope(blp, "READ_SCOPE")
+    @blp.response(200, DepartureFeedSchema)
+    def get(self) -> dict[str, Any]:
+        """Show the departure feed
+
+        How many departures the feed holds, and the actual times of its oldest and newest.
+        """
+        summary = feed().summary()
+        return {
+            "size": summary["size"],
+            "oldest": _text(summary["oldest_minute"]),
+            "newest": _text(summary["newest_minute"]),
+        }
