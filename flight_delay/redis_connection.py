@@ -282,8 +282,21 @@ def connect(config: Mapping[str, Any]) -> ReplicatedRedis:
         client = ReplicatedRedis.from_url(str(config["REDIS_URL"]), **options)  # type: ignore[assignment]
     replicas = wait_replicas(config)
     if replicas > 0:
-        client.wait_policy = _WaitPolicy(replicas, int(config["REDIS_WAIT_TIMEOUT_MS"]))
+        client.wait_policy = _WaitPolicy(replicas, _wait_timeout_ms(config))
     return client
+
+
+def _wait_timeout_ms(config: Mapping[str, Any]) -> int:
+    """``REDIS_WAIT_TIMEOUT_MS``, which must end before the socket timeout: a WAIT cut off by
+    the socket would be retried with its write, and the write would run twice."""
+    waited = int(config["REDIS_WAIT_TIMEOUT_MS"])
+    socket_ms = float(config["REDIS_SOCKET_TIMEOUT_SECONDS"]) * 1000
+    if not 0 < waited < socket_ms:
+        raise ValueError(
+            f"FLIGHT_DELAY_REDIS_WAIT_TIMEOUT_MS: expected 1 .. {socket_ms:.0f} (below "
+            f"FLIGHT_DELAY_REDIS_SOCKET_TIMEOUT_SECONDS), got {waited}"
+        )
+    return waited
 
 
 def _database(path: str) -> int:
@@ -359,7 +372,7 @@ def celery_settings(config: Mapping[str, Any]) -> dict[str, Any]:
         master_name=str(config["REDIS_MASTER"]),
         sentinel_kwargs=sentinel_options,
         wait_replicas=wait_replicas(config),
-        wait_timeout_ms=int(config["REDIS_WAIT_TIMEOUT_MS"]),
+        wait_timeout_ms=_wait_timeout_ms(config),
     )
     return {
         "broker_url": broker,

@@ -84,3 +84,12 @@ def test_a_sentinel_broker_lists_every_sentinel_with_the_database_and_password()
 def test_a_database_that_is_not_a_number_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="FLIGHT_DELAY_REDIS_URL: the database must be a number"):
         celery_settings(settings(REDIS_URL="redis://r:6379/x", REDIS_SENTINELS="s1:1"))
+
+
+@pytest.mark.parametrize("waited", [0, 5000, 9000])
+def test_a_wait_that_outlasts_the_socket_timeout_is_refused_by_name(waited: int) -> None:
+    """A WAIT the socket cuts off would be retried together with its write."""
+    with pytest.raises(
+        ValueError, match=r"FLIGHT_DELAY_REDIS_WAIT_TIMEOUT_MS: expected 1 \.\. 5000"
+    ):
+        celery_settings(settings(REDIS_SENTINELS="s1:1", REDIS_WAIT_TIMEOUT_MS=waited))
