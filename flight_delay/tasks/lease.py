@@ -230,17 +230,24 @@ class JobLease:
         on_claim: Mapping[str, Any] | None = None,
         on_give_up: Mapping[str, Any] | None = None,
     ) -> Claim:
-        """Start an attempt at the job whose record is ``key`` (see the module's docstring)."""
+        """Start an attempt at the job whose record is ``key`` (see the module's docstring).
+
+        A claim whose reply is lost (Redis restarting, a failover) is sent again with the same
+        token for up to one lease: the script knows its own token, so the retried claim holds
+        the job as the same attempt instead of leaving a claimed, unrenewed record behind to
+        lapse and count a second attempt. Past the lease the error is raised."""
         give_up = on_give_up or {"error": f"gave up after {max_attempts} attempt(s): {LOST_WORKER}"}
-        outcome, detail = self._claim(
-            keys=[key] + ([queue] if queue else []),
-            args=[
-                token, worker, lease_seconds, max_attempts, now_iso(), job_id,
-                kind.running, kind.failed,
-                *_counted(kind.claimable), *_counted(_flat(on_claim or {})),
-                *_counted(_flat(give_up)),
-            ],
-        )  # fmt: skip
+        args = [
+            token, worker, lease_seconds, max_attempts, now_iso(), job_id,
+            kind.running, kind.failed,
+            *_counted(kind.claimable), *_counted(_flat(on_claim or {})),
+            *_counted(_flat(give_up)),
+        ]  # fmt: skip
+        outcome, detail = retry_while_away(
+            lambda: self._claim(keys=[key] + ([queue] if queue else []), args=args),
+            f"claiming {key}",
+            lease_seconds,
+        )
         if outcome == ClaimResult.CLAIMED:
             return Claim(outcome, int(detail))
         return Claim(str(outcome), 0, str(detail))
@@ -335,14 +342,25 @@ class Attempt:
     def retrying(self, call: Callable[[], Any], what: str) -> Any:
         """``call`` (a Redis write that ends the job), retried while Redis is away for up to one
         lease; None when it never came back (the lease runs out and recovery redoes the job)."""
-        deadline = time.monotonic() + self.lease
-        delay = 0.2
-        while True:
-            try:
-                return call()
-            except redis.RedisError as exc:
-                if time.monotonic() + delay > deadline:
-                    log.error("%s failed: %s", what, exc)
-                    return None
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        try:
+            return retry_while_away(call, what, self.lease)
+        except redis.RedisError as exc:
+            log.error("%s failed: %s", what, exc)
+            return None
+
+
+def retry_while_away(call: Callable[[], Any], what: str, seconds: float) -> Any:
+    """``call`` (an idempotent Redis script or read), sent again while Redis is away for up to
+    ``seconds``, backing off from 0.2 s to 5 s; the last error is raised past that."""
+    deadline = time.monotonic() + seconds
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except redis.RedisError as exc:
+            # every kind: a demoted master answers READONLY, a ResponseError, until clients move
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: Redis away (%s); trying again in %.1f s", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
