@@ -157,8 +157,14 @@ def metrics_table(meta: dict[str, Any], out: Path, elapsed: float) -> str:
         ("model", f"{meta['model_type']} / {meta['feature_set']['name']} features"),
         (
             "holdout",
-            f"{evaluation['protocol']} split, {evaluation['holdout_rows']} flights "
-            f"({evaluation['holdout_scheduled_from'][:10]} .. {evaluation['holdout_scheduled_to'][:10]})",
+            f"{evaluation['protocol']} split, {evaluation['holdout_rows']} "
+            + (
+                f"rows ({evaluation['holdout_rows'] // len(evaluation['lead_times'])} flights "
+                f"x {len(evaluation['lead_times'])} lead times) "
+                if evaluation.get("lead_times")
+                else "flights "
+            )
+            + f"({evaluation['holdout_scheduled_from'][:10]} .. {evaluation['holdout_scheduled_to'][:10]})",
         ),
         ("base rate", f"{holdout['base_rate']:.3f}"),
         ("ROC AUC", f"{holdout['roc_auc']:.3f}"),
@@ -184,6 +190,14 @@ def metrics_table(meta: dict[str, Any], out: Path, elapsed: float) -> str:
             ]
             if (cv := meta.get("cross_validation"))
             else []
+        ),
+        *(
+            (
+                f"at lead {lead}" + ("" if lead == "none" else " min"),
+                f"ROC AUC {figures['roc_auc']:.3f}, PR AUC {figures['pr_auc']:.3f}, "
+                f"calibration error {figures['ece']:.4f}",
+            )
+            for lead, figures in (holdout.get("by_lead") or {}).items()
         ),
         (
             "delayed P / R / F1",

@@ -15,7 +15,7 @@ import pandas as pd
 
 from flight_delay.data import schema
 from flight_delay.features.calendar import holiday_distances, is_high_season
-from flight_delay.features.record_path import category_code
+from flight_delay.features.record_path import category_code, given_number
 from flight_delay.features.sets import DELAY_RATE_KEYS, SOURCE_FIELDS, get_feature_set
 from flight_delay.features.values import clean_field, first_number, parse_month, scheduled_times
 
@@ -119,6 +119,8 @@ def columns_matrix(features: FlightFeatures, records: Sequence[Mapping[str, Any]
                     float,
                     count,
                 )
+        for name in spec.given:
+            columns[name] = np.fromiter((given_number(r.get(name)) for r in records), float, count)
         for name in spec.numeric:  # a flight without a time has no schedule features
             columns[name] = np.where(known_time, columns[name], np.nan)
     matrix = np.empty((count, len(spec.columns)))

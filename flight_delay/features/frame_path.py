@@ -8,7 +8,7 @@ as the float matrix a LightGBM booster takes, the form the other two paths build
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,6 +17,7 @@ import pandas as pd
 from flight_delay.data import schema
 from flight_delay.features import delay_rates
 from flight_delay.features.calendar import holiday_distances, is_high_season
+from flight_delay.features.record_path import given_number
 from flight_delay.features.sets import DELAY_RATE_KEYS, SOURCE_FIELDS, get_feature_set
 from flight_delay.features.values import (
     CODE_FIELDS,
@@ -99,12 +100,24 @@ def _whole_numbers_as_text(values: pd.Series) -> pd.Series:
 
 
 def raw_columns(
-    flights: pd.DataFrame, spelling_of: Mapping[str, Mapping[str, str]]
+    flights: pd.DataFrame,
+    spelling_of: Mapping[str, Mapping[str, str]],
+    given: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Each raw field the features read, once: categorical sources (respelled as training
     spelled them, per feature in ``spelling_of``), the flight key, the parsed scheduled time,
-    and the month and hour as text (the delay-rate keys)."""
+    the month and hour as text (the delay-rate keys), and the ``given`` features as numbers
+    (missing: NaN)."""
     raw = pd.DataFrame(index=flights.index)
+    for name in given:
+        if name not in flights.columns:
+            raw[name] = np.nan
+        elif pd.api.types.is_numeric_dtype(flights[name]) and not pd.api.types.is_bool_dtype(
+            flights[name]
+        ):
+            raw[name] = flights[name].astype(float)
+        else:  # as the record path reads one value: a number, else missing
+            raw[name] = flights[name].map(given_number).astype(float)
     for name, column in SOURCE_FIELDS.items():
         raw[name] = text_column(flights, column)
         if name in spelling_of:
@@ -144,6 +157,8 @@ def feature_frame(
         out[name] = categorical(raw[name], features.categories_[name])
     if spec.uses_schedule:
         _add_schedule_features(features, out, raw)
+    for name in spec.given:
+        out[name] = raw[name]
     if rates:
         for name, values in rates.items():
             out[name] = values

@@ -49,6 +49,60 @@ NOT_DEPARTED = np.iinfo(np.int64).max // 4
 _SPAN = np.int64(2**32)
 
 
+#: the lead times, minutes before the scheduled time, at which training samples every flight;
+#: None: nothing observed (an empty or stale feed, a flight asked further ahead than the rest)
+TRAINING_LEADS: tuple[int | None, ...] = (30, 60, 120, 180, 360, None)
+#: the feature that tells the model how far ahead it is asked (NaN: nothing observed)
+LEAD_FEATURE = "lead_minutes"
+
+
+def given_feature_names() -> list[str]:
+    """The columns the service computes for a ``live`` model and passes in with each flight:
+    the lead time, then the point-in-time features (all NaN: nothing observed)."""
+    return [LEAD_FEATURE, *feature_names(with_schedule=False)]
+
+
+def lead_label(lead: float | None) -> str:
+    """How metrics name a lead time: "30", "60", ..., or "none"."""
+    return "none" if lead is None or lead != lead else str(int(lead))
+
+
+def at_lead_times(
+    frame: pd.DataFrame, leads: Iterable[int | None] = TRAINING_LEADS
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Every flight of a history file once per lead time, with the features known then.
+
+    A flight scheduled at T sampled at lead L is asked at A = T - L and sees only the departures
+    of ``frame`` (its ``Fecha-O``) before A; at lead None it sees nothing (every given column
+    NaN), as a flight is served when the feed is empty. Returns the rows (each flight's columns
+    plus :func:`given_feature_names`, lead by lead) and, per row, the position of its flight
+    in ``frame``.
+    """
+    departures = Departures.from_frame(frame)
+    scheduled = minutes(frame[schema.SCHEDULED_AT])
+    names = feature_names(with_schedule=False)
+    pieces = []
+    for lead in leads:
+        if lead is None:
+            live = pd.DataFrame(np.nan, index=range(len(frame)), columns=names)
+        else:
+            asked = Asked.build(
+                scheduled,
+                scheduled - int(lead),
+                frame[schema.CARRIER_CODE],
+                frame[schema.DESTINATION],
+                frame[schema.FLIGHT_NUMBER],
+            )
+            live = point_in_time(asked, departures)
+        live.insert(0, LEAD_FEATURE, np.nan if lead is None else float(lead))
+        pieces.append(live)
+    positions = np.tile(np.arange(len(frame)), len(pieces))
+    rows = frame.iloc[positions].reset_index(drop=True)
+    given = pd.concat(pieces, ignore_index=True)
+    rows = pd.concat([rows.drop(columns=given.columns, errors="ignore"), given], axis=1)
+    return rows, positions
+
+
 def feature_names(with_schedule: bool = True) -> list[str]:
     """Every point-in-time feature's column name, in order."""
     names = [

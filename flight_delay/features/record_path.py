@@ -39,6 +39,13 @@ def category_code(codes: Mapping[str | None, float], text: str | None) -> float:
     return codes.get(text.casefold(), np.nan) if found is None else found
 
 
+def given_number(value: Any) -> float:
+    """A given feature's value (see ``FeatureSet.given``): a number, else missing (NaN)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        return np.nan
+    return float(value)
+
+
 def records_matrix(features: FlightFeatures, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """The feature matrix of ``transform`` for checked records, one flight at a time.
 
@@ -61,6 +68,8 @@ def records_matrix(features: FlightFeatures, records: Sequence[Mapping[str, Any]
                 values.append(category_code(codes[name], clean_field(field, record.get(field))))
         if spec.uses_schedule and scheduled is not None:
             numeric = _schedule_values(features, record, scheduled, values[0])
+            for name in spec.given:
+                numeric[name] = given_number(record.get(name))
             values.extend(numeric[name] for name in spec.numeric)
         values.extend([np.nan] * (width - len(values)))
         rows.append(values)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 from flight_delay.data import schema
 from flight_delay.errors import InvalidConfig
+from flight_delay.features.live import given_feature_names
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,10 @@ class FeatureSet:
     required_fields: tuple[str, ...]
     #: categorical features whose unseen values are an input error (the rest map to "unseen")
     strict: tuple[str, ...]
+    #: numeric features not built from the flight's own fields but given with it (the live
+    #: set's lead time and point-in-time features, which the service computes from the
+    #: departures feed); a flight without them has them missing (NaN): nothing observed
+    given: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -98,6 +103,19 @@ _FEATURE_SETS["schedule_delay_rates"] = replace(
         "cross-validated ROC AUC under both protocols"
     ),
     numeric=_FEATURE_SETS["schedule"].numeric + tuple(DELAY_RATE_KEYS),
+)
+_LIVE_GIVEN = tuple(given_feature_names())
+_FEATURE_SETS["live"] = replace(
+    _FEATURE_SETS["schedule"],
+    name="live",
+    description=(
+        "schedule plus what the airport has already seen when the flight is asked about: "
+        "departures before the as-of time (counts, late share, mean delay and time since the "
+        "last, overall and by airline, destination and flight) and the lead time; trained at "
+        "several lead times and with nothing observed; opt-in, on the time protocol"
+    ),
+    numeric=_FEATURE_SETS["schedule"].numeric + _LIVE_GIVEN,
+    given=_LIVE_GIVEN,
 )
 FEATURE_SETS: Mapping[str, FeatureSet] = _FEATURE_SETS
 DEFAULT_FEATURE_SET = "schedule"

@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from flight_delay.errors import FlightIssue
 from flight_delay.features import column_path, contract, delay_rates, frame_path, record_path
+from flight_delay.features.live import LEAD_FEATURE
 from flight_delay.features.sets import (
     DEFAULT_FEATURE_SET,
     DELAY_RATE_KEYS,
@@ -65,7 +66,7 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
                 raw[name] = frame_path.respell(raw[name], spellings)
                 self.categories_[name] = sorted(spellings.values())
         if spec.uses_schedule:
-            self._fit_schedule_load(raw)
+            self._fit_schedule_load(_one_row_per_flight(raw, spec.given))
         rates = self.rate_names()
         if rates:
             if y is None:
@@ -120,7 +121,11 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
 
     def _raw_columns(self, flights: pd.DataFrame) -> pd.DataFrame:
         fitted = hasattr(self, "categories_")
-        return frame_path.raw_columns(flights, self.spellings_by_feature() if fitted else {})
+        return frame_path.raw_columns(
+            flights,
+            self.spellings_by_feature() if fitted else {},
+            get_feature_set(self.feature_set).given,
+        )
 
     def records_matrix(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """``transform``'s numbers as a booster's float matrix, one checked record at a time
@@ -193,3 +198,13 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
         if value is None:
             return None
         return self.spellings_by_feature()[name].get(value.casefold(), value)
+
+
+def _one_row_per_flight(raw: pd.DataFrame, given: Sequence[str]) -> pd.DataFrame:
+    """The rows to learn how busy the schedule is from. A live training frame holds each flight
+    once per lead time, and once with nothing observed (lead missing): those last rows are the
+    flights, each once; a frame without them is taken as it is."""
+    if LEAD_FEATURE not in given:
+        return raw
+    once = raw[LEAD_FEATURE].isna()
+    return raw.loc[once] if once.any() else raw

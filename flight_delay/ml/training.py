@@ -20,6 +20,7 @@ from sklearn.pipeline import Pipeline
 
 from flight_delay.data import FlightData, flights_from_frame, load_flights, schema
 from flight_delay.features import FlightFeatures, get_feature_set
+from flight_delay.features.live import LEAD_FEATURE, TRAINING_LEADS, at_lead_times, lead_label
 from flight_delay.ml.artifacts import FORMAT_VERSION, TrainedModel, library_versions
 from flight_delay.ml.calibration import Calibration
 from flight_delay.ml.capacity import MIN_FOLDS, choose_capacity, cross_validation_folds
@@ -81,6 +82,14 @@ def train(
     train_pos, test_pos = split_positions(
         frame, config.split, config.test_size, config.seed, config.time_cutoff
     )
+    flight_rows = len(frame)
+    if feature_set.given:
+        report("sampling every flight at each lead time", 9)
+        frame, origin = at_lead_times(frame)
+        labels = labels.iloc[origin].reset_index(drop=True)
+        # a flight's rows stay on its side of the split
+        train_pos = np.flatnonzero(np.isin(origin, train_pos))
+        test_pos = np.flatnonzero(np.isin(origin, test_pos))
     train_part = frame.iloc[train_pos].reset_index(drop=True)
     y_train = labels.iloc[train_pos].reset_index(drop=True)
 
@@ -154,6 +163,10 @@ def train(
         evaluated.predict_proba(features.transform(test_part))[:, 1]
     )
     holdout_metrics = classification_metrics(y_test, test_probability, threshold)
+    if feature_set.given:
+        holdout_metrics["by_lead"] = _metrics_by_lead(
+            test_part[LEAD_FEATURE].to_numpy(), y_test, test_probability, threshold
+        )
     # the model page draws these (ROC and precision-recall points, at most 101 each)
     holdout_metrics["curves"] = curves(y_test, test_probability)
 
@@ -200,6 +213,15 @@ def train(
             "training_rows": len(train_pos),
             "validation_rows": validation_rows,
             "holdout_rows": len(test_pos),
+            **(
+                {
+                    # rows are flights x lead times; the data's own flights are these
+                    "flights": flight_rows,
+                    "lead_times": [lead_label(lead) for lead in TRAINING_LEADS],
+                }
+                if feature_set.given
+                else {}
+            ),
             "holdout_scheduled_from": scheduled.iloc[test_pos].min().strftime(fmt),
             "holdout_scheduled_to": scheduled.iloc[test_pos].max().strftime(fmt),
             "note": (
@@ -219,6 +241,17 @@ def train(
     metadata["importances"] = model.importances()
     report("done", 100)
     return model
+
+
+def _metrics_by_lead(
+    leads: np.ndarray, labels: np.ndarray, probability: np.ndarray, threshold: float
+) -> dict[str, dict[str, Any]]:
+    """The holdout's metrics at each lead time ("none": nothing observed), on the same flights."""
+    out = {}
+    for lead in TRAINING_LEADS:
+        rows = np.isnan(leads) if lead is None else leads == lead
+        out[lead_label(lead)] = classification_metrics(labels[rows], probability[rows], threshold)
+    return out
 
 
 def evaluate(model: TrainedModel, data: FlightData | pd.DataFrame | str | Path) -> dict[str, Any]:

@@ -65,3 +65,33 @@ def test_large_batches_take_the_columnar_path_with_the_same_answers(
     columnar = model.features.columns_matrix(records)
     np.testing.assert_array_equal(columnar, model.features.records_matrix(records))
     np.testing.assert_array_equal(columnar, frame_codes(model, records))
+
+
+def test_the_given_live_features_are_read_alike_by_the_three_paths(
+    synthetic_flights: pd.DataFrame,
+) -> None:
+    """A live model's lead time and point-in-time features come with each flight: numbers are
+    taken as they are, anything else (text, a boolean, absent) is missing, on every path."""
+    model = train(synthetic_flights, {"features": "live", "params": {"n_estimators": 40}})
+    given = FEATURE_SETS["live"].given
+    records: list[dict[str, object]] = []
+    for i, record in enumerate(as_requests(synthetic_flights.head(FAST_PATH_MAX_FLIGHTS + 10))):
+        values: dict[str, object] = {name: float((i * 7 + j) % 13) for j, name in enumerate(given)}
+        if i % 5 == 1:
+            values[given[0]] = "30"  # text: missing, as a caller's JSON string would be
+        if i % 5 == 2:
+            values[given[1]] = True
+        if i % 5 == 3:
+            values = {}  # nothing observed
+        records.append({**record, **values})
+    columnar = model.features.columns_matrix(records)
+    np.testing.assert_array_equal(columnar, model.features.records_matrix(records))
+    np.testing.assert_array_equal(columnar, frame_codes(model, records))
+    width = len(FEATURE_SETS["live"].columns)
+    lead = width - len(given)
+    assert columnar[0, lead] == 0.0 and np.isnan(columnar[1, lead])
+    assert np.isnan(columnar[2, lead + 1]) and np.isnan(columnar[3, lead:]).all()
+    # and what the model answers does not depend on the path either
+    np.testing.assert_allclose(
+        model.predict_proba(records)[:5], model.predict_proba(records[:5]), atol=1e-12
+    )

@@ -170,6 +170,7 @@ def test_fixed_threshold_is_used_as_given(synthetic_flights: pd.DataFrame) -> No
         ({"model_type": "logistic_regression", "params": {"C": -1}}, "params.C"),
         ({"threshold_strategy": "fixed"}, "threshold"),
         ({"split": "random", "time_cutoff": "2017-11-01"}, "time_cutoff"),
+        ({"features": "live", "split": "random"}, "split"),
     ],
 )
 def test_invalid_settings_name_the_field(settings: dict[str, object], field: str) -> None:
@@ -241,3 +242,43 @@ def test_symlinks_inside_the_data_root_are_followed_callers_cannot_leave_it(
                 "disk/../dataset_SCL.csv"):  # fmt: skip
         with pytest.raises(InvalidDataset, match="outside the data root"):
             check_reference(bad, root)
+
+
+def bad_days(flights: pd.DataFrame, share: float = 0.3, seed: int = 5) -> pd.DataFrame:
+    """The synthetic flights, with every flight of a random ``share`` of days 40 minutes late:
+    a day that starts late goes on late, which only departures already seen can tell."""
+    out = flights.copy()
+    scheduled = pd.to_datetime(out[schema.SCHEDULED_AT])
+    days = scheduled.dt.normalize()
+    unique = days.unique()
+    rng = np.random.default_rng(seed)
+    late = set(rng.choice(unique, size=int(len(unique) * share), replace=False))
+    on_bad_day = days.isin(late)
+    operated = pd.to_datetime(out[schema.OPERATED_AT])
+    operated[on_bad_day] = scheduled[on_bad_day] + pd.Timedelta(minutes=40)
+    out[schema.OPERATED_AT] = operated.dt.strftime(schema.DATETIME_FORMAT)
+    return out
+
+
+def test_a_live_model_is_scored_at_each_lead_time_on_the_same_holdout_flights(
+    synthetic_flights: pd.DataFrame,
+) -> None:
+    flights = bad_days(synthetic_flights)
+    model = train(flights, {"features": "live", "params": FAST_LGBM})
+    evaluation = model.metadata["evaluation"]
+    by_lead = model.metrics["holdout"]["by_lead"]
+    assert list(by_lead) == ["30", "60", "120", "180", "360", "none"]
+    assert evaluation["flights"] == len(flights)
+    assert evaluation["holdout_rows"] == 6 * by_lead["30"]["rows"]
+    assert {metrics["rows"] for metrics in by_lead.values()} == {by_lead["30"]["rows"]}
+    # the departures already seen tell a bad day: close to the flight, far better than blind
+    assert by_lead["30"]["roc_auc"] > by_lead["none"]["roc_auc"] + 0.05, by_lead
+    # each flight counts once in how busy the schedule is, not once per lead time
+    schedule = train(flights, {"features": "schedule", "params": {"n_estimators": 20}})
+    np.testing.assert_allclose(
+        model.features.slot_flights_per_week_, schedule.features.slot_flights_per_week_
+    )
+    assert (
+        model.features.flight_number_flights_per_week_
+        == schedule.features.flight_number_flights_per_week_
+    )
