@@ -39,6 +39,11 @@ class DefaultConfig:
     REDIS_WAIT_TIMEOUT_MS = 1000
     #: most departures the live feed keeps (POST /departures); past it the oldest go first
     DEPARTURES_MAX_EVENTS = 20_000
+    #: the airport's clock: a live model asked without as_of is asked at its "now"
+    AIRPORT_TIMEZONE = "America/Santiago"
+    #: a feed whose newest departure before as_of is older than this, in minutes, has stopped:
+    #: a live model then predicts with nothing observed, and says so in the warnings
+    LIVE_FEED_MAX_AGE_MINUTES = 180
     #: the model folder: one folder per model id (with no ARTIFACT_URL, the store itself)
     MODEL_DIR = "models"
     #: where models are published for every host: empty keeps them in MODEL_DIR (one machine, or

@@ -11,6 +11,7 @@ import orjson
 from flask import Response, current_app, request
 from flask.views import MethodView
 
+from flight_delay import live_predictions
 from flight_delay.api.base import Blueprint
 from flight_delay.api.errors import BatchTooLarge, LoggedRequestNotFound, prediction_log_call
 from flight_delay.api.schemas import (
@@ -25,6 +26,7 @@ from flight_delay.api.schemas import (
 )
 from flight_delay.api.security import requires_configured_scope
 from flight_delay.auth import caller
+from flight_delay.live_predictions import LiveFlights
 from flight_delay.metrics import record_prediction
 from flight_delay.prediction_log.service import PredictionLog
 from flight_delay.serving import DeployedModelCache
@@ -82,17 +84,31 @@ class Predict(MethodView):
             )
         cache: DeployedModelCache = current_app.extensions["deployed_model"]
         served = cache.get()
+        sent = flights
+        live = live_predictions.prepare(
+            served.model,
+            flights,
+            body.get("as_of"),
+            current_app.config,
+            current_app.extensions["departure_feed"],
+        )
+        if isinstance(live, LiveFlights):
+            flights = live.flights
         explanations: list[dict[str, Any]] = []
         if explain:
             probabilities, explanations = served.model.predict_explained(flights)
         else:
             probabilities = served.model.predict_proba(flights)
         warnings = served.model.warnings(flights)
+        warnings += live.warnings if isinstance(live, LiveFlights) else live
         threshold = served.model.threshold
         probability_list = probabilities.tolist()
         predictions: list[dict[str, Any]] = [
             {"delay_probability": round(p, 6), "delayed": p >= threshold} for p in probability_list
         ]
+        if isinstance(live, LiveFlights):
+            for prediction, lead in zip(predictions, live.leads, strict=True):
+                prediction["lead_minutes"] = lead
         warning_list = [warning.as_dict() for warning in warnings]
         record_prediction(served.model_id, len(flights), warning_list)
         request_id = uuid.uuid4().hex
@@ -112,7 +128,7 @@ class Predict(MethodView):
                     "caller": name,
                     "keyed": keyed,
                     "latency_ms": (time.perf_counter() - started) * 1000,
-                    "flights": flights,
+                    "flights": sent,
                     "probabilities": probability_list,
                     "threshold": threshold,
                     "warnings": warning_list,
@@ -131,6 +147,8 @@ class Predict(MethodView):
             "predictions": predictions,
             "warnings": warning_list,
         }
+        if isinstance(live, LiveFlights):
+            payload["feed"] = live.feed.as_dict()
         # serialised directly: the schema above documents this shape, and dumping 10,000 rows
         # through marshmallow would cost more than the prediction itself
         response = Response(dump_json(payload), mimetype="application/json")

@@ -313,7 +313,33 @@ class FlightList(fields.List):
         return value
 
 
+def _as_of(value: Any) -> None:
+    if not isinstance(value, str):
+        raise ValidationError("a local SCL time as text, YYYY-MM-DD HH:MM:SS")
+    if parse_scheduled(value) is None:
+        raise ValidationError(scheduled_problem(value))
+    try:
+        offset = datetime.fromisoformat(value.strip()).tzinfo
+    except ValueError:
+        offset = None
+    if offset is not None:
+        raise ValidationError(
+            "give the airport's local time without a UTC offset, as Fecha-I is written"
+        )
+
+
 class PredictRequestSchema(StrictSchema):
+    as_of = fields.Raw(
+        validate=_as_of,
+        metadata={
+            "type": "string",
+            "description": "when the question is asked, YYYY-MM-DD HH:MM:SS, local SCL time "
+            "(a live model; default: the airport's clock now). Each flight then sees the "
+            "departures the feed (POST /departures) holds from before it; a flight scheduled "
+            "before as_of is a 400. Models without live features ignore it, with a warning.",
+            "example": "2017-11-02 06:30:00",
+        },
+    )
     flights = FlightList(
         fields.Dict(keys=fields.String(), values=fields.Raw(metadata=SCALAR)),
         required=True,
@@ -365,6 +391,13 @@ class ExplanationSchema(Schema):
 class PredictionSchema(Schema):
     delay_probability = fields.Float(metadata={"example": 0.27})
     delayed = fields.Boolean(metadata={"example": False})
+    lead_minutes = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "live models only: minutes from as_of to the scheduled departure, "
+            "as the model used them; null: predicted with nothing observed (see warnings)"
+        },
+    )
     explanation = fields.Nested(
         ExplanationSchema, metadata={"description": "only with ?explain=true"}
     )
@@ -377,6 +410,26 @@ class PredictionWarningSchema(Schema):
         metadata={
             "example": "destination 'SAWH' never seen in training: predicted as an unseen "
             "destination"
+        }
+    )
+
+
+class FeedStateSchema(Schema):
+    as_of = fields.String(metadata={"example": "2017-11-02 06:30:00"})
+    departures = fields.Integer(
+        metadata={"description": "departures the feed held from the 48 h before as_of"}
+    )
+    newest_departure = fields.String(
+        allow_none=True, metadata={"description": "the latest of them (null: none)"}
+    )
+    age_minutes = fields.Integer(
+        allow_none=True, metadata={"description": "minutes from it to as_of"}
+    )
+    fresh = fields.Boolean(
+        metadata={
+            "description": "false when the feed has nothing within "
+            "FLIGHT_DELAY_LIVE_FEED_MAX_AGE_MINUTES of as_of: every flight is then predicted "
+            "with nothing observed"
         }
     )
 
@@ -398,8 +451,13 @@ class PredictResponseSchema(Schema):
         fields.Nested(PredictionWarningSchema),
         metadata={
             "description": "flights predicted although an open field (Des-I, Emp-I, the flight "
-            "number) holds a value the model never saw; empty when there is none"
+            "number) holds a value the model never saw, and (field as_of) flights a live model "
+            "predicted with nothing observed; empty when there is none"
         },
+    )
+    feed = fields.Nested(
+        FeedStateSchema,
+        metadata={"description": "live models only: what the departures feed had seen by as_of"},
     )
 
 
