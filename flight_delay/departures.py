@@ -25,6 +25,7 @@ import redis
 
 from flight_delay.data import schema
 from flight_delay.features.live import IDENTITY_FIELDS, LOOKBACK_MINUTES, Departures, minutes
+from flight_delay.features.values import clean_text, parse_scheduled
 
 #: how much the feed keeps behind its newest departure: the features' lookback, and an hour more
 FEED_RETENTION_MINUTES = LOOKBACK_MINUTES + 60
@@ -80,6 +81,46 @@ end
 return {stored, replaced, unchanged, too_old, evicted, redis.call('ZCARD', KEYS[1]),
         tostring(top)}
 """
+
+
+#: how far a departure's actual time may lie from its schedule: a few hours early at most,
+#: two days late at most (the 2017 file: 14 minutes early to 161 minutes late)
+EARLIEST_DEPARTURE_HOURS = 6
+LATEST_DEPARTURE_HOURS = 48
+#: longest code (Emp-I, Vlo-I, Des-I) the feed keeps
+MAX_CODE_LENGTH = 40
+
+
+def departure_event(
+    scheduled: Any,
+    departed: Any,
+    flight_number: Any,
+    destination: Any,
+    carrier: Any,
+    airline: Any = None,
+) -> dict[str, Any] | None:
+    """A departure as the feed keeps it (times in one format, codes as text), or None when it
+    is not one: a time that does not parse, a code empty or too long, an actual time more than
+    EARLIEST_DEPARTURE_HOURS before or LATEST_DEPARTURE_HOURS after the scheduled one."""
+    at, left = parse_scheduled(scheduled), parse_scheduled(departed)
+    if at is None or left is None:
+        return None
+    hours = (left - at).total_seconds() / 3600
+    if not -EARLIEST_DEPARTURE_HOURS <= hours <= LATEST_DEPARTURE_HOURS:
+        return None
+    codes = [clean_text(value) for value in (flight_number, destination, carrier)]
+    if any(code is None or len(code) > MAX_CODE_LENGTH for code in codes):
+        return None
+    event = {
+        schema.SCHEDULED_AT: at.strftime(schema.DATETIME_FORMAT),
+        schema.OPERATED_AT: left.strftime(schema.DATETIME_FORMAT),
+        schema.FLIGHT_NUMBER: codes[0],
+        schema.DESTINATION: codes[1],
+        schema.CARRIER_CODE: codes[2],
+    }
+    if isinstance(airline, str) and airline.strip():
+        event[schema.AIRLINE] = airline.strip()[:200]
+    return event
 
 
 def identity(event: Mapping[str, Any]) -> str:

@@ -16,8 +16,7 @@ from flight_delay.api.schemas import (
 )
 from flight_delay.api.security import requires_any_scope, requires_configured_scope
 from flight_delay.data import schema
-from flight_delay.departures import DepartureFeed
-from flight_delay.features.values import clean_text, parse_scheduled
+from flight_delay.departures import DepartureFeed, departure_event
 
 blp = Blueprint(
     "departures", __name__, description="The live feed: flights that left SCL, and when."
@@ -49,16 +48,12 @@ def _text(minute: int | None) -> str | None:
 
 
 def _event(item: dict[str, Any]) -> dict[str, Any]:
-    """A checked departure as the feed keeps it: times in one format, codes as text."""
-    event = {
-        schema.SCHEDULED_AT: parse_scheduled(item["scheduled"]).strftime(schema.DATETIME_FORMAT),  # type: ignore[union-attr]
-        schema.OPERATED_AT: parse_scheduled(item["departed"]).strftime(schema.DATETIME_FORMAT),  # type: ignore[union-attr]
-        schema.FLIGHT_NUMBER: clean_text(item["flight_number"]),
-        schema.DESTINATION: clean_text(item["destination"]),
-        schema.CARRIER_CODE: clean_text(item["carrier"]),
-    }
-    if item.get("airline"):
-        event[schema.AIRLINE] = item["airline"]
+    """A checked departure as the feed keeps it (the schema applied the same rules)."""
+    event = departure_event(
+        item["scheduled"], item["departed"], item["flight_number"], item["destination"],
+        item["carrier"], item.get("airline"),
+    )  # fmt: skip
+    assert event is not None
     return event
 
 

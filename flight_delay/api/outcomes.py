@@ -17,6 +17,7 @@ from flight_delay.api.schemas import (
     PerformanceSchema,
 )
 from flight_delay.api.security import requires_configured_scope, requires_scope
+from flight_delay.departures import DepartureFeed
 from flight_delay.features.values import parse_scheduled
 from flight_delay.prediction_log import outcomes
 from flight_delay.prediction_log.service import PredictionLog
@@ -79,7 +80,9 @@ class Outcomes(MethodView):
         Sending an outcome again replaces it. Each scheduled flight counts once per model in
         live metrics and promotion decisions, however often it was predicted. Outcomes no
         logged flight matches are listed by position in `unmatched` (an answer reaches the log
-        about a second after it was sent).
+        about a second after it was sent). An outcome naming a logged flight by request id, or
+        a flight with its `Emp-I`, is also a departure for the live feed (as POST /departures
+        keeps it; one more than 6 h early or 48 h late is not): `departures` counts them.
         """
         items = [
             outcomes.Outcome(
@@ -92,6 +95,8 @@ class Outcomes(MethodView):
                     "Fecha-I": item["scheduled"],
                     "Vlo-I": item["flight_number"],
                     "Des-I": item["destination"],
+                    "Emp-I": item.get("carrier"),
+                    "OPERA": item.get("airline"),
                 },
             )
             for item in body["outcomes"]
@@ -99,10 +104,16 @@ class Outcomes(MethodView):
         recorded = prediction_log_call(lambda: outcomes.record(_log().store, items))
         if recorded.matched:
             performance_jobs.outcomes_recorded(current_app._get_current_object())  # type: ignore[attr-defined]
+        # after the log: a Redis error here is a 503, and sending the outcomes again is safe
+        # (both the log and the feed replace what a flight had)
+        if recorded.departures:
+            feed: DepartureFeed = current_app.extensions["departure_feed"]
+            feed.record(recorded.departures)
         return {
             "matched": recorded.matched,
             "flights_updated": recorded.flights_updated,
             "unmatched": recorded.unmatched,
+            "departures": len(recorded.departures),
         }
 
 

@@ -8,6 +8,11 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from flight_delay.departures import (
+    EARLIEST_DEPARTURE_HOURS,
+    LATEST_DEPARTURE_HOURS,
+    MAX_CODE_LENGTH,
+)
 from flight_delay.features import FEATURE_SETS
 from flight_delay.features.values import parse_scheduled, scheduled_problem
 from flight_delay.ml.config import (
@@ -609,6 +614,20 @@ class OutcomeSchema(StrictSchema):
     )
     flight_number = fields.Raw(data_key="Vlo-I", validate=_scalar, metadata=CODE)
     destination = fields.Raw(data_key="Des-I", validate=_scalar, metadata=CODE)
+    carrier = fields.Raw(
+        data_key="Emp-I",
+        validate=_scalar,
+        metadata={
+            **CODE,
+            "description": "the airline code (with Fecha-I, Vlo-I and Des-I): the departure "
+            "then also goes to the live feed, as POST /departures would keep it",
+        },
+    )
+    airline = fields.String(
+        data_key="OPERA",
+        validate=validate.Length(0, 200),
+        metadata={"description": "the operating airline's name (with Emp-I; kept, not used)"},
+    )
     departed = fields.Raw(
         data_key="Fecha-O",
         required=True,
@@ -632,6 +651,12 @@ class OutcomeSchema(StrictSchema):
             )
             if name in data
         ]
+        if by_request and ("carrier" in data or "airline" in data):
+            raise ValidationError(
+                "the logged flight has its airline: Emp-I and OPERA go with Fecha-I, Vlo-I and "
+                "Des-I only",
+                "Emp-I" if "carrier" in data else "OPERA",
+            )
         if by_request and by_schedule:
             raise ValidationError(
                 "name the flight by request_id and index or by Fecha-I, Vlo-I and Des-I, not both",
@@ -655,12 +680,6 @@ class OutcomesRequestSchema(StrictSchema):
         validate=validate.Length(1, 10_000),
         metadata={"description": "1-10,000 outcomes"},
     )
-
-
-#: how far a departure's actual time may lie from its schedule: a few hours early at most,
-#: two days late at most (the 2017 file: 14 minutes early to 161 minutes late)
-EARLIEST_DEPARTURE_HOURS = 6
-LATEST_DEPARTURE_HOURS = 48
 
 
 class DepartureSchema(StrictSchema):
@@ -714,9 +733,9 @@ class DepartureSchema(StrictSchema):
             )
         for name in ("carrier", "flight_number", "destination"):
             text = str(data[name]).strip()
-            if not text or len(text) > 40:
+            if not text or len(text) > MAX_CODE_LENGTH:
                 key = {"carrier": "Emp-I", "flight_number": "Vlo-I", "destination": "Des-I"}[name]
-                raise ValidationError("must be 1-40 characters", key)
+                raise ValidationError(f"must be 1-{MAX_CODE_LENGTH} characters", key)
 
 
 class DeparturesRequestSchema(StrictSchema):
@@ -768,6 +787,12 @@ class OutcomesRecordedSchema(Schema):
             "description": "positions of the outcomes no logged flight matched (not logged "
             "yet, or never predicted); send them again later"
         },
+    )
+    departures = fields.Integer(
+        metadata={
+            "description": "outcomes that went to the live feed too (GET /departures): those "
+            "naming a logged flight by request id, or a flight with its Emp-I"
+        }
     )
 
 

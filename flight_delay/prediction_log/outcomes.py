@@ -15,8 +15,8 @@ scheduled departure.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -25,6 +25,7 @@ from sqlalchemy import Table, and_, bindparam, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from flight_delay.data.schema import DATETIME_FORMAT, DELAY_THRESHOLD_MINUTES
+from flight_delay.departures import departure_event
 from flight_delay.features.values import parse_scheduled
 from flight_delay.ml.evaluation import expected_calibration_error
 from flight_delay.prediction_log.store import (
@@ -49,7 +50,7 @@ class Outcome:
     departed_at: datetime
     request_id: str | None = None
     index: int | None = None
-    flight: dict[str, Any] | None = None  # Fecha-I, Vlo-I, Des-I
+    flight: dict[str, Any] | None = None  # Fecha-I, Vlo-I, Des-I, and Emp-I, OPERA if given
 
     @property
     def by_request(self) -> bool:
@@ -64,6 +65,9 @@ class Recorded:
     matched: int
     flights_updated: int
     unmatched: list[int]
+    #: the outcomes that are departures the live feed can keep (see departures.departure_event):
+    #: a logged flight named by request id, or a flight named with its Emp-I
+    departures: list[dict[str, Any]] = field(default_factory=list)
 
 
 def record(store: PredictionStore, outcomes: Sequence[Outcome]) -> Recorded:
@@ -72,6 +76,8 @@ def record(store: PredictionStore, outcomes: Sequence[Outcome]) -> Recorded:
     predicted it (not on every logged copy, however many a caller sent); an outcome by request
     id is also kept on the copy it names, which becomes the copy that counts for its model."""
     now = datetime.now(UTC).replace(tzinfo=None)
+    # by schedule: a departure whether or not a logged flight matches (it left all the same)
+    departures = [_departure(o.flight or {}, o) for o in outcomes if not o.by_request]
     unmatched: list[int] = []
     flights: set[tuple[str, str]] = set()  # (model, flight key) given an outcome
     matched = 0
@@ -87,6 +93,7 @@ def record(store: PredictionStore, outcomes: Sequence[Outcome]) -> Recorded:
                     _FLIGHTS.c.flight_number,
                     _FLIGHTS.c.destination,
                     _FLIGHTS.c.delay_probability,
+                    _FLIGHTS.c.flight,
                     _REQUESTS.c.model_id,
                     _REQUESTS.c.received_at,
                 )
@@ -108,6 +115,8 @@ def record(store: PredictionStore, outcomes: Sequence[Outcome]) -> Recorded:
                 continue
             matched += 1
             values = _outcome_values(row.scheduled_at, outcome, now)
+            logged = row.flight if isinstance(row.flight, dict) else {}
+            departures.append(_departure({**logged, "Fecha-I": row.scheduled_at}, outcome))
             copies.append({"at_request": place[0], "at_position": place[1], **values})
             key = schedule_key(row._mapping) or request_key(*place)
             named[(row.model_id, key)] = {
@@ -202,7 +211,23 @@ def record(store: PredictionStore, outcomes: Sequence[Outcome]) -> Recorded:
                 ),
                 list(updates.values()),
             )
-    return Recorded(matched, len({key for _, key in flights}), sorted(unmatched))
+    return Recorded(
+        matched,
+        len({key for _, key in flights}),
+        sorted(unmatched),
+        [event for event in departures if event is not None],
+    )
+
+
+def _departure(flight: Mapping[str, Any], outcome: Outcome) -> dict[str, Any] | None:
+    return departure_event(
+        flight.get("Fecha-I"),
+        outcome.departed_at,
+        flight.get("Vlo-I"),
+        flight.get("Des-I"),
+        flight.get("Emp-I"),
+        flight.get("OPERA"),
+    )
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:

@@ -18,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
+from flight_delay.features.live import minutes
 from flight_delay.ml.evaluation import expected_calibration_error
 from tests.integration.conftest import READER, admin, wait_for
 from tests.support.prediction_log import write_log
@@ -85,7 +86,10 @@ def test_outcomes_by_request_and_by_schedule_give_live_performance(
                      "Fecha-O": departures[0]})  # fmt: skip
     posted = client.post("/outcomes", json={"outcomes": outcomes}, headers=admin())
     assert posted.status_code == 200, posted.get_json()
-    assert posted.get_json() == {"matched": 6, "flights_updated": 6, "unmatched": [6, 7]}
+    # the three named by request id are departures of known flights (their Emp-I is logged)
+    assert posted.get_json() == {
+        "matched": 6, "flights_updated": 6, "unmatched": [6, 7], "departures": 3,
+    }  # fmt: skip
 
     logged = client.get(f"/predictions/{request_id}").get_json()["flights"]
     assert [f["delay_minutes"] for f in logged] == delays
@@ -118,6 +122,43 @@ def test_outcomes_by_request_and_by_schedule_give_live_performance(
     again = {"request_id": request_id, "index": 0, "Fecha-O": "2017-11-06 08:00:00"}
     assert client.post("/outcomes", json={"outcomes": [again]}, headers=admin()).status_code == 200
     assert client.get(f"/predictions/{request_id}").get_json()["flights"][0]["delay_minutes"] == 60
+
+
+def test_outcomes_are_departures_of_the_live_feed_too(
+    app: Flask, client: FlaskClient, deployed: str, stack_settings: dict[str, Any]
+) -> None:
+    feed = app.extensions["departure_feed"]
+    feed.redis.delete(feed.index_key, feed.events_key)
+    flights = [flight(950 + i, 20, 8 + i) for i in range(2)]
+    request_id = client.post("/predict", json={"flights": flights}).get_json()["request_id"]
+    write_log(app, stack_settings)
+    outcomes: list[dict[str, Any]] = [
+        {"request_id": request_id, "index": 0, "Fecha-O": "2017-11-20 08:25:00"},
+        # by schedule with its airline code: a departure whether or not anyone predicted it
+        {"Fecha-I": "2017-11-20 10:00:00", "Vlo-I": "77", "Des-I": "SCFA", "Emp-I": "SKU",
+         "OPERA": "Sky Airline", "Fecha-O": "2017-11-20 10:05:00"},
+        # without Emp-I it names the flight for live metrics only
+        {"Fecha-I": "2017-11-20 11:00:00", "Vlo-I": "78", "Des-I": "SCFA",
+         "Fecha-O": "2017-11-20 11:05:00"},
+        # seven hours before its schedule: an outcome still, but not a departure the feed keeps
+        {"request_id": request_id, "index": 1, "Fecha-O": "2017-11-20 02:00:00"},
+    ]  # fmt: skip
+    posted = client.post("/outcomes", json={"outcomes": outcomes}, headers=admin())
+    assert posted.status_code == 200, posted.get_json()
+    assert posted.get_json()["departures"] == 2
+    events = sorted(feed.before(int(minutes(["2017-11-21 00:00:00"])[0])).flight)
+    assert events == ["LAN/950", "SKU/77"]
+    assert client.get("/departures").get_json()["newest"] == "2017-11-20 10:05:00"
+    # sent again: the same two departures, replaced, not doubled
+    assert client.post("/outcomes", json={"outcomes": outcomes}, headers=admin()).status_code == 200
+    assert client.get("/departures").get_json()["size"] == 2
+    refused = client.post(
+        "/outcomes",
+        json={"outcomes": [{**outcomes[0], "Emp-I": "SKU"}]},
+        headers=admin(),
+    )
+    assert refused.status_code == 400
+    assert "outcomes.0.Emp-I" in [error["field"] for error in refused.get_json()["errors"]]
 
 
 def test_recording_outcomes_needs_the_outcomes_scope(client: FlaskClient) -> None:
