@@ -18,13 +18,20 @@ reader never sees half of one and two writers never interleave.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
 
 from flight_delay.data import schema
-from flight_delay.features.live import IDENTITY_FIELDS, LOOKBACK_MINUTES, Departures, minutes
+from flight_delay.features.live import (
+    IDENTITY_FIELDS,
+    LOOKBACK_MINUTES,
+    DepartureIndex,
+    Departures,
+    minutes,
+)
 from flight_delay.features.values import clean_text, parse_scheduled
 
 #: how much the feed keeps behind its newest departure: the features' lookback, and an hour more
@@ -39,7 +46,7 @@ EVENT_FIELDS = (
     schema.AIRLINE,
 )
 
-# KEYS: index, events. ARGV: retention minutes, max events, then (identity, minutes, json) per
+# KEYS: index, events, version. ARGV: retention minutes, max events, then (identity, minutes, json) per
 # event -> {stored, replaced, unchanged, too_old, evicted, size, newest}
 _RECORD = """
 local retention, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -78,6 +85,7 @@ for _, identity in ipairs(gone) do
   redis.call('HDEL', KEYS[2], identity)
   evicted = evicted + 1
 end
+if stored + replaced + evicted > 0 then redis.call('INCR', KEYS[3]) end
 return {stored, replaced, unchanged, too_old, evicted, redis.call('ZCARD', KEYS[1]),
         tostring(top)}
 """
@@ -135,8 +143,13 @@ class DepartureFeed:
         self.redis = client
         self.index_key = f"{prefix}:departures"
         self.events_key = f"{prefix}:departures:event"
+        #: counts the batches that changed the feed: a reader's copy is current while it matches
+        self.version_key = f"{prefix}:departures:version"
         self.max_events = max_events
         self._record = client.register_script(_RECORD)
+        # this process's copy of the feed, indexed, and the version it is
+        self._copy_lock = threading.Lock()
+        self._copy: tuple[int, DepartureIndex] | None = None
 
     def record(self, events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Keep ``events`` (checked: text fields, times as ``YYYY-MM-DD HH:MM:SS``)."""
@@ -153,7 +166,7 @@ class DepartureFeed:
             kept = {name: event[name] for name in EVENT_FIELDS if event.get(name) is not None}
             args += [identity(event), int(at), json.dumps(kept, sort_keys=True)]
         stored, replaced, unchanged, too_old, evicted, size, newest = self._record(
-            keys=[self.index_key, self.events_key], args=args
+            keys=[self.index_key, self.events_key, self.version_key], args=args
         )
         return {
             "stored": int(stored),
@@ -173,6 +186,38 @@ class DepartureFeed:
         )
         raw = self.redis.hmget(self.events_key, identities) if identities else []
         return Departures.from_events([json.loads(item) for item in raw if item is not None])
+
+    def clear(self) -> None:
+        """Forget every departure (a new version: readers' copies are dropped)."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.index_key, self.events_key)
+            pipe.incr(self.version_key)
+            pipe.execute()
+
+    def version(self) -> int:
+        """How many batches have changed the feed (one read)."""
+        return int(self.redis.get(self.version_key) or 0)
+
+    def snapshot(self) -> tuple[int, Departures]:
+        """Every departure the feed holds (at most its cap), with the version they are, read in
+        one transaction."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.get(self.version_key)
+            pipe.hvals(self.events_key)
+            version, events = pipe.execute()
+        return int(version or 0), Departures.from_events(json.loads(item) for item in events)
+
+    def indexed(self) -> DepartureIndex:
+        """Every departure the feed holds, indexed: read whole and indexed again only when a
+        batch changed the feed (one read per call otherwise). The features read only the
+        lookback before each flight's as-of time, so holding more of the feed changes no
+        answer."""
+        version = self.version()
+        with self._copy_lock:
+            if self._copy is None or self._copy[0] != version:
+                read, departures = self.snapshot()
+                self._copy = (read, DepartureIndex(departures))
+            return self._copy[1]
 
     def summary(self) -> dict[str, Any]:
         """How many departures the feed holds and the newest and oldest actual times."""

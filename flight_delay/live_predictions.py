@@ -7,7 +7,8 @@ nothing observed (every given feature missing: what the model learned with an em
 when it is asked further ahead than the longest lead time the model was trained at, or when
 the feed has seen no departure in ``max_feed_age`` minutes before A (a feed that stopped is
 not a quiet airport); each such flight is named in the warnings. The feed is read once per
-request (two Redis reads), whatever the number of flights.
+request (one Redis read while it is unchanged: each process keeps it indexed), whatever the
+number of flights.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from flight_delay.errors import FlightIssue, InvalidFlights
 from flight_delay.features import get_feature_set
 from flight_delay.features.live import (
     LEAD_FEATURE,
+    LOOKBACK_MINUTES,
     Asked,
+    DepartureIndex,
     Departures,
     lead_label,
-    point_in_time,
 )
 from flight_delay.features.values import parse_scheduled, scheduled_times
 from flight_delay.ml.artifacts import TrainedModel
@@ -104,6 +106,9 @@ class LiveFlights:
     warnings: list[FlightIssue] = field(default_factory=list)
 
 
+_EMPTY = DepartureIndex(Departures.from_events([]))
+
+
 def live_flights(
     flights: Sequence[Mapping[str, Any]],
     as_of: datetime,
@@ -137,17 +142,17 @@ def live_flights(
         )
     unreadable = ""
     try:
-        departures = feed.before(at)
+        index = feed.indexed()
     except redis.RedisError as exc:
         # predictions go on without Redis: a feed that cannot be read is a feed with nothing
         log.warning("reading the departures feed failed: %s", exc)
-        departures, unreadable = Departures.from_events([]), f"{type(exc).__name__}"
-    newest = int(departures.actual[-1]) if len(departures) else None
+        index, unreadable = _EMPTY, f"{type(exc).__name__}"
+    newest = index.newest_before(at)
     age = None if newest is None else at - newest
     fresh = age is not None and age <= max_feed_age_minutes
     state = FeedState(
         as_of=minute_text(at),
-        departures=len(departures),
+        departures=index.count_between(at - LOOKBACK_MINUTES, at),
         newest_departure=None if newest is None else minute_text(newest),
         age_minutes=age,
         fresh=fresh,
@@ -190,7 +195,7 @@ def live_flights(
             [flight.get(schema.DESTINATION) for flight in picked],
             [flight.get(schema.FLIGHT_NUMBER) for flight in picked],
         )
-        values = point_in_time(asked, departures).to_dict("records")
+        values = index.features(asked).to_dict("records")
         for i, features in zip(rows.tolist(), values, strict=True):
             leads[i] = int(lead[i])
             out[i].update(features)

@@ -291,52 +291,84 @@ class _Index:
         return np.searchsorted(self.composite, group * _SPAN + times, side="left")
 
 
+class DepartureIndex:
+    """Departures ready to answer for any flight and as-of time: per group, the departures
+    sorted with running sums. Built once, it serves every question until the departures
+    change (the API keeps one per process for the live feed)."""
+
+    def __init__(self, departures: Departures) -> None:
+        self.departures = departures
+        self._groups: dict[str, tuple[_Index, dict[Any, int]]] = {}
+        for group in GROUPS:
+            keys = None if group == "all" else getattr(departures, group)
+            codes: dict[Any, int] = {}
+            if keys is not None:
+                codes = {key: code for code, key in enumerate(pd.unique(keys))}
+            self._groups[group] = (_Index(departures, keys, codes), codes)
+
+    def __len__(self) -> int:
+        return len(self.departures)
+
+    def newest_before(self, minute: int) -> int | None:
+        """The latest actual time before ``minute`` (None: none)."""
+        actual = self.departures.actual
+        at = int(np.searchsorted(actual, minute, side="left"))
+        return int(actual[at - 1]) if at else None
+
+    def count_between(self, start: int, end: int) -> int:
+        actual = self.departures.actual
+        return int(np.searchsorted(actual, end, "left") - np.searchsorted(actual, start, "left"))
+
+    def features(self, asked: Asked, schedule: Schedule | None = None) -> pd.DataFrame:
+        """The point-in-time features of every flight in ``asked`` (one row each, in order)."""
+        out: dict[str, np.ndarray] = {}
+        a = asked.as_of
+        day = (asked.scheduled // DAY_MINUTES) * DAY_MINUTES
+        horizon = a - LOOKBACK_MINUTES
+        windows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for hours in HOURS_WINDOWS:
+            windows[f"{hours}h"] = (np.maximum(a - hours * 60, horizon), a)
+        windows["today"] = (np.maximum(day, horizon), a)
+        windows["yesterday"] = (np.maximum(day - DAY_MINUTES, horizon), np.minimum(day, a))
+        for group in GROUPS:
+            index, codes = self._groups[group]
+            if group == "all":
+                asked_codes = np.zeros(len(a), dtype=np.int64)
+            else:
+                asked_keys = getattr(asked, group)
+                asked_codes = np.array([codes.get(k, -1) for k in asked_keys], dtype=np.int64)
+            for window, (start, end) in windows.items():
+                end = np.maximum(end, start)  # an empty window, never a negative one
+                lo = index.positions(asked_codes, start)
+                hi = index.positions(asked_codes, end)
+                count = hi - lo
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    late = (index.late[hi] - index.late[lo]) / count
+                    mean = (index.delay[hi] - index.delay[lo]) / count
+                out[f"live_{group}_{window}_n"] = count.astype(np.float64)
+                out[f"live_{group}_{window}_late_share"] = np.where(count > 0, late, np.nan)
+                out[f"live_{group}_{window}_mean_delay"] = np.where(count > 0, mean, np.nan)
+            hi = index.positions(asked_codes, a)
+            found = np.zeros(len(a), dtype=bool)
+            since = np.zeros(len(a), dtype=np.float64)
+            if len(index.actual):
+                last = np.maximum(hi - 1, 0)
+                found = (
+                    (hi > 0) & (index.group[last] == asked_codes) & (index.actual[last] >= horizon)
+                )
+                since = (a - index.actual[last]).astype(np.float64)
+            out[f"live_{group}_minutes_since_last"] = np.where(found, since, np.nan)
+        if schedule is not None:
+            out.update(_overdue(asked, schedule))
+        return pd.DataFrame(out, columns=feature_names(schedule is not None))
+
+
 def point_in_time(
     asked: Asked, departures: Departures, schedule: Schedule | None = None
 ) -> pd.DataFrame:
-    """The point-in-time features of every flight in ``asked`` (one row each, in order)."""
-    out: dict[str, np.ndarray] = {}
-    a = asked.as_of
-    day = (asked.scheduled // DAY_MINUTES) * DAY_MINUTES
-    horizon = a - LOOKBACK_MINUTES
-    windows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for hours in HOURS_WINDOWS:
-        windows[f"{hours}h"] = (np.maximum(a - hours * 60, horizon), a)
-    windows["today"] = (np.maximum(day, horizon), a)
-    windows["yesterday"] = (np.maximum(day - DAY_MINUTES, horizon), np.minimum(day, a))
-    for group in GROUPS:
-        keys = None if group == "all" else getattr(departures, group)
-        asked_keys = None if group == "all" else getattr(asked, group)
-        codes: dict[Any, int] = {}
-        if keys is not None:
-            codes = {key: code for code, key in enumerate(pd.unique(keys))}
-        index = _Index(departures, keys, codes)
-        if asked_keys is None:
-            asked_codes = np.zeros(len(a), dtype=np.int64)
-        else:
-            asked_codes = np.array([codes.get(k, -1) for k in asked_keys], dtype=np.int64)
-        for window, (start, end) in windows.items():
-            end = np.maximum(end, start)  # an empty window, never a negative one
-            lo = index.positions(asked_codes, start)
-            hi = index.positions(asked_codes, end)
-            count = hi - lo
-            with np.errstate(invalid="ignore", divide="ignore"):
-                late = (index.late[hi] - index.late[lo]) / count
-                mean = (index.delay[hi] - index.delay[lo]) / count
-            out[f"live_{group}_{window}_n"] = count.astype(np.float64)
-            out[f"live_{group}_{window}_late_share"] = np.where(count > 0, late, np.nan)
-            out[f"live_{group}_{window}_mean_delay"] = np.where(count > 0, mean, np.nan)
-        hi = index.positions(asked_codes, a)
-        found = np.zeros(len(a), dtype=bool)
-        since = np.zeros(len(a), dtype=np.float64)
-        if len(index.actual):
-            last = np.maximum(hi - 1, 0)
-            found = (hi > 0) & (index.group[last] == asked_codes) & (index.actual[last] >= horizon)
-            since = (a - index.actual[last]).astype(np.float64)
-        out[f"live_{group}_minutes_since_last"] = np.where(found, since, np.nan)
-    if schedule is not None:
-        out.update(_overdue(asked, schedule))
-    return pd.DataFrame(out, columns=feature_names(schedule is not None))
+    """The point-in-time features of every flight in ``asked`` (one row each, in order): only
+    the departures before each flight's as-of time, within the lookback, count."""
+    return DepartureIndex(departures).features(asked, schedule)
 
 
 def _overdue(asked: Asked, schedule: Schedule) -> dict[str, np.ndarray]:

@@ -83,7 +83,7 @@ def live_app(stack_settings: dict[str, Any]) -> Flask:
 def client(live_app: Flask) -> FlaskClient:
     client = live_app.test_client()
     feed = live_app.extensions["departure_feed"]
-    feed.redis.delete(feed.index_key, feed.events_key)  # each test starts with an empty feed
+    feed.clear()  # each test starts with an empty feed
     return client
 
 
@@ -232,3 +232,25 @@ def test_the_model_file_knows_its_lead_times(live_app: Flask) -> None:
         live_app.config["MODEL_DIR"] + "/" + model.metadata["model_id"], compiled_trees=False
     )
     assert reloaded.features.feature_set == "live"
+
+
+def test_each_new_batch_is_seen_by_the_next_prediction(
+    client: FlaskClient, live_app: Flask
+) -> None:
+    """Each process keeps the feed indexed; a batch that changes it (or a reset) is read at the
+    next request, by every process (the version lives in Redis)."""
+    asked = {"flights": [FLIGHT], "as_of": "2017-11-02 08:40:00"}
+    client.post("/departures", json={"departures": MORNING[:2]}, headers=admin())
+    assert client.post("/predict", json=asked).get_json()["feed"]["departures"] == 2
+    other = create_app({"TESTING": True, **live_app.config}).test_client()  # another process
+    assert other.post("/predict", json=asked).get_json()["feed"]["departures"] == 2
+    client.post("/departures", json={"departures": MORNING[2:3]}, headers=admin())
+    assert other.post("/predict", json=asked).get_json()["feed"]["departures"] == 3
+    assert client.post("/predict", json=asked).get_json()["feed"]["departures"] == 3
+    # the same batch again changes nothing, and is not read again
+    feed = live_app.extensions["departure_feed"]
+    version = feed.version()
+    client.post("/departures", json={"departures": MORNING[2:3]}, headers=admin())
+    assert feed.version() == version
+    feed.clear()
+    assert client.post("/predict", json=asked).get_json()["feed"]["departures"] == 0

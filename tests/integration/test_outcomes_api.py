@@ -128,7 +128,7 @@ def test_outcomes_are_departures_of_the_live_feed_too(
     app: Flask, client: FlaskClient, deployed: str, stack_settings: dict[str, Any]
 ) -> None:
     feed = app.extensions["departure_feed"]
-    feed.redis.delete(feed.index_key, feed.events_key)
+    feed.clear()
     flights = [flight(950 + i, 20, 8 + i) for i in range(2)]
     request_id = client.post("/predict", json={"flights": flights}).get_json()["request_id"]
     write_log(app, stack_settings)
