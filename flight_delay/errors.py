@@ -184,8 +184,8 @@ class ModelArtifactError(FlightDelayError):
 class ExplanationUnavailable(BadRequest):
     """Explanations were asked of a model family that does not provide them."""
 
-    def __init__(self, model_type: str) -> None:
+    def __init__(self, model_type: str, why: str | None = None) -> None:
         super().__init__(
-            f"explanations need a LightGBM model; this one is {model_type}",
+            why or f"explanations need a LightGBM model; this one is {model_type}",
             [{"field": "explain", "problem": f"not available for {model_type} models"}],
         )

@@ -202,9 +202,10 @@ class FlightFeatures(TransformerMixin, BaseEstimator):
 
 def _one_row_per_flight(raw: pd.DataFrame, given: Sequence[str]) -> pd.DataFrame:
     """The rows to learn how busy the schedule is from. A live training frame holds each flight
-    once per lead time, and once with nothing observed (lead missing): those last rows are the
-    flights, each once; a frame without them is taken as it is."""
+    once per lead time: the rows with nothing observed (lead missing), else those of the
+    shortest lead time, are the flights, each once."""
     if LEAD_FEATURE not in given:
         return raw
-    once = raw[LEAD_FEATURE].isna()
+    lead = raw[LEAD_FEATURE]
+    once = lead.isna() if lead.isna().any() else lead == lead.min()
     return raw.loc[once] if once.any() else raw

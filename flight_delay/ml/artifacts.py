@@ -29,6 +29,7 @@ from flight_delay.features import FlightFeatures
 from flight_delay.ml import compiled
 from flight_delay.ml.calibration import Calibration
 from flight_delay.ml.compiled import CompiledForest
+from flight_delay.ml.live_model import LiveClassifier
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "model.json"
@@ -160,7 +161,29 @@ class TrainedModel:
                 else pd.DataFrame.from_records(list(flights))
             )
             return self.calibration.apply(np.asarray(self.pipeline.predict_proba(frame)[:, 1]))
-        return self.calibration.apply(self._predict_matrix(self._matrix(flights)))
+        return self._probabilities(self._matrix(flights))
+
+    @cached_property
+    def blind_calibration(self) -> Calibration:
+        """A live model's calibration of its rows with nothing observed (its schedule model's)."""
+        return Calibration.from_dict((self.metadata.get("blind") or {}).get("calibration"))
+
+    def _probabilities(self, matrix: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities of a booster's matrix; a live model's rows with nothing
+        observed go to its schedule model, with that model's calibration."""
+        model = self._step("model")
+        if not isinstance(model, LiveClassifier):
+            return self.calibration.apply(self._predict_matrix(matrix))
+        blind = model.blind_rows(matrix)
+        out = np.empty(len(matrix))
+        if blind.any():
+            raw = model.blind.booster_.predict(
+                matrix[blind, : model.blind_columns], num_threads=self.prediction_threads
+            )
+            out[blind] = self.blind_calibration.apply(np.asarray(raw))
+        if (~blind).any():
+            out[~blind] = self.calibration.apply(self._predict_matrix(matrix[~blind]))
+        return out
 
     def _matrix(self, flights: FlightsInput) -> np.ndarray:
         """The booster's input for checked flights: categories as codes, unseen as NaN.
@@ -206,6 +229,12 @@ class TrainedModel:
         booster = self._booster()
         if booster is None:
             raise ExplanationUnavailable(str(self.metadata.get("model_type")))
+        if isinstance(self._step("model"), LiveClassifier):
+            raise ExplanationUnavailable(
+                "live",
+                "explanations are not available for live models yet (two boosters answer, by "
+                "lead time): ask without explain",
+            )
         if isinstance(flights, pd.DataFrame):
             flights = flights.reset_index(drop=True)
         else:

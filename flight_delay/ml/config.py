@@ -83,6 +83,10 @@ class TrainConfig:
             raise InvalidConfig(
                 "cv_folds", f"must be 0 or an integer from {MIN_CV_FOLDS} to {MAX_CV_FOLDS}"
             )
+        if get_feature_set(self.features).given and self.model_type != "lightgbm":
+            raise InvalidConfig(
+                "features", f"the {self.features!r} features need model_type lightgbm"
+            )
         if get_feature_set(self.features).given and self.split != "time":
             # each flight is a row per lead time: a random split or fold would put copies of
             # one flight on both sides, and score the model on flights it trained on

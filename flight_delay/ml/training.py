@@ -27,6 +27,7 @@ from flight_delay.ml.capacity import MIN_FOLDS, choose_capacity, cross_validatio
 from flight_delay.ml.config import TrainConfig
 from flight_delay.ml.evaluation import best_f1_threshold, classification_metrics, curves
 from flight_delay.ml.families import get_family
+from flight_delay.ml.live_model import LiveClassifier
 from flight_delay.ml.splits import split_positions
 
 #: progress(stage, percent): called as training moves on; the CLI draws it, the worker publishes it
@@ -75,6 +76,21 @@ def train(
     frame, labels = flights.frame, flights.labels
     family = get_family(config.model_type)
     feature_set = get_feature_set(config.features)
+    blind: TrainedModel | None = None
+    if feature_set.given:
+        # flights with nothing observed get the schedule model of the same flights and settings
+        # (see flight_delay.ml.live_model); the live booster learns from the lead-time rows
+        outer = report
+        blind = train(
+            flights,
+            {**config.to_dict(), "features": "schedule"},
+            progress=lambda stage, percent: outer(f"schedule model: {stage}", 2 + percent // 3),
+            checkpoint=checkpoint,
+        )
+
+        def report(stage: str, percent: int) -> None:
+            outer(stage, 35 + percent * 65 // 100)
+
     params = config.resolved_params()
     categorical, numeric = feature_set.categorical, feature_set.numeric
 
@@ -85,7 +101,7 @@ def train(
     flight_rows = len(frame)
     if feature_set.given:
         report("sampling every flight at each lead time", 9)
-        frame, origin = at_lead_times(frame)
+        frame, origin = at_lead_times(frame, [lead for lead in TRAINING_LEADS if lead])
         labels = labels.iloc[origin].reset_index(drop=True)
         # a flight's rows stay on its side of the split
         train_pos = np.flatnonzero(np.isin(origin, train_pos))
@@ -163,10 +179,14 @@ def train(
         evaluated.predict_proba(features.transform(test_part))[:, 1]
     )
     holdout_metrics = classification_metrics(y_test, test_probability, threshold)
-    if feature_set.given:
+    if blind is not None:
         holdout_metrics["by_lead"] = _metrics_by_lead(
             test_part[LEAD_FEATURE].to_numpy(), y_test, test_probability, threshold
         )
+        # nothing observed: the schedule model, measured on the same holdout flights
+        holdout_metrics["by_lead"][lead_label(None)] = {
+            k: v for k, v in blind.metrics["holdout"].items() if k != "curves"
+        }
     # the model page draws these (ROC and precision-recall points, at most 101 each)
     holdout_metrics["curves"] = curves(y_test, test_probability)
 
@@ -177,10 +197,12 @@ def train(
             pinned, categorical, numeric, final_features.fit_transform(frame, labels), labels,
             checkpoint=checkpoint,
         ).estimator  # fmt: skip
-        pipeline = Pipeline([("features", final_features), ("model", final_estimator)])
+        pipeline = Pipeline(
+            [("features", final_features), ("model", _with_blind(final_estimator, blind))]
+        )
         final_rows = len(frame)
     else:
-        pipeline = Pipeline([("features", features), ("model", evaluated)])
+        pipeline = Pipeline([("features", features), ("model", _with_blind(evaluated, blind))])
         final_rows = len(train_part)
 
     report("describing", 95)
@@ -237,10 +259,34 @@ def train(
         "data": {**flights.fingerprint.as_dict(), **flights.notes},
         "versions": library_versions(),
     }
+    if blind is not None:
+        metadata["blind"] = {
+            "about": "the schedule model of the same flights and settings: it answers the "
+            "flights asked with nothing observed",
+            "calibration": blind.metadata["calibration"],
+            "threshold": blind.metadata["threshold"],
+            "params": blind.metadata["params"],
+            "cross_validation": blind.metadata["cross_validation"],
+            "metrics": {"holdout": metadata["metrics"]["holdout"]["by_lead"][lead_label(None)]},
+        }
     model = TrainedModel(pipeline, metadata)
     metadata["importances"] = model.importances()
     report("done", 100)
     return model
+
+
+def _with_blind(estimator: Any, blind: TrainedModel | None) -> Any:
+    """A live model's estimator: ``estimator`` for rows with departures seen, the schedule
+    model's for rows with nothing observed; any other model's estimator as it is."""
+    if blind is None:
+        return estimator
+    columns = list(get_feature_set("live").columns)
+    return LiveClassifier(
+        observed=estimator,
+        blind=blind.pipeline.steps[-1][1],
+        blind_columns=len(get_feature_set("schedule").columns),
+        lead_column=columns.index(LEAD_FEATURE),
+    )
 
 
 def _metrics_by_lead(
@@ -249,8 +295,11 @@ def _metrics_by_lead(
     """The holdout's metrics at each lead time ("none": nothing observed), on the same flights."""
     out = {}
     for lead in TRAINING_LEADS:
-        rows = np.isnan(leads) if lead is None else leads == lead
-        out[lead_label(lead)] = classification_metrics(labels[rows], probability[rows], threshold)
+        if lead is not None:
+            rows = leads == lead
+            out[lead_label(lead)] = classification_metrics(
+                labels[rows], probability[rows], threshold
+            )
     return out
 
 

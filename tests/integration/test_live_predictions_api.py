@@ -179,7 +179,7 @@ def test_a_flight_asked_beyond_the_longest_lead_time_is_predicted_with_nothing_o
     assert [p["lead_minutes"] for p in body["predictions"]] == [20, None]
     assert [(w["index"], w["field"]) for w in as_of_warnings(body)] == [(1, "as_of")]
     assert "800 minutes ahead" in as_of_warnings(body)[0]["problem"]
-    assert "(360)" in as_of_warnings(body)[0]["problem"]
+    assert "(180)" in as_of_warnings(body)[0]["problem"]
     blind = float(served_model(live_app).predict_proba([far])[0])
     assert body["predictions"][1]["delay_probability"] == round(blind, 6)
 
@@ -227,7 +227,7 @@ def test_a_schedule_model_ignores_as_of_and_says_so(stack_settings: dict[str, An
 
 def test_the_model_file_knows_its_lead_times(live_app: Flask) -> None:
     model = served_model(live_app)
-    assert model.metadata["evaluation"]["lead_times"] == ["30", "60", "120", "180", "360", "none"]
+    assert model.metadata["evaluation"]["lead_times"] == ["30", "60", "120", "180", "none"]
     reloaded = load_model(
         live_app.config["MODEL_DIR"] + "/" + model.metadata["model_id"], compiled_trees=False
     )

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from flight_delay.data import flights_from_frame, schema
-from flight_delay.errors import InvalidConfig, UnknownModelFamily
+from flight_delay.errors import ExplanationUnavailable, InvalidConfig, UnknownModelFamily
+from flight_delay.features import FlightFeatures
 from flight_delay.ml import TrainConfig, TrainedModel, evaluate, train
 from flight_delay.ml.evaluation import (
     best_f1_threshold,
@@ -171,6 +172,7 @@ def test_fixed_threshold_is_used_as_given(synthetic_flights: pd.DataFrame) -> No
         ({"threshold_strategy": "fixed"}, "threshold"),
         ({"split": "random", "time_cutoff": "2017-11-01"}, "time_cutoff"),
         ({"features": "live", "split": "random"}, "split"),
+        ({"features": "live", "model_type": "logistic_regression"}, "features"),
     ],
 )
 def test_invalid_settings_name_the_field(settings: dict[str, object], field: str) -> None:
@@ -267,9 +269,9 @@ def test_a_live_model_is_scored_at_each_lead_time_on_the_same_holdout_flights(
     model = train(flights, {"features": "live", "params": FAST_LGBM})
     evaluation = model.metadata["evaluation"]
     by_lead = model.metrics["holdout"]["by_lead"]
-    assert list(by_lead) == ["30", "60", "120", "180", "360", "none"]
+    assert list(by_lead) == ["30", "60", "120", "180", "none"]
     assert evaluation["flights"] == len(flights)
-    assert evaluation["holdout_rows"] == 6 * by_lead["30"]["rows"]
+    assert evaluation["holdout_rows"] == 4 * by_lead["30"]["rows"]  # the lead-time rows
     assert {metrics["rows"] for metrics in by_lead.values()} == {by_lead["30"]["rows"]}
     # the departures already seen tell a bad day: close to the flight, far better than blind
     assert by_lead["30"]["roc_auc"] > by_lead["none"]["roc_auc"] + 0.05, by_lead
@@ -282,3 +284,27 @@ def test_a_live_model_is_scored_at_each_lead_time_on_the_same_holdout_flights(
         model.features.flight_number_flights_per_week_
         == schedule.features.flight_number_flights_per_week_
     )
+
+
+def test_a_live_model_answers_flights_with_nothing_observed_with_its_schedule_model(
+    synthetic_flights: pd.DataFrame,
+) -> None:
+    """No departure seen: the schedule model trained in the same run answers, on the schedule
+    columns of the live matrix, with its own calibration; its holdout is the 'none' row."""
+    model = train(bad_days(synthetic_flights), {"features": "live", "params": FAST_LGBM})
+    flights = synthetic_flights.head(40)
+    schedule_features = FlightFeatures("schedule").fit(
+        synthetic_flights, synthetic_flights["Fecha-O"].notna()
+    )
+    estimator = model.pipeline.steps[-1][1]
+    expected = model.blind_calibration.apply(
+        estimator.blind.booster_.predict(
+            schedule_features.codes_matrix(schedule_features.transform(flights))
+        )
+    )
+    np.testing.assert_allclose(model.predict_proba(flights), expected, atol=1e-12)
+    blind = model.metadata["blind"]
+    assert blind["metrics"]["holdout"] == model.metrics["holdout"]["by_lead"]["none"]
+    assert blind["calibration"] != model.metadata["calibration"]
+    with pytest.raises(ExplanationUnavailable, match="live models"):
+        model.explain(flights.head(2))
