@@ -20,7 +20,9 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import redis
 
@@ -97,6 +99,19 @@ EARLIEST_DEPARTURE_HOURS = 6
 LATEST_DEPARTURE_HOURS = 48
 #: longest code (Emp-I, Vlo-I, Des-I) the feed keeps
 MAX_CODE_LENGTH = 40
+#: how far past the airport's clock a departure may be (clocks differ a little); later ones
+#: have not happened: one in 2099 would move the feed's newest departure and evict the rest
+FUTURE_TOLERANCE_MINUTES = 10
+
+
+def airport_now(timezone: str) -> datetime:
+    """The airport's local clock now, naive (as Fecha-I and Fecha-O are written)."""
+    return datetime.now(ZoneInfo(timezone)).replace(tzinfo=None)
+
+
+def latest_departure(timezone: str) -> datetime:
+    """The latest actual time a departure posted now may have."""
+    return airport_now(timezone) + timedelta(minutes=FUTURE_TOLERANCE_MINUTES)
 
 
 def departure_event(
@@ -106,12 +121,14 @@ def departure_event(
     destination: Any,
     carrier: Any,
     airline: Any = None,
+    latest: datetime | None = None,
 ) -> dict[str, Any] | None:
     """A departure as the feed keeps it (times in one format, codes as text), or None when it
     is not one: a time that does not parse, a code empty or too long, an actual time more than
-    EARLIEST_DEPARTURE_HOURS before or LATEST_DEPARTURE_HOURS after the scheduled one."""
+    EARLIEST_DEPARTURE_HOURS before or LATEST_DEPARTURE_HOURS after the scheduled one, or
+    after ``latest`` (see :func:`latest_departure`)."""
     at, left = parse_scheduled(scheduled), parse_scheduled(departed)
-    if at is None or left is None:
+    if at is None or left is None or (latest is not None and left > latest):
         return None
     hours = (left - at).total_seconds() / 3600
     if not -EARLIEST_DEPARTURE_HOURS <= hours <= LATEST_DEPARTURE_HOURS:

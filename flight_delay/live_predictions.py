@@ -18,13 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import redis
 
 from flight_delay.data import schema
-from flight_delay.departures import DepartureFeed
+from flight_delay.departures import DepartureFeed, airport_now
 from flight_delay.errors import FlightIssue, InvalidFlights
 from flight_delay.features import get_feature_set
 from flight_delay.features.live import (
@@ -229,9 +228,7 @@ def prepare(
     refuse_given_fields(flights, given)
     model.features.check_flights(flights)  # its field errors first, as without as_of
     moment = (
-        datetime.now(ZoneInfo(str(config["AIRPORT_TIMEZONE"]))).replace(tzinfo=None)
-        if as_of is None
-        else parse_scheduled(as_of)
+        airport_now(str(config["AIRPORT_TIMEZONE"])) if as_of is None else parse_scheduled(as_of)
     )
     assert moment is not None  # the request schema checked it
     return live_flights(

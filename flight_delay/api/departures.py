@@ -16,7 +16,14 @@ from flight_delay.api.schemas import (
 )
 from flight_delay.api.security import requires_any_scope, requires_configured_scope
 from flight_delay.data import schema
-from flight_delay.departures import DepartureFeed, departure_event
+from flight_delay.departures import (
+    FUTURE_TOLERANCE_MINUTES,
+    DepartureFeed,
+    departure_event,
+    latest_departure,
+)
+from flight_delay.errors import BadRequest
+from flight_delay.features.values import parse_scheduled
 
 blp = Blueprint(
     "departures", __name__, description="The live feed: flights that left SCL, and when."
@@ -68,11 +75,25 @@ class Departures(MethodView):
 
         Needs the `departures` or `outcomes` scope. Each departure is one scheduled flight
         (`Fecha-I`, `Emp-I`, `Vlo-I`, `Des-I`) and when it actually left (`Fecha-O`, at most
-        6 h before and 48 h after `Fecha-I`). Sending a flight again replaces it; events may
+        6 h before and 48 h after `Fecha-I`, and not after the airport's clock now: 400
+        otherwise, nothing kept). Sending a flight again replaces it; events may
         come in any order. The feed keeps the departures of the 49 hours behind its newest one
         (a departure older than that is counted in `too_old` and not kept) and at most
         FLIGHT_DELAY_DEPARTURES_MAX_EVENTS of them, the oldest going first.
         """
+        latest = latest_departure(str(current_app.config["AIRPORT_TIMEZONE"]))
+        future = [
+            {
+                "field": f"departures.{i}.Fecha-O",
+                "problem": f"after the airport's clock now ({latest:%Y-%m-%d %H:%M} with "
+                f"{FUTURE_TOLERANCE_MINUTES} minutes to spare): a departure is posted once it "
+                "has happened",
+            }
+            for i, item in enumerate(body["departures"])
+            if parse_scheduled(item["departed"]) > latest  # type: ignore[operator]
+        ]
+        if future:
+            raise BadRequest(f"{len(future)} departure(s) in the future; nothing was kept", future)
         recorded = feed().record([_event(item) for item in body["departures"]])
         recorded["newest"] = _text(recorded.pop("newest_minute"))
         return recorded

@@ -17,7 +17,7 @@ from flight_delay.api.schemas import (
     PerformanceSchema,
 )
 from flight_delay.api.security import requires_configured_scope, requires_scope
-from flight_delay.departures import DepartureFeed
+from flight_delay.departures import DepartureFeed, latest_departure
 from flight_delay.features.values import parse_scheduled
 from flight_delay.prediction_log import outcomes
 from flight_delay.prediction_log.service import PredictionLog
@@ -82,7 +82,7 @@ class Outcomes(MethodView):
         logged flight matches are listed by position in `unmatched` (an answer reaches the log
         about a second after it was sent). An outcome naming a logged flight by request id, or
         a flight with its `Emp-I`, is also a departure for the live feed (as POST /departures
-        keeps it; one more than 6 h early or 48 h late is not): `departures` counts them.
+        keeps it; one more than 6 h early, 48 h late or in the future is not): `departures` counts them.
         """
         items = [
             outcomes.Outcome(
@@ -101,7 +101,8 @@ class Outcomes(MethodView):
             )
             for item in body["outcomes"]
         ]
-        recorded = prediction_log_call(lambda: outcomes.record(_log().store, items))
+        latest = latest_departure(str(current_app.config["AIRPORT_TIMEZONE"]))
+        recorded = prediction_log_call(lambda: outcomes.record(_log().store, items, latest))
         if recorded.matched:
             performance_jobs.outcomes_recorded(current_app._get_current_object())  # type: ignore[attr-defined]
         # after the log: a Redis error here is a 503, and sending the outcomes again is safe

@@ -70,14 +70,16 @@ class Recorded:
     departures: list[dict[str, Any]] = field(default_factory=list)
 
 
-def record(store: PredictionStore, outcomes: Sequence[Outcome]) -> Recorded:
+def record(
+    store: PredictionStore, outcomes: Sequence[Outcome], latest: datetime | None = None
+) -> Recorded:
     """Attach ``outcomes`` to the flights they name, in one transaction, with work bounded by
     the outcomes posted: an outcome by schedule is the flight's, kept once per model that
     predicted it (not on every logged copy, however many a caller sent); an outcome by request
     id is also kept on the copy it names, which becomes the copy that counts for its model."""
     now = datetime.now(UTC).replace(tzinfo=None)
     # by schedule: a departure whether or not a logged flight matches (it left all the same)
-    departures = [_departure(o.flight or {}, o) for o in outcomes if not o.by_request]
+    departures = [_departure(o.flight or {}, o, latest) for o in outcomes if not o.by_request]
     unmatched: list[int] = []
     flights: set[tuple[str, str]] = set()  # (model, flight key) given an outcome
     matched = 0
@@ -116,7 +118,7 @@ def record(store: PredictionStore, outcomes: Sequence[Outcome]) -> Recorded:
             matched += 1
             values = _outcome_values(row.scheduled_at, outcome, now)
             logged = row.flight if isinstance(row.flight, dict) else {}
-            departures.append(_departure({**logged, "Fecha-I": row.scheduled_at}, outcome))
+            departures.append(_departure({**logged, "Fecha-I": row.scheduled_at}, outcome, latest))
             copies.append({"at_request": place[0], "at_position": place[1], **values})
             key = schedule_key(row._mapping) or request_key(*place)
             named[(row.model_id, key)] = {
@@ -219,7 +221,9 @@ def record(store: PredictionStore, outcomes: Sequence[Outcome]) -> Recorded:
     )
 
 
-def _departure(flight: Mapping[str, Any], outcome: Outcome) -> dict[str, Any] | None:
+def _departure(
+    flight: Mapping[str, Any], outcome: Outcome, latest: datetime | None
+) -> dict[str, Any] | None:
     return departure_event(
         flight.get("Fecha-I"),
         outcome.departed_at,
@@ -227,6 +231,7 @@ def _departure(flight: Mapping[str, Any], outcome: Outcome) -> dict[str, Any] | 
         flight.get("Des-I"),
         flight.get("Emp-I"),
         flight.get("OPERA"),
+        latest,
     )
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask.testing import FlaskClient
@@ -123,3 +125,26 @@ def test_the_operations_are_in_the_openapi_document(client: FlaskClient) -> None
     assert operations["post"]["operationId"] == "recordDepartures"
     assert operations["get"]["operationId"] == "getDepartureFeed"
     assert {"200", "400", "401", "403", "503"} <= set(operations["post"]["responses"])
+
+
+def test_a_departure_that_has_not_happened_yet_is_refused_and_evicts_nothing(
+    client: FlaskClient,
+) -> None:
+    """A year typed wrong (2099) would make the feed's newest departure the future and evict
+    every real one: a departure after the airport's clock is a 400, and nothing of its batch is
+    kept."""
+    assert post(client, [departure()]).status_code == 200
+    typo = departure(**{"Vlo-I": "12", "Fecha-I": "2099-11-02 07:00:00",
+                        "Fecha-O": "2099-11-02 07:20:00"})  # fmt: skip
+    refused = post(client, [departure(**{"Vlo-I": "13"}), typo])
+    assert refused.status_code == 400, refused.get_json()
+    error = error_of(refused)
+    assert [e["field"] for e in error["errors"]] == ["departures.1.Fecha-O"]
+    assert "after the airport's clock now" in error["errors"][0]["problem"]
+    feed = client.get("/departures").get_json()
+    assert feed["size"] == 1 and feed["newest"] == "2017-11-02 07:20:00"
+    # a clock a few minutes fast is not refused
+    soon = (datetime.now(ZoneInfo("America/Santiago")) + timedelta(minutes=5)).replace(tzinfo=None)
+    fast = departure(**{"Vlo-I": "14", "Fecha-I": f"{soon - timedelta(minutes=20):%Y-%m-%d %H:%M:%S}",
+                        "Fecha-O": f"{soon:%Y-%m-%d %H:%M:%S}"})  # fmt: skip
+    assert post(client, [fast]).status_code == 200
