@@ -194,7 +194,7 @@ def live_flights(
             [flight.get(schema.DESTINATION) for flight in picked],
             [flight.get(schema.FLIGHT_NUMBER) for flight in picked],
         )
-        values = index.features(asked).to_dict("records")
+        values = index.records(asked)
         for i, features in zip(rows.tolist(), values, strict=True):
             leads[i] = int(lead[i])
             out[i].update(features)

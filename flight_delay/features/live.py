@@ -123,13 +123,22 @@ def minutes(values: Any) -> np.ndarray:
     return (stamps.to_numpy(dtype="datetime64[m]").astype(np.int64)).astype(np.int64)
 
 
+def _code(value: Any) -> str | None:
+    """A code as every group key reads it: text, stripped, upper case; missing is None.
+    Plain Python: a request's few flights in microseconds, a year's file in a fraction of a
+    second."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    return str(value).strip().upper()
+
+
 def flight_key(airline: Any, number: Any) -> np.ndarray:
-    """The same flight across days: ``Emp-I/Vlo-I``, in upper case."""
-    return (
-        pd.Series(airline, dtype="string").str.strip().str.upper()
-        + "/"
-        + pd.Series(number, dtype="string").str.strip().str.upper()
-    ).to_numpy(dtype=object)
+    """The same flight across days: ``Emp-I/Vlo-I``, in upper case (None when either is missing)."""
+    keys = [
+        None if a is None or n is None else f"{a}/{n}"
+        for a, n in zip(map(_code, airline), map(_code, number), strict=True)
+    ]
+    return np.array(keys, dtype=object)
 
 
 #: what names one scheduled flight: sent again, it replaces itself
@@ -151,7 +160,7 @@ def identities(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _codes(values: Any) -> np.ndarray:
-    return pd.Series(values, dtype="string").str.strip().str.upper().to_numpy(dtype=object)
+    return np.array([_code(value) for value in values], dtype=object)
 
 
 @dataclass(frozen=True)
@@ -324,33 +333,49 @@ class DepartureIndex:
 
     def features(self, asked: Asked, schedule: Schedule | None = None) -> pd.DataFrame:
         """The point-in-time features of every flight in ``asked`` (one row each, in order)."""
+        columns = self.columns(asked, schedule)
+        return pd.DataFrame(columns, columns=list(columns))
+
+    def records(self, asked: Asked) -> list[dict[str, float]]:
+        """:meth:`features` as one dict per flight, without a frame (the API's few flights)."""
+        columns = self.columns(asked)
+        names = list(columns)
+        rows = np.column_stack([columns[name] for name in names]).tolist()
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def columns(self, asked: Asked, schedule: Schedule | None = None) -> dict[str, np.ndarray]:
+        """:meth:`features`' columns, in :func:`feature_names` order."""
         out: dict[str, np.ndarray] = {}
         a = asked.as_of
         day = (asked.scheduled // DAY_MINUTES) * DAY_MINUTES
         horizon = a - LOOKBACK_MINUTES
-        windows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for hours in HOURS_WINDOWS:
-            windows[f"{hours}h"] = (np.maximum(a - hours * 60, horizon), a)
-        windows["today"] = (np.maximum(day, horizon), a)
-        windows["yesterday"] = (np.maximum(day - DAY_MINUTES, horizon), np.minimum(day, a))
+        starts = [np.maximum(a - hours * 60, horizon) for hours in HOURS_WINDOWS]
+        ends = [a] * len(HOURS_WINDOWS)
+        starts += [np.maximum(day, horizon), np.maximum(day - DAY_MINUTES, horizon)]
+        ends += [a, np.minimum(day, a)]
+        # every window's bounds as one (windows x flights) array: one search per group
+        start = np.stack(starts)
+        end = np.maximum(np.stack(ends), start)  # an empty window, never a negative one
+        n = len(a)
         for group in GROUPS:
             index, codes = self._groups[group]
             if group == "all":
-                asked_codes = np.zeros(len(a), dtype=np.int64)
+                asked_codes = np.zeros(n, dtype=np.int64)
             else:
                 asked_keys = getattr(asked, group)
                 asked_codes = np.array([codes.get(k, -1) for k in asked_keys], dtype=np.int64)
-            for window, (start, end) in windows.items():
-                end = np.maximum(end, start)  # an empty window, never a negative one
-                lo = index.positions(asked_codes, start)
-                hi = index.positions(asked_codes, end)
-                count = hi - lo
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    late = (index.late[hi] - index.late[lo]) / count
-                    mean = (index.delay[hi] - index.delay[lo]) / count
-                out[f"live_{group}_{window}_n"] = count.astype(np.float64)
-                out[f"live_{group}_{window}_late_share"] = np.where(count > 0, late, np.nan)
-                out[f"live_{group}_{window}_mean_delay"] = np.where(count > 0, mean, np.nan)
+            found_at = index.positions(
+                np.broadcast_to(asked_codes, (2 * len(WINDOWS), n)), np.concatenate([start, end])
+            )
+            lo, hi = found_at[: len(WINDOWS)], found_at[len(WINDOWS) :]
+            count = hi - lo
+            with np.errstate(invalid="ignore", divide="ignore"):
+                late = np.where(count > 0, (index.late[hi] - index.late[lo]) / count, np.nan)
+                mean = np.where(count > 0, (index.delay[hi] - index.delay[lo]) / count, np.nan)
+            for w, window in enumerate(WINDOWS):
+                out[f"live_{group}_{window}_n"] = count[w].astype(np.float64)
+                out[f"live_{group}_{window}_late_share"] = late[w]
+                out[f"live_{group}_{window}_mean_delay"] = mean[w]
             hi = index.positions(asked_codes, a)
             found = np.zeros(len(a), dtype=bool)
             since = np.zeros(len(a), dtype=np.float64)
@@ -363,7 +388,7 @@ class DepartureIndex:
             out[f"live_{group}_minutes_since_last"] = np.where(found, since, np.nan)
         if schedule is not None:
             out.update(_overdue(asked, schedule))
-        return pd.DataFrame(out, columns=feature_names(schedule is not None))
+        return {name: out[name] for name in feature_names(schedule is not None)}
 
 
 def point_in_time(
