@@ -3,8 +3,8 @@
 A flight scheduled at T, asked about at A (``as_of``, the airport's local clock), gets the
 point-in-time features of the departures the feed holds from before A (the one definition of
 :mod:`flight_delay.features.live`, which training uses too) and its lead time T - A. It gets
-nothing observed (every given feature missing: what the model learned with an empty feed)
-when it is asked further ahead than the longest lead time the model was trained at, or when
+nothing observed (every given feature missing: the model's schedule part answers, see
+:mod:`flight_delay.ml.live_model`) when it is asked further ahead than the longest lead time the model was trained at, or when
 the feed has seen no departure in ``max_feed_age`` minutes before A (a feed that stopped is
 not a quiet airport); each such flight is named in the warnings. The feed is read once per
 request (one Redis read while it is unchanged: each process keeps it indexed), whatever the
@@ -105,9 +105,6 @@ class LiveFlights:
     warnings: list[FlightIssue] = field(default_factory=list)
 
 
-_EMPTY = DepartureIndex(Departures.from_events([]))
-
-
 def live_flights(
     flights: Sequence[Mapping[str, Any]],
     as_of: datetime,
@@ -145,7 +142,7 @@ def live_flights(
     except redis.RedisError as exc:
         # predictions go on without Redis: a feed that cannot be read is a feed with nothing
         log.warning("reading the departures feed failed: %s", exc)
-        index, unreadable = _EMPTY, f"{type(exc).__name__}"
+        index, unreadable = DepartureIndex(Departures.from_events([])), type(exc).__name__
     newest = index.newest_before(at)
     age = None if newest is None else at - newest
     fresh = age is not None and age <= max_feed_age_minutes

@@ -15,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flight_delay import create_app
+from flight_delay.devstack import free_port, start_redis, stop_processes
 from flight_delay.features.live import (
     LEAD_FEATURE,
     Asked,
@@ -254,3 +255,28 @@ def test_each_new_batch_is_seen_by_the_next_prediction(
     assert feed.version() == version
     feed.clear()
     assert client.post("/predict", json=asked).get_json()["feed"]["departures"] == 0
+
+
+def test_a_feed_redis_cannot_read_is_a_feed_with_nothing_not_an_error(
+    stack_settings: dict[str, Any],
+) -> None:
+    """Predictions never wait on Redis: with Redis gone, a live model answers every flight
+    with nothing observed and says why."""
+    port = free_port()
+    server = start_redis(port, data_dir=None)
+    try:
+        app = deployed({**stack_settings, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}, "live")
+        client = app.test_client()
+        client.post("/departures", json={"departures": MORNING}, headers=admin())
+        seen = predict(client, [FLIGHT], as_of="2017-11-02 08:40:00").get_json()
+        assert seen["predictions"][0]["lead_minutes"] == 20
+    finally:
+        stop_processes([server])
+    blind = predict(client, [FLIGHT], as_of="2017-11-02 08:40:00")
+    assert blind.status_code == 200, blind.get_json()
+    body = blind.get_json()
+    assert body["predictions"][0]["lead_minutes"] is None
+    assert body["feed"]["fresh"] is False and body["feed"]["departures"] == 0
+    assert "could not be read (ConnectionError)" in as_of_warnings(body)[0]["problem"]
+    expected = float(served_model(app).predict_proba([FLIGHT])[0])
+    assert body["predictions"][0]["delay_probability"] == round(expected, 6)
