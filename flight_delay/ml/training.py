@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from flight_delay.data import FlightData, flights_from_frame, load_flights, schema
-from flight_delay.features import FlightFeatures, get_feature_set
+from flight_delay.features import FeatureSet, FlightFeatures, get_feature_set
 from flight_delay.features.live import LEAD_FEATURE, TRAINING_LEADS, at_lead_times, lead_label
 from flight_delay.ml.artifacts import FORMAT_VERSION, TrainedModel, library_versions
 from flight_delay.ml.calibration import Calibration
@@ -198,11 +198,16 @@ def train(
             checkpoint=checkpoint,
         ).estimator  # fmt: skip
         pipeline = Pipeline(
-            [("features", final_features), ("model", _with_blind(final_estimator, blind))]
+            [
+                ("features", final_features),
+                ("model", _with_blind(final_estimator, blind, feature_set)),
+            ]
         )
         final_rows = len(frame)
     else:
-        pipeline = Pipeline([("features", features), ("model", _with_blind(evaluated, blind))])
+        pipeline = Pipeline(
+            [("features", features), ("model", _with_blind(evaluated, blind, feature_set))]
+        )
         final_rows = len(train_part)
 
     report("describing", 95)
@@ -275,17 +280,19 @@ def train(
     return model
 
 
-def _with_blind(estimator: Any, blind: TrainedModel | None) -> Any:
+def _with_blind(estimator: Any, blind: TrainedModel | None, feature_set: FeatureSet) -> Any:
     """A live model's estimator: ``estimator`` for rows with departures seen, the schedule
     model's for rows with nothing observed; any other model's estimator as it is."""
     if blind is None:
         return estimator
-    columns = list(get_feature_set("live").columns)
+    blind_columns = len(get_feature_set(blind.features.feature_set).columns)
+    # the schedule model reads the first columns of the live matrix: the same features
+    assert list(feature_set.columns[:blind_columns]) == list(blind.features.feature_names_out_)
     return LiveClassifier(
         observed=estimator,
         blind=blind.pipeline.steps[-1][1],
-        blind_columns=len(get_feature_set("schedule").columns),
-        lead_column=columns.index(LEAD_FEATURE),
+        blind_columns=blind_columns,
+        lead_column=list(feature_set.columns).index(LEAD_FEATURE),
     )
 
 
