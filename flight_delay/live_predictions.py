@@ -33,6 +33,7 @@ from flight_delay.features.live import (
     DepartureIndex,
     Departures,
     lead_label,
+    minute_text,
 )
 from flight_delay.features.values import parse_scheduled, scheduled_times
 from flight_delay.ml.artifacts import TrainedModel
@@ -54,10 +55,6 @@ def longest_lead(model: TrainedModel) -> int:
 def as_minute(moment: datetime) -> int:
     """A naive local time -> minutes since 1970-01-01 of that clock (the features' unit)."""
     return int(np.datetime64(moment.replace(second=0, microsecond=0), "m").astype(np.int64))
-
-
-def minute_text(minute: int) -> str:
-    return str(np.datetime64(int(minute), "m").astype("datetime64[s]")).replace("T", " ")
 
 
 def refuse_given_fields(flights: Sequence[Mapping[str, Any]], given: Sequence[str]) -> None:

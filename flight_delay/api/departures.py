@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -15,7 +14,6 @@ from flight_delay.api.schemas import (
     DeparturesRequestSchema,
 )
 from flight_delay.api.security import requires_any_scope, requires_configured_scope
-from flight_delay.data import schema
 from flight_delay.departures import (
     FUTURE_TOLERANCE_MINUTES,
     DepartureFeed,
@@ -23,6 +21,7 @@ from flight_delay.departures import (
     latest_departure,
 )
 from flight_delay.errors import BadRequest
+from flight_delay.features.live import minute_text
 from flight_delay.features.values import parse_scheduled
 
 blp = Blueprint(
@@ -49,9 +48,7 @@ def feed() -> DepartureFeed:
 
 
 def _text(minute: int | None) -> str | None:
-    if minute is None:
-        return None
-    return (datetime(1970, 1, 1) + timedelta(minutes=minute)).strftime(schema.DATETIME_FORMAT)
+    return None if minute is None else minute_text(minute)
 
 
 def _event(item: dict[str, Any]) -> dict[str, Any]:

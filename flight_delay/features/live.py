@@ -123,6 +123,11 @@ def minutes(values: Any) -> np.ndarray:
     return (stamps.to_numpy(dtype="datetime64[m]").astype(np.int64)).astype(np.int64)
 
 
+def minute_text(minute: int) -> str:
+    """Minutes since 1970-01-01 -> ``YYYY-MM-DD HH:MM:SS`` (the inverse of :func:`minutes`)."""
+    return str(np.datetime64(int(minute), "m").astype("datetime64[s]")).replace("T", " ")
+
+
 def _code(value: Any) -> str | None:
     """A code as every group key reads it: text, stripped, upper case; missing is None.
     Plain Python: a request's few flights in microseconds, a year's file in a fraction of a
